@@ -1,0 +1,238 @@
+//! The `Backend` trait: durabledict's four-method store interface on bytes, plus the
+//! optional methods a store overrides when it can do better (atomic multi-key writes,
+//! deltas, pushed change hints).
+//!
+//! A third-party backend implements the four required methods (and usually
+//! [`Backend::name`]); every optional method has a default built from them. The defaults
+//! are correct for a single writer but, since the four primitives offer no conditional
+//! write, they cannot be atomic against other writers: `persist_many`, `pop`,
+//! `setdefault` and `compare_and_swap` read and then write. Every backend in this
+//! workspace overrides them with one atomic step in the store.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::error::{Error, Result};
+
+/// The version of a namespace: 0 before the first write, and strictly increasing with every
+/// successful mutation. Each mutation (an `insert_many` included) moves it by exactly one in
+/// every backend of this workspace; the dict relies only on "strictly increasing".
+pub type Version = u64;
+
+/// A whole namespace as read by [`Backend::durables`]: its entries and the version they
+/// belong to. The version is never newer than the entries (invariant 2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Durables {
+    /// Every key with its encoded value.
+    pub entries: Vec<(String, Bytes)>,
+    /// The namespace version the entries belong to.
+    pub version: Version,
+}
+
+/// One key's state after a change: its new encoded value, or `None` when it was deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    /// The key.
+    pub key: String,
+    /// The value after the change, `None` for a deletion (a tombstone).
+    pub value: Option<Bytes>,
+    /// The version of the change that last touched this key.
+    pub version: Version,
+}
+
+/// The answer of [`Backend::changes_since`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changes {
+    /// Every key changed after the asked-for version, once each with its latest state, and
+    /// the version this delta brings a reader to (never newer than the data in it).
+    Delta {
+        /// The changed keys.
+        changes: Vec<KeyChange>,
+        /// The version a reader is at after applying `changes`.
+        version: Version,
+    },
+    /// The store cannot say what changed since then (no change log, the log was trimmed,
+    /// the version went backwards): reload everything with [`Backend::durables`].
+    TooOld,
+}
+
+/// A change hint from [`Backend::watch`]. Hints only say *when* to look; what changed is
+/// always read from the store by version (invariant 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Hint {
+    /// The namespace changed; `version` is the new version when the backend knows it.
+    Changed {
+        /// The version after the change, if known.
+        version: Option<Version>,
+    },
+    /// The listener lost its connection: until [`Hint::Resumed`], silence means nothing.
+    Interrupted,
+    /// The listener is connected (again). Anything may have changed while it was not, so
+    /// the dict checks the store once.
+    Resumed,
+}
+
+/// The stream [`Backend::watch`] returns. It ends when the listener gives up for good; the
+/// dict then treats hints as unhealthy and calls `watch()` again later.
+pub type HintStream = Pin<Box<dyn Stream<Item = Hint> + Send + 'static>>;
+
+/// Longest key, in bytes, that the default [`Backend::validate_key`] accepts.
+pub const DEFAULT_MAX_KEY_LEN: usize = 1024;
+
+/// A durable store holding one namespace of a dictionary, on bytes. Object safe: the dict
+/// holds an `Arc<dyn Backend>`.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// A short name for messages and metrics (`memory`, `redis`, `postgres`, ...).
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
+    /// Refuses keys this store cannot hold, without I/O. The dict calls it before every
+    /// write. The default refuses empty keys and keys over [`DEFAULT_MAX_KEY_LEN`] bytes.
+    fn validate_key(&self, key: &str) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::invalid_key(key, "keys cannot be empty"));
+        }
+        if key.len() > DEFAULT_MAX_KEY_LEN {
+            return Err(Error::invalid_key(
+                key,
+                format!("keys are at most {DEFAULT_MAX_KEY_LEN} bytes, this one is {}", key.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The largest encoded value this store accepts, if it has a limit. The dict refuses
+    /// bigger values with [`Error::ValueTooLarge`] before any I/O.
+    fn max_value_size(&self) -> Option<usize> {
+        None
+    }
+
+    /// Stores `value` at `key`; returns the new version.
+    async fn persist(&self, key: &str, value: Bytes) -> Result<Version>;
+
+    /// Deletes `key`; returns the new version, or `None` (and no version bump) when the key
+    /// was absent.
+    async fn depersist(&self, key: &str) -> Result<Option<Version>>;
+
+    /// Every entry and the version they belong to, read consistently.
+    async fn durables(&self) -> Result<Durables>;
+
+    /// The current version: the cheap check `sync()` makes.
+    async fn last_updated(&self) -> Result<Version>;
+
+    /// Stores every entry as one mutation (one version bump); no reader sees part of it.
+    /// The default writes them one by one and is *not* atomic.
+    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
+        let mut version = self.last_updated().await?;
+        for (key, value) in entries {
+            version = self.persist(&key, value).await?;
+        }
+        Ok(version)
+    }
+
+    /// Removes `key` and returns its value with the new version, or `None` when absent.
+    /// The default reads, then deletes; it is not atomic against other writers.
+    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
+        let current = self.durables().await?;
+        let Some(value) = current.entries.into_iter().find(|(k, _)| k == key).map(|(_, v)| v) else {
+            return Ok(None);
+        };
+        Ok(self.depersist(key).await?.map(|version| (value, version)))
+    }
+
+    /// Returns the value at `key`, first storing `value` there if the key was absent. The
+    /// version comes back only when it inserted (a found key bumps nothing). The default
+    /// reads, then writes; it is not atomic against other writers.
+    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
+        let current = self.durables().await?;
+        if let Some((_, found)) = current.entries.into_iter().find(|(k, _)| k == key) {
+            return Ok((found, None));
+        }
+        let version = self.persist(key, value.clone()).await?;
+        Ok((value, Some(version)))
+    }
+
+    /// Every key changed after `since`, or [`Changes::TooOld`]. The default always answers
+    /// `TooOld`, which makes every sync that finds a change a full reload.
+    async fn changes_since(&self, since: Version) -> Result<Changes> {
+        let _ = since;
+        Ok(Changes::TooOld)
+    }
+
+    /// Subscribes to change hints. Returns once the subscription is in place, so that every
+    /// change after the call produces a hint; `None` when the store pushes nothing (the dict
+    /// then polls). The default pushes nothing.
+    async fn watch(&self) -> Result<Option<HintStream>> {
+        Ok(None)
+    }
+
+    /// Sets `key` to `new` (deletes it when `new` is `None`) only if its current encoded
+    /// value equals `expected` (`None`: only if absent). Returns the new version, or
+    /// [`Error::Conflict`] without writing anything. The default reads, then writes; it is
+    /// not atomic against other writers.
+    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+        let current = self.durables().await?;
+        let found = current.entries.into_iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        if found != expected {
+            return Err(Error::Conflict { key: key.into() });
+        }
+        match new {
+            Some(value) => self.persist(key, value).await,
+            None => match self.depersist(key).await? {
+                Some(version) => Ok(version),
+                None => Ok(current.version),
+            },
+        }
+    }
+}
+
+/// A shared backend is a backend: wrappers and the facade pass `Arc<dyn Backend>` around.
+#[async_trait]
+impl<B: Backend + ?Sized> Backend for Arc<B> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn validate_key(&self, key: &str) -> Result<()> {
+        (**self).validate_key(key)
+    }
+    fn max_value_size(&self) -> Option<usize> {
+        (**self).max_value_size()
+    }
+    async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
+        (**self).persist(key, value).await
+    }
+    async fn depersist(&self, key: &str) -> Result<Option<Version>> {
+        (**self).depersist(key).await
+    }
+    async fn durables(&self) -> Result<Durables> {
+        (**self).durables().await
+    }
+    async fn last_updated(&self) -> Result<Version> {
+        (**self).last_updated().await
+    }
+    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
+        (**self).persist_many(entries).await
+    }
+    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
+        (**self).pop(key).await
+    }
+    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
+        (**self).setdefault(key, value).await
+    }
+    async fn changes_since(&self, since: Version) -> Result<Changes> {
+        (**self).changes_since(since).await
+    }
+    async fn watch(&self) -> Result<Option<HintStream>> {
+        (**self).watch().await
+    }
+    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+        (**self).compare_and_swap(key, expected, new).await
+    }
+}

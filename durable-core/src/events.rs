@@ -1,0 +1,133 @@
+//! Change events: what a sync changed in this process's snapshot, whoever wrote it.
+//!
+//! Events travel on a bounded broadcast channel. A slow subscriber never holds up a sync:
+//! when it falls behind it gets [`Event::Lagged`] with the number of events it missed, and
+//! should re-read the snapshot for anything it keeps derived state of.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::{Stream, StreamExt};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use crate::backend::Version;
+use crate::error::Error;
+
+/// One key whose value changed in the snapshot.
+pub struct Change<V> {
+    /// The key.
+    pub key: Arc<str>,
+    /// The value before (`None`: the key was absent).
+    pub old: Option<Arc<V>>,
+    /// The value after (`None`: the key was removed).
+    pub new: Option<Arc<V>>,
+    /// The snapshot version the change arrived with.
+    pub version: Version,
+}
+
+impl<V> Clone for Change<V> {
+    fn clone(&self) -> Self {
+        Self { key: Arc::clone(&self.key), old: self.old.clone(), new: self.new.clone(), version: self.version }
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for Change<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Change")
+            .field("key", &self.key)
+            .field("old", &self.old)
+            .field("new", &self.new)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// What a [`Subscription`] yields.
+pub enum Event<V> {
+    /// A key's value changed.
+    Changed(Change<V>),
+    /// A stored value could not be decoded; the key keeps its last good value, if any.
+    Undecodable {
+        /// The key.
+        key: Arc<str>,
+        /// What the codec said.
+        error: Error,
+    },
+    /// This subscriber fell behind and missed `missed` events.
+    Lagged {
+        /// How many events were dropped for this subscriber.
+        missed: u64,
+    },
+}
+
+impl<V> Clone for Event<V> {
+    fn clone(&self) -> Self {
+        match self {
+            Event::Changed(change) => Event::Changed(change.clone()),
+            Event::Undecodable { key, error } => Event::Undecodable { key: Arc::clone(key), error: error.clone() },
+            Event::Lagged { missed } => Event::Lagged { missed: *missed },
+        }
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for Event<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Changed(change) => f.debug_tuple("Changed").field(change).finish(),
+            Event::Undecodable { key, error } => {
+                f.debug_struct("Undecodable").field("key", key).field("error", error).finish()
+            }
+            Event::Lagged { missed } => f.debug_struct("Lagged").field("missed", missed).finish(),
+        }
+    }
+}
+
+impl<V> Event<V> {
+    fn concerns(&self, wanted: &str) -> bool {
+        match self {
+            Event::Changed(change) => &*change.key == wanted,
+            Event::Undecodable { key, .. } => &**key == wanted,
+            Event::Lagged { .. } => true,
+        }
+    }
+}
+
+/// A stream of [`Event`]s from [`crate::DurableDict::subscribe`] or
+/// [`crate::DurableDict::watch_key`]. It ends when the dict is dropped.
+pub struct Subscription<V> {
+    inner: BroadcastStream<Event<V>>,
+    key: Option<Arc<str>>,
+}
+
+impl<V: Send + Sync + 'static> Subscription<V> {
+    pub(crate) fn new(receiver: broadcast::Receiver<Event<V>>, key: Option<Arc<str>>) -> Self {
+        Self { inner: BroadcastStream::new(receiver), key }
+    }
+
+    /// The next event, or `None` once the dict is gone.
+    pub async fn recv(&mut self) -> Option<Event<V>> {
+        self.next().await
+    }
+}
+
+impl<V: Send + Sync + 'static> Stream for Subscription<V> {
+    type Item = Event<V>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event<V>>> {
+        loop {
+            let event = match futures::ready!(self.inner.poll_next_unpin(cx)) {
+                None => return Poll::Ready(None),
+                Some(Ok(event)) => event,
+                Some(Err(BroadcastStreamRecvError::Lagged(missed))) => Event::Lagged { missed },
+            };
+            match &self.key {
+                Some(key) if !event.concerns(key) => continue,
+                _ => return Poll::Ready(Some(event)),
+            }
+        }
+    }
+}

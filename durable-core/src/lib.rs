@@ -1,0 +1,47 @@
+//! The core of `durable`: a key-value dictionary kept in a durable store and served from an
+//! immutable in-memory snapshot in every process that uses it.
+//!
+//! - [`DurableDict`] — the dictionary: reads from a [`Snapshot`], writes to the store,
+//!   `sync()` that costs nothing when nothing changed.
+//! - [`Backend`] — the store interface every backend crate implements (durabledict's four
+//!   methods on bytes plus optional faster paths), and [`MemoryBackend`], the in-process one.
+//! - Codecs: [`Json`] (durabledict-compatible), [`MsgPack`], [`Raw`], [`Lz4`].
+//! - [`CountingBackend`] — a wrapper that counts store calls (round trips), for tests,
+//!   benchmarks and metrics.
+//! - `conformance` (feature `conformance`) — the test suite every backend must pass.
+//!
+//! Most services use the `durable` facade crate, which re-exports all of this and picks
+//! backends by Cargo feature.
+
+#![warn(missing_docs)]
+
+mod backend;
+mod codec;
+mod dict;
+mod error;
+mod events;
+mod instrument;
+mod memory;
+mod snapshot;
+mod sync;
+mod url;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "conformance")]
+pub mod testing;
+
+pub use backend::{Backend, Changes, DEFAULT_MAX_KEY_LEN, Durables, Hint, HintStream, KeyChange, Version};
+pub use codec::{Codec, Json, Lz4, MsgPack, Raw};
+pub use dict::{Builder, DurableDict};
+pub use error::{Error, KeyName, Result, Source};
+pub use events::{Change, Event, Subscription};
+pub use instrument::{CallCounts, CountingBackend};
+pub use memory::{DEFAULT_CHANGE_LOG, MemoryBackend, MemoryStore};
+pub use snapshot::Snapshot;
+pub use sync::{HintHealth, Status, SyncOutcome};
+pub use url::{redact_url, scheme};
+
+/// Re-exported so backend crates and users name the same versions.
+pub use async_trait::async_trait;
+pub use bytes::Bytes;

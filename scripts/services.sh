@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Installs (from Debian's packages) and starts whatever is missing of the stores the tests
+# talk to: Redis on 127.0.0.1:6379, PostgreSQL on 127.0.0.1:5432 (database `test`, trust
+# auth for local tests), MariaDB on 127.0.0.1:3306 (root, empty password, database
+# `test`) and ZooKeeper on 127.0.0.1:2181. Idempotent: a service that already answers is
+# left alone. Waits until every service accepts connections, or fails saying which did not.
+set -euo pipefail
+
+STATE_DIR=${DURABLE_SERVICES_DIR:-/var/tmp/durable-services}
+mkdir -p "$STATE_DIR"
+APT_UPDATED=0
+
+log() { printf 'services: %s\n' "$*" >&2; }
+
+# port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_for NAME SECONDS CHECK...: polls CHECK until it succeeds or SECONDS pass.
+wait_for() {
+  local name=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then log "$name did not come up within ${secs}s"; return 1; fi
+    sleep 0.3
+  done
+  log "$name is up"
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  ((${#missing[@]})) || return 0
+  if ((APT_UPDATED == 0)); then apt-get update -q >&2; APT_UPDATED=1; fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+}
+
+as_user() { # as_user USER CMD...: run as USER, also when we are that user already.
+  local user=$1; shift
+  if [ "$(id -un)" = "$user" ]; then "$@"; else runuser -u "$user" -- "$@"; fi
+}
+
+start_redis() {
+  port_open 6379 && { log "redis already up"; return 0; }
+  command -v redis-server >/dev/null || apt_install redis-server
+  mkdir -p "$STATE_DIR/redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir "$STATE_DIR/redis" --logfile "$STATE_DIR/redis/redis.log"
+  wait_for redis 30 redis-cli -h 127.0.0.1 -p 6379 ping
+}
+
+start_postgres() {
+  if ! port_open 5432; then
+    command -v pg_ctlcluster >/dev/null || apt_install postgresql
+    local ver
+    ver=$(ls /etc/postgresql | sort -V | tail -n 1)
+    [ -n "$ver" ] || { log "postgresql is installed but has no cluster"; return 1; }
+    local hba="/etc/postgresql/$ver/main/pg_hba.conf"
+    # A test machine's server: trust local connections, as the project's tests expect.
+    if ! grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
+      log "configuring trust auth for 127.0.0.1 in $hba"
+      sed -i -E 's/^(local|host)(\s+.*)\s(peer|md5|scram-sha-256)\s*$/\1\2 trust/' "$hba"
+      grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32' "$hba" ||
+        echo 'host all all 127.0.0.1/32 trust' >>"$hba"
+    fi
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main start
+  else
+    log "postgresql already up"
+  fi
+  wait_for postgresql 60 psql -h 127.0.0.1 -U postgres -d postgres -c 'select 1'
+  for db in test root; do
+    psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname='$db'" |
+      grep -q 1 || psql -h 127.0.0.1 -U postgres -d postgres -c "create database $db" >/dev/null
+  done
+  psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_roles where rolname='root'" |
+    grep -q 1 || psql -h 127.0.0.1 -U postgres -d postgres -c 'create role root superuser login' >/dev/null
+}
+
+start_mariadb() {
+  if ! port_open 3306; then
+    command -v mariadbd >/dev/null || apt_install mariadb-server mariadb-client
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql \
+      --bind-address=127.0.0.1 --port=3306
+  else
+    log "mariadb already up"
+  fi
+  wait_for mariadb 60 mariadb -h 127.0.0.1 -P 3306 -u root -e 'select 1'
+  mariadb -h 127.0.0.1 -P 3306 -u root -e 'create database if not exists test'
+}
+
+# ZooKeeper runs from Debian's jars with a configuration and data directory of our own.
+zk_ok() { [ "$( (exec 3<>/dev/tcp/127.0.0.1/2181 && printf ruok >&3 && timeout 2 cat <&3) 2>/dev/null)" = imok ]; }
+
+start_zookeeper() {
+  zk_ok && { log "zookeeper already up"; return 0; }
+  [ -f /usr/share/java/zookeeper.jar ] || apt_install zookeeper
+  command -v java >/dev/null || apt_install default-jre-headless
+  local dir="$STATE_DIR/zookeeper"
+  mkdir -p "$dir/data"
+  cat >"$dir/zoo.cfg" <<CFG
+tickTime=2000
+dataDir=$dir/data
+clientPort=2181
+clientPortAddress=127.0.0.1
+maxSessionTimeout=60000
+admin.enableServer=false
+4lw.commands.whitelist=ruok,srvr,mntr
+CFG
+  local cp="/etc/zookeeper/conf_example:/usr/share/java/zookeeper.jar"
+  nohup java -Xmx256m -Dzookeeper.log.dir="$dir" -Dzookeeper.root.logger=INFO,CONSOLE \
+    -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \
+    >"$dir/zookeeper.log" 2>&1 &
+  echo $! >"$dir/pid"
+  wait_for zookeeper 60 zk_ok || { tail -n 30 "$dir/zookeeper.log" >&2; return 1; }
+}
+
+want=${*:-redis postgres mariadb zookeeper}
+for svc in $want; do
+  case $svc in
+    redis) start_redis ;;
+    postgres) start_postgres ;;
+    mariadb | mysql) start_mariadb ;;
+    zookeeper | zk) start_zookeeper ;;
+    *) log "unknown service $svc"; exit 2 ;;
+  esac
+done

@@ -1,0 +1,79 @@
+//! `durable`: a key-value dictionary kept in a durable store — SQLite, PostgreSQL,
+//! MySQL/MariaDB, Redis or ZooKeeper — and served from an immutable in-memory snapshot in
+//! every process that uses it. The Rust successor to Python's durabledict, and
+//! interoperable with it on Redis and ZooKeeper.
+//!
+//! Reads are memory reads; writes go to the store and return once it acknowledged them;
+//! `sync()` costs nothing when nothing changed; a store outage leaves the last good
+//! snapshot serving.
+//!
+//! ```
+//! use durable::DurableDict;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> durable::Result<()> {
+//! // Any URL whose backend is compiled in: sqlite://flags.db, postgres://..., redis://...
+//! let store = durable::connect("memory://", "flags").await?;
+//! let flags = DurableDict::<bool>::builder(store).autosync(false).build().await?;
+//!
+//! flags.insert("new-checkout", true).await?;
+//!
+//! // Once per request: bring the snapshot up to date (free when nothing changed), then
+//! // read from one consistent view.
+//! flags.sync().await?;
+//! let view = flags.snapshot();
+//! assert_eq!(view.get("new-checkout"), Some(&true));
+//! # Ok(()) }
+//! ```
+//!
+//! Backends are chosen by Cargo feature, as in sqlx: `sqlite` (default), `postgres`,
+//! `mysql`, `redis`, `zookeeper`; [`connect`] picks one by URL scheme and, when the scheme's
+//! feature is off, says which feature to enable.
+
+pub use durable_core::*;
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+use std::sync::Arc;
+
+/// Connects to the store named by `url` and returns a backend on `namespace`, chosen by the
+/// URL's scheme:
+///
+/// | scheme | backend | feature |
+/// |---|---|---|
+/// | `memory://[name]` | [`MemoryBackend`] in the process-wide store `name` | always |
+/// | `sqlite://path` | SQL backend on a SQLite file | `sqlite` |
+/// | `postgres://`, `postgresql://` | SQL backend on PostgreSQL | `postgres` |
+/// | `mysql://`, `mariadb://` | SQL backend on MySQL/MariaDB | `mysql` |
+/// | `redis://`, `rediss://` | Redis backend | `redis` |
+/// | `zk://`, `zookeeper://` | ZooKeeper backend | `zookeeper` |
+///
+/// Errors show the URL with its password removed.
+pub async fn connect(url: &str, namespace: &str) -> Result<Arc<dyn Backend>> {
+    let invalid = |reason: &str| Error::InvalidUrl { url: redact_url(url), reason: reason.to_owned() };
+    if namespace.is_empty() {
+        return Err(Error::InvalidNamespace { namespace: String::new(), reason: "namespaces cannot be empty".into() });
+    }
+    let scheme = scheme(url)
+        .ok_or_else(|| invalid("no scheme; expected memory://, sqlite://, postgres://, mysql://, redis:// or zk://"))?;
+    let (feature, enabled): (&'static str, bool) = match scheme.as_str() {
+        "memory" => {
+            let name = url.split_once("://").map_or("", |(_, rest)| rest);
+            return Ok(Arc::new(MemoryBackend::in_store(MemoryStore::named(name), namespace)));
+        }
+        "sqlite" => ("sqlite", cfg!(feature = "sqlite")),
+        "postgres" | "postgresql" => ("postgres", cfg!(feature = "postgres")),
+        "mysql" | "mariadb" => ("mysql", cfg!(feature = "mysql")),
+        "redis" | "rediss" => ("redis", cfg!(feature = "redis")),
+        "zk" | "zookeeper" => ("zookeeper", cfg!(feature = "zookeeper")),
+        _ => return Err(invalid(&format!("unknown scheme {scheme}://"))),
+    };
+    if !enabled {
+        return Err(Error::FeatureDisabled { scheme, feature });
+    }
+    Err(invalid(&format!(
+        "the `{feature}` feature is on, but its backend has not landed in this version of durable yet"
+    )))
+}

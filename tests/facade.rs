@@ -1,0 +1,81 @@
+//! The facade: `durable::connect` dispatches on the URL scheme, names the missing feature
+//! when a backend is not compiled in, and never shows a password.
+
+use durable::{DurableDict, Error};
+
+#[tokio::test]
+async fn memory_urls_connect_and_share_one_named_store() {
+    let ns = durable::conformance::unique_namespace("facade");
+    let a = DurableDict::<String>::builder(durable::connect("memory://facade-shared", &ns).await.unwrap())
+        .hints(false)
+        .build()
+        .await
+        .unwrap();
+    let b = DurableDict::<String>::builder(durable::connect("memory://facade-shared", &ns).await.unwrap())
+        .hints(false)
+        .build()
+        .await
+        .unwrap();
+    let other = DurableDict::<String>::builder(durable::connect("memory://facade-other", &ns).await.unwrap())
+        .hints(false)
+        .build()
+        .await
+        .unwrap();
+    a.insert("greeting", "hello".to_owned()).await.unwrap();
+    assert_eq!(b.get("greeting").await.as_deref().map(String::as_str), Some("hello"));
+    assert_eq!(other.get("greeting").await, None, "another named store is another store");
+}
+
+#[tokio::test]
+async fn unknown_schemes_and_missing_schemes_are_invalid_urls() {
+    for url in ["ftp://x/y", "just-a-path.db"] {
+        match durable::connect(url, "ns").await {
+            Err(Error::InvalidUrl { .. }) => {}
+            Err(other) => panic!("{url}: expected InvalidUrl, got {other}"),
+            Ok(_) => panic!("{url}: connected"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn empty_namespaces_are_refused() {
+    let err = durable::connect("memory://", "").await.err().expect("refused");
+    assert!(matches!(err, Error::InvalidNamespace { .. }), "{err}");
+}
+
+/// Each scheme whose feature is off says which feature to enable; with the feature on, the
+/// error (if any) is never "feature disabled".
+#[tokio::test]
+async fn schemes_name_their_feature() {
+    let cases = [
+        ("sqlite://flags.db", "sqlite", cfg!(feature = "sqlite")),
+        ("postgres://u:pw@127.0.0.1/db", "postgres", cfg!(feature = "postgres")),
+        ("postgresql://127.0.0.1/db", "postgres", cfg!(feature = "postgres")),
+        ("mysql://root@127.0.0.1/test", "mysql", cfg!(feature = "mysql")),
+        ("mariadb://root@127.0.0.1/test", "mysql", cfg!(feature = "mysql")),
+        ("redis://:pw@127.0.0.1:1/", "redis", cfg!(feature = "redis")),
+        ("rediss://127.0.0.1:1/", "redis", cfg!(feature = "redis")),
+        ("zk://127.0.0.1:1/durable", "zookeeper", cfg!(feature = "zookeeper")),
+    ];
+    for (url, feature, enabled) in cases {
+        let result = durable::connect(url, "ns").await;
+        match (enabled, result) {
+            (false, Err(err @ Error::FeatureDisabled { .. })) => {
+                assert!(err.to_string().contains(&format!("`{feature}` feature")), "{err}");
+            }
+            (false, other) => panic!("{url}: expected FeatureDisabled, got {:?}", other.err()),
+            (true, Err(Error::FeatureDisabled { .. })) => panic!("{url}: feature {feature} is on"),
+            (true, _) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn errors_never_show_passwords() {
+    for url in ["redis://:hunter2@127.0.0.1:1/", "postgres://app:hunter2@127.0.0.1:1/db", "ftp://u:hunter2@h/"] {
+        if let Err(err) = durable::connect(url, "ns").await {
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+            assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+        }
+    }
+}
