@@ -22,7 +22,13 @@ pub struct FaultyBackend {
     failing: AtomicBool,
     dropping_hints: Arc<AtomicBool>,
     delay_ms: AtomicU64,
-    injected: broadcast::Sender<Hint>,
+    injected: broadcast::Sender<Control>,
+}
+
+#[derive(Clone, Copy)]
+enum Control {
+    Hint(Hint),
+    Close,
 }
 
 impl FaultyBackend {
@@ -56,7 +62,12 @@ impl FaultyBackend {
     /// Sends `hint` to every open hint stream, as a listener that lost or regained its
     /// connection would.
     pub fn inject_hint(&self, hint: Hint) {
-        let _ = self.injected.send(hint);
+        let _ = self.injected.send(Control::Hint(hint));
+    }
+
+    /// Ends every open hint stream, as a listener that gave up would.
+    pub fn close_hint_streams(&self) {
+        let _ = self.injected.send(Control::Close);
     }
 
     async fn enter(&self) -> Result<()> {
@@ -119,16 +130,26 @@ impl Backend for FaultyBackend {
     }
     async fn watch(&self) -> Result<Option<HintStream>> {
         self.enter().await?;
-        let injected = BroadcastStream::new(self.injected.subscribe()).filter_map(|hint| async move { hint.ok() });
+        let injected =
+            BroadcastStream::new(self.injected.subscribe()).filter_map(|control| async move { control.ok() });
         let Some(real) = self.inner.watch().await? else {
             return Ok(None);
         };
         let dropping = Arc::clone(&self.dropping_hints);
-        let real = real.filter(move |_| {
+        let real = real.filter_map(move |hint| {
             let keep = !dropping.load(Ordering::SeqCst);
-            async move { keep }
+            async move { keep.then_some(Control::Hint(hint)) }
         });
-        Ok(Some(Box::pin(futures::stream::select(real, injected))))
+        let merged = futures::stream::select(real, injected).take_while(|control| {
+            let open = matches!(control, Control::Hint(_));
+            async move { open }
+        });
+        Ok(Some(Box::pin(merged.filter_map(|control| async move {
+            match control {
+                Control::Hint(hint) => Some(hint),
+                Control::Close => None,
+            }
+        }))))
     }
     async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
         self.enter().await?;
