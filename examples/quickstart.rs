@@ -1,8 +1,10 @@
 //! Two dicts on one store, as two instances of a service would be: one writes a flag, the
 //! other hears of it through its background refresh and prints the change event.
 //!
-//! `cargo run --example quickstart` — no server needed. Set `DURABLE_URL` to try another
-//! store whose feature is compiled in (e.g. `redis://127.0.0.1:6379` with `--features redis`).
+//! `cargo run --example quickstart` — no server needed: the store is a SQLite file in the
+//! temporary directory. Set `DURABLE_URL` to try another store whose feature is compiled in,
+//! e.g. `DURABLE_URL=postgres://postgres@127.0.0.1/test cargo run --example quickstart
+//! --features postgres`.
 
 use std::time::Duration;
 
@@ -17,15 +19,20 @@ struct Flag {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("DURABLE_URL").unwrap_or_else(|_| "memory://quickstart".to_owned());
+    let default_file = std::env::temp_dir().join("durable-quickstart.db");
+    let url = std::env::var("DURABLE_URL").unwrap_or_else(|_| format!("sqlite://{}", default_file.display()));
+    println!("store: {}", durable::redact_url(&url));
     let namespace = "quickstart-flags";
 
     // Instance A writes; it syncs by hand (autosync off), as a service does per request.
     let a = DurableDict::<Flag>::builder(durable::connect(&url, namespace).await?).autosync(false).build().await?;
-    // Instance B applies changes in the background as soon as the store hints at them.
+    // Instance B applies changes in the background: at once where the store pushes change
+    // hints (PostgreSQL, Redis, ZooKeeper), within the poll interval where it does not
+    // (SQLite, MySQL).
     let b = DurableDict::<Flag>::builder(durable::connect(&url, namespace).await?)
         .autosync(false)
         .background_refresh(true)
+        .poll_interval(Duration::from_millis(100))
         .build()
         .await?;
     let mut changes = b.watch_key("new-checkout");

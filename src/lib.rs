@@ -31,6 +31,9 @@
 
 pub use durable_core::*;
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use durable_sql::{SqlBackend, SqlBackendBuilder};
+
 // The README's examples compile and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
@@ -73,7 +76,11 @@ pub async fn connect(url: &str, namespace: &str) -> Result<Arc<dyn Backend>> {
     if !enabled {
         return Err(Error::FeatureDisabled { scheme, feature });
     }
-    Err(invalid(&format!(
-        "the `{feature}` feature is on, but its backend has not landed in this version of durable yet"
-    )))
+    match feature {
+        #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+        "sqlite" | "postgres" | "mysql" => Ok(Arc::new(durable_sql::SqlBackend::connect(url, namespace).await?)),
+        _ => Err(invalid(&format!(
+            "the `{feature}` feature is on, but its backend has not landed in this version of durable yet"
+        ))),
+    }
 }

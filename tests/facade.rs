@@ -47,8 +47,9 @@ async fn empty_namespaces_are_refused() {
 /// error (if any) is never "feature disabled".
 #[tokio::test]
 async fn schemes_name_their_feature() {
+    let sqlite = format!("sqlite://{}/facade-features.db", env!("CARGO_TARGET_TMPDIR"));
     let cases = [
-        ("sqlite://flags.db", "sqlite", cfg!(feature = "sqlite")),
+        (sqlite.as_str(), "sqlite", cfg!(feature = "sqlite")),
         ("postgres://u:pw@127.0.0.1/db", "postgres", cfg!(feature = "postgres")),
         ("postgresql://127.0.0.1/db", "postgres", cfg!(feature = "postgres")),
         ("mysql://root@127.0.0.1/test", "mysql", cfg!(feature = "mysql")),
@@ -78,4 +79,17 @@ async fn errors_never_show_passwords() {
             assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
         }
     }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_urls_connect_through_the_facade() {
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("facade-{}.db", std::process::id()));
+    let url = format!("sqlite://{}", path.display());
+    let ns = durable::conformance::unique_namespace("facade-sqlite");
+    let a = DurableDict::<String>::builder(durable::connect(&url, &ns).await.unwrap()).build().await.unwrap();
+    let b = DurableDict::<String>::builder(durable::connect(&url, &ns).await.unwrap()).build().await.unwrap();
+    a.insert("k", "v".to_owned()).await.unwrap();
+    assert_eq!(b.get("k").await.as_deref().map(String::as_str), Some("v"));
+    assert_eq!(a.backend().name(), "sqlite");
 }

@@ -48,6 +48,30 @@ pub trait BackendFactory: Send + Sync + 'static {
         let _ = (namespace, mutations);
         None
     }
+
+    /// Whether the server this factory talks to is reachable. A test whose server is
+    /// missing is skipped on a laptop and fails under `DURABLE_REQUIRE_SERVICES=1` (CI); see
+    /// [`require_service`].
+    async fn available(&self) -> bool {
+        true
+    }
+}
+
+/// The environment variable that turns "server missing, skipping" into a failure.
+pub const REQUIRE_SERVICES_ENV: &str = "DURABLE_REQUIRE_SERVICES";
+
+/// For tests that need a server: `true` when `reachable`; otherwise prints that the test
+/// is skipped and returns `false` — or panics when `DURABLE_REQUIRE_SERVICES=1`, as CI sets
+/// it, so that a missing server can never pass as a green run.
+pub fn require_service(service: &str, reachable: bool) -> bool {
+    if reachable {
+        return true;
+    }
+    if std::env::var(REQUIRE_SERVICES_ENV).is_ok_and(|v| v == "1") {
+        panic!("{service} is not reachable and {REQUIRE_SERVICES_ENV}=1: start it with scripts/services.sh");
+    }
+    eprintln!("skipping: {service} is not reachable (set {REQUIRE_SERVICES_ENV}=1 to fail instead)");
+    false
 }
 
 /// How long the suite waits for something that should happen "soon" (a hint, a
@@ -685,7 +709,7 @@ async fn writer_task(
 }
 
 /// Expands into one `#[tokio::test]` per conformance function, each calling it with the
-/// factory expression (evaluated per test). Needs `tokio` (with `macros` and
+/// factory expression (evaluated per test) when [`BackendFactory::available`] says so. Needs `tokio` (with `macros` and
 /// `rt-multi-thread`) among the caller's dev-dependencies.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -718,7 +742,10 @@ macro_rules! conformance_tests {
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let factory = $factory;
-                $crate::conformance::$name(&factory).await;
+                let factory: &dyn $crate::conformance::BackendFactory = &factory;
+                if factory.available().await {
+                    $crate::conformance::$name(factory).await;
+                }
             }
         )*
     };

@@ -1,0 +1,303 @@
+//! The SQL each dialect speaks: quoted table and column names, statements, and the
+//! versioned schema migrations. Statements are built once per backend from a validated
+//! table prefix with every identifier quoted; values always travel as bind parameters.
+
+use std::sync::Arc;
+
+use durable_core::{Error, Result};
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite (a file).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    MySql,
+}
+
+impl Dialect {
+    /// The dialect of a URL's scheme.
+    pub fn of_scheme(scheme: &str) -> Option<Self> {
+        match scheme {
+            "sqlite" => Some(Dialect::Sqlite),
+            "postgres" | "postgresql" => Some(Dialect::Postgres),
+            "mysql" | "mariadb" => Some(Dialect::MySql),
+            _ => None,
+        }
+    }
+
+    /// The backend name used in errors and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+            Dialect::MySql => "mysql",
+        }
+    }
+
+    fn quote(self, ident: &str) -> String {
+        match self {
+            Dialect::MySql => format!("`{ident}`"),
+            Dialect::Sqlite | Dialect::Postgres => format!("\"{ident}\""),
+        }
+    }
+}
+
+/// Longest table prefix accepted; the longest table name it makes stays under
+/// PostgreSQL's 63-byte identifier limit.
+pub const MAX_PREFIX_LEN: usize = 32;
+
+/// Refuses a table prefix that is not a plain identifier (`[A-Za-z_][A-Za-z0-9_]*`, at most
+/// [`MAX_PREFIX_LEN`] bytes). The empty prefix is allowed.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    let plain =
+        prefix.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    if !plain || prefix.len() > MAX_PREFIX_LEN {
+        return Err(Error::InvalidNamespace {
+            namespace: prefix.to_owned(),
+            reason: format!(
+                "a table prefix must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*) of at most {MAX_PREFIX_LEN} bytes"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Every statement a backend runs, with its dialect's quoting and placeholders.
+#[derive(Debug, Clone)]
+pub struct Statements {
+    pub last_updated: Arc<str>,
+    pub durables: Arc<str>,
+    pub changes: Arc<str>,
+    /// Bumps the namespace version; on PostgreSQL and SQLite it also returns
+    /// `(version, horizon)`.
+    pub bump: Arc<str>,
+    /// MySQL only: reads `(version, horizon)` after [`Statements::bump`].
+    pub read_bump: Arc<str>,
+    pub live_value: Arc<str>,
+    /// `INSERT INTO entries (namespace, key, value, version, tombstone) VALUES `, for
+    /// single and multi-row upserts; [`Statements::upsert_tail`] follows the values.
+    pub upsert_head: String,
+    pub upsert_tail: String,
+    pub upsert: Arc<str>,
+    pub tombstone: Arc<str>,
+    pub prune: Arc<str>,
+    pub set_horizon: Arc<str>,
+    pub notify: Arc<str>,
+    /// The LISTEN/NOTIFY channel (PostgreSQL).
+    pub channel: String,
+    /// Table names, for messages and tests.
+    pub entries_table: String,
+    pub namespaces_table: String,
+    schema_table: String,
+    index: String,
+    dialect: Dialect,
+}
+
+impl Statements {
+    /// The statements for `dialect` with tables named `<prefix>durable_entries`,
+    /// `<prefix>durable_namespaces` and `<prefix>durable_schema`.
+    pub fn new(dialect: Dialect, prefix: &str) -> Result<Self> {
+        validate_prefix(prefix)?;
+        let q = |ident: &str| dialect.quote(ident);
+        let entries_table = format!("{prefix}durable_entries");
+        let namespaces_table = format!("{prefix}durable_namespaces");
+        let e = q(&entries_table);
+        let n = q(&namespaces_table);
+        let key = q("key");
+        // MySQL keeps keys as VARBINARY (exact, case- and space-sensitive); read them as text.
+        let key_out = match dialect {
+            Dialect::MySql => format!("CONVERT(e.{key} USING utf8mb4)"),
+            _ => format!("e.{key}"),
+        };
+        let sql = |text: String| -> Arc<str> { placeholders(dialect, &text).into() };
+        let bump = match dialect {
+            Dialect::MySql => format!(
+                "INSERT INTO {n} (namespace, version, horizon) VALUES (?, 1, 0) ON DUPLICATE KEY UPDATE version = version + 1"
+            ),
+            Dialect::Postgres => format!(
+                "INSERT INTO {n} AS n (namespace, version, horizon) VALUES (?, 1, 0) \
+                 ON CONFLICT (namespace) DO UPDATE SET version = n.version + 1 RETURNING version, horizon"
+            ),
+            Dialect::Sqlite => format!(
+                "INSERT INTO {n} (namespace, version, horizon) VALUES (?, 1, 0) \
+                 ON CONFLICT (namespace) DO UPDATE SET version = version + 1 RETURNING version, horizon"
+            ),
+        };
+        let upsert_tail = match dialect {
+            Dialect::MySql => {
+                " ON DUPLICATE KEY UPDATE value = VALUES(value), version = VALUES(version), tombstone = FALSE"
+                    .to_owned()
+            }
+            _ => format!(
+                " ON CONFLICT (namespace, {key}) DO UPDATE SET value = excluded.value, version = excluded.version, tombstone = FALSE"
+            ),
+        };
+        let upsert_head = format!("INSERT INTO {e} (namespace, {key}, value, version, tombstone) ");
+        Ok(Self {
+            last_updated: sql(format!("SELECT version FROM {n} WHERE namespace = ?")),
+            durables: sql(format!(
+                "SELECT n.version, {key_out}, e.value FROM {n} n \
+                 LEFT JOIN {e} e ON e.namespace = n.namespace AND e.tombstone = FALSE WHERE n.namespace = ?"
+            )),
+            changes: sql(format!(
+                "SELECT n.version, n.horizon, {key_out}, e.value, e.version, e.tombstone FROM {n} n \
+                 LEFT JOIN {e} e ON e.namespace = n.namespace AND e.version > ? WHERE n.namespace = ?"
+            )),
+            bump: sql(bump),
+            read_bump: sql(format!("SELECT version, horizon FROM {n} WHERE namespace = ?")),
+            live_value: sql(format!("SELECT value FROM {e} WHERE namespace = ? AND {key} = ? AND tombstone = FALSE")),
+            upsert: sql(format!("{upsert_head}VALUES (?, ?, ?, ?, FALSE){upsert_tail}")),
+            upsert_head,
+            upsert_tail,
+            tombstone: sql(format!(
+                "UPDATE {e} SET value = NULL, version = ?, tombstone = TRUE \
+                 WHERE namespace = ? AND {key} = ? AND tombstone = FALSE"
+            )),
+            prune: sql(format!("DELETE FROM {e} WHERE namespace = ? AND tombstone = TRUE AND version <= ?")),
+            set_horizon: sql(format!("UPDATE {n} SET horizon = ? WHERE namespace = ?")),
+            notify: sql("SELECT pg_notify(?, ?)".to_owned()),
+            channel: format!("{prefix}durable_changes"),
+            schema_table: format!("{prefix}durable_schema"),
+            index: format!("{prefix}durable_entries_by_version"),
+            entries_table,
+            namespaces_table,
+            dialect,
+        })
+    }
+
+    /// The schema-version table, quoted.
+    pub fn schema_table(&self) -> String {
+        self.dialect.quote(&self.schema_table)
+    }
+
+    pub fn read_schema_version(&self) -> String {
+        format!("SELECT version FROM {} WHERE id = 1", self.schema_table())
+    }
+
+    pub fn create_schema_table(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (id INTEGER NOT NULL PRIMARY KEY, version BIGINT NOT NULL)",
+            self.schema_table()
+        )
+    }
+
+    pub fn write_schema_version(&self) -> Arc<str> {
+        let table = self.schema_table();
+        let text = match self.dialect {
+            Dialect::MySql => {
+                format!(
+                    "INSERT INTO {table} (id, version) VALUES (1, ?) ON DUPLICATE KEY UPDATE version = VALUES(version)"
+                )
+            }
+            _ => format!(
+                "INSERT INTO {table} (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version"
+            ),
+        };
+        placeholders(self.dialect, &text).into()
+    }
+
+    /// The migrations, oldest first: `migrations()[i]` brings the schema to version `i + 1`.
+    pub fn migrations(&self) -> Vec<Vec<String>> {
+        let q = |ident: &str| self.dialect.quote(ident);
+        let e = q(&self.entries_table);
+        let n = q(&self.namespaces_table);
+        let index = q(&self.index);
+        let key = q("key");
+        let v1 = match self.dialect {
+            Dialect::Postgres => vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {n} (namespace TEXT NOT NULL PRIMARY KEY, \
+                     version BIGINT NOT NULL, horizon BIGINT NOT NULL DEFAULT 0)"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {e} (namespace TEXT NOT NULL, {key} TEXT NOT NULL, value BYTEA, \
+                     version BIGINT NOT NULL, tombstone BOOLEAN NOT NULL DEFAULT FALSE, PRIMARY KEY (namespace, {key}))"
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {index} ON {e} (namespace, version)"),
+            ],
+            Dialect::Sqlite => vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {n} (namespace TEXT NOT NULL PRIMARY KEY, \
+                     version INTEGER NOT NULL, horizon INTEGER NOT NULL DEFAULT 0)"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {e} (namespace TEXT NOT NULL, {key} TEXT NOT NULL, value BLOB, \
+                     version INTEGER NOT NULL, tombstone BOOLEAN NOT NULL DEFAULT FALSE, PRIMARY KEY (namespace, {key}))"
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {index} ON {e} (namespace, version)"),
+            ],
+            Dialect::MySql => vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {n} (namespace VARBINARY(255) NOT NULL PRIMARY KEY, \
+                     version BIGINT NOT NULL, horizon BIGINT NOT NULL DEFAULT 0) ENGINE=InnoDB"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {e} (namespace VARBINARY(255) NOT NULL, {key} VARBINARY(1024) NOT NULL, \
+                     value LONGBLOB NULL, version BIGINT NOT NULL, tombstone BOOLEAN NOT NULL DEFAULT FALSE, \
+                     PRIMARY KEY (namespace, {key}), INDEX {index} (namespace, version)) ENGINE=InnoDB"
+                ),
+            ],
+        };
+        vec![v1]
+    }
+
+    /// A number naming this schema for PostgreSQL's advisory lock and MySQL's `GET_LOCK`,
+    /// so that instances starting at once migrate one after the other.
+    pub fn migration_lock(&self) -> (i64, String) {
+        // FNV-1a over the schema table's name: stable across processes and versions.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in self.schema_table.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash as i64, format!("durable:{}", self.schema_table))
+    }
+}
+
+/// `?` placeholders as the dialect wants them (`$1, $2, ...` on PostgreSQL). The statements
+/// here contain no other `?`.
+fn placeholders(dialect: Dialect, text: &str) -> String {
+    if dialect != Dialect::Postgres {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut n = 0;
+    for c in text.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_must_be_plain_identifiers() {
+        for ok in ["", "app_", "A1", "_x"] {
+            assert!(validate_prefix(ok).is_ok(), "{ok}");
+        }
+        for bad in ["1a", "a-b", "a;drop table x", "a\"b", "a b", "ü", &"a".repeat(33)] {
+            assert!(matches!(validate_prefix(bad), Err(Error::InvalidNamespace { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn postgres_gets_numbered_placeholders_and_quoted_names() {
+        let s = Statements::new(Dialect::Postgres, "app_").unwrap();
+        assert_eq!(
+            &*s.live_value,
+            "SELECT value FROM \"app_durable_entries\" WHERE namespace = $1 AND \"key\" = $2 AND tombstone = FALSE"
+        );
+        let m = Statements::new(Dialect::MySql, "").unwrap();
+        assert!(m.live_value.contains("`durable_entries`") && m.live_value.contains("`key` = ?"));
+    }
+}

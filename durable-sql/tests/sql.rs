@@ -1,0 +1,344 @@
+//! What only the SQL backend has to prove, against real databases: SQLite shared by two OS
+//! processes, PostgreSQL hints surviving a cut listener, concurrent first starts, tombstone
+//! pruning, exact key matching, timeouts and password redaction.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{mysql_url, postgres_url, reachable, sqlite_file, sqlite_url, unique_prefix};
+use durable_core::conformance::{require_service, unique_namespace};
+use durable_core::{Backend, Bytes, Changes, DurableDict, Error, HintHealth, SyncOutcome};
+use durable_sql::SqlBackend;
+use serde_json::{Value, json};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn postgres_available() -> bool {
+    require_service("PostgreSQL", reachable(&postgres_url(), 5432).await)
+}
+
+async fn mysql_available() -> bool {
+    require_service("MySQL/MariaDB", reachable(&mysql_url(), 3306).await)
+}
+
+/// The three databases' URLs, each with tables of its own (a fresh SQLite file, a fresh
+/// table prefix on the servers), skipping servers that are missing outside CI.
+async fn fresh_databases() -> Vec<(String, String)> {
+    let mut all = vec![(sqlite_url(&sqlite_file("fresh")), String::new())];
+    if postgres_available().await {
+        all.push((postgres_url(), unique_prefix()));
+    }
+    if mysql_available().await {
+        all.push((mysql_url(), unique_prefix()));
+    }
+    all
+}
+
+async fn drop_tables(url: &str, prefix: &str) {
+    if url.starts_with("sqlite") || prefix.is_empty() {
+        return;
+    }
+    let tables = ["durable_entries", "durable_namespaces", "durable_schema"].map(|t| format!("{prefix}{t}"));
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        for table in tables {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS \"{table}\""))).execute(&pool).await.unwrap();
+        }
+    } else {
+        let pool = sqlx::MySqlPool::connect(url).await.unwrap();
+        for table in tables {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS `{table}`"))).execute(&pool).await.unwrap();
+        }
+    }
+}
+
+// ---- SQLite: two OS processes on one file ---------------------------------------------
+
+const CHILD_DB: &str = "DURABLE_SQLITE_CHILD_DB";
+const KEYS_EACH: usize = 150;
+
+/// Runs in the child process (this test binary, started by the test below with the
+/// environment variable set); run alone, without it, it has nothing to do and says so.
+#[tokio::test]
+#[ignore = "the child half of two_os_processes_share_one_sqlite_file"]
+async fn sqlite_child_process() {
+    let Ok(path) = std::env::var(CHILD_DB) else {
+        eprintln!("{CHILD_DB} is not set: this test is the child of two_os_processes_share_one_sqlite_file");
+        return;
+    };
+    let backend = SqlBackend::connect(&format!("sqlite://{path}"), "shared").await.unwrap();
+    let dict = DurableDict::<Value>::builder(Arc::new(backend)).autosync(false).build().await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while dict.snapshot().get("parent-started").is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the parent's start never showed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        dict.sync().await.unwrap();
+    }
+    for i in 0..KEYS_EACH {
+        dict.insert(&format!("child-{i}"), json!(i)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_os_processes_share_one_sqlite_file() {
+    let path = sqlite_file("two-processes");
+    let backend = SqlBackend::connect(&sqlite_url(&path), "shared").await.unwrap();
+    let dict = DurableDict::<Value>::builder(Arc::new(backend)).autosync(false).build().await.unwrap();
+    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["sqlite_child_process", "--exact", "--ignored", "--nocapture"])
+        .env(CHILD_DB, &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the child process");
+    dict.insert("parent-started", json!(true)).await.unwrap();
+    // Both processes write at once.
+    for i in 0..KEYS_EACH {
+        dict.insert(&format!("parent-{i}"), json!(i)).await.unwrap();
+    }
+    let status = tokio::time::timeout(PATIENCE, child.wait_with_output()).await.expect("child finished").unwrap();
+    assert!(
+        status.status.success(),
+        "child failed: {}{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    dict.sync().await.unwrap();
+    let snap = dict.snapshot();
+    assert_eq!(snap.len(), 2 * KEYS_EACH + 1);
+    for i in 0..KEYS_EACH {
+        assert_eq!(snap.get(&format!("child-{i}")), Some(&json!(i)), "the child's write child-{i}");
+    }
+    assert_eq!(snap.version(), (2 * KEYS_EACH + 1) as u64, "every write had its own version");
+}
+
+// ---- PostgreSQL hints --------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_changes_are_found_after_the_listener_is_cut() {
+    if !postgres_available().await {
+        return;
+    }
+    let prefix = unique_prefix();
+    let ns = unique_namespace("cut");
+    let listening = SqlBackend::builder(&postgres_url()).table_prefix(&prefix).connect(&ns).await.unwrap();
+    let channel = listening.channel().to_owned();
+    let writer = listening.namespace(&ns).unwrap();
+    let dict = DurableDict::<Value>::builder(Arc::new(listening)).autosync(false).build().await.unwrap();
+    assert_eq!(dict.status().hints, HintHealth::Healthy);
+
+    // A change arrives through NOTIFY: sync() needs no check of its own afterwards.
+    writer.persist("a", Bytes::from_static(b"1")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while dict.snapshot().get("a").is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the NOTIFY never arrived");
+        dict.sync().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+
+    // Cut the listener's connection from the server side, then change something.
+    let admin = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(format!("LISTEN \"{channel}\""))
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(cut, vec![true], "exactly our listener was cut");
+    writer.persist("b", Bytes::from_static(b"2")).await.unwrap();
+    // Whether the dict has noticed the cut yet or already re-subscribed, the next sync
+    // finds the change: lost notifications never leave it stale.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        dict.sync().await.unwrap();
+        if dict.snapshot().get("b") == Some(&json!(2)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the change made during the cut was never found");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // And the listener comes back by itself.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while dict.status().hints != HintHealth::Healthy {
+        assert!(tokio::time::Instant::now() < deadline, "the listener never came back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(dict);
+    drop_tables(&postgres_url(), &prefix).await;
+}
+
+#[tokio::test]
+async fn sqlite_and_mysql_push_no_hints() {
+    let sqlite = SqlBackend::connect(&sqlite_url(&sqlite_file("nohints")), "ns").await.unwrap();
+    assert!(sqlite.watch().await.unwrap().is_none());
+    if mysql_available().await {
+        let mysql = SqlBackend::connect(&mysql_url(), "ns").await.unwrap();
+        assert!(mysql.watch().await.unwrap().is_none());
+        let dict = DurableDict::<Value>::builder(Arc::new(mysql)).build().await.unwrap();
+        assert_eq!(dict.status().hints, HintHealth::Unavailable);
+    }
+}
+
+// ---- schema ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_backends_started_at_once_on_a_fresh_database_all_succeed() {
+    for (url, prefix) in fresh_databases().await {
+        let starts: Vec<_> = (0..8)
+            .map(|i| {
+                let (url, prefix) = (url.clone(), prefix.clone());
+                tokio::spawn(async move {
+                    let backend = SqlBackend::builder(&url).table_prefix(&prefix).connect(&format!("ns{i}")).await?;
+                    backend.persist("k", Bytes::from(i.to_string())).await
+                })
+            })
+            .collect();
+        for start in starts {
+            let version = start.await.unwrap().unwrap_or_else(|e| panic!("{}: {e}", durable_core::redact_url(&url)));
+            assert_eq!(version, 1);
+        }
+        drop_tables(&url, &prefix).await;
+    }
+}
+
+#[tokio::test]
+async fn table_prefixes_that_are_not_identifiers_are_refused() {
+    for bad in ["x; DROP TABLE users; --", "a-b", "\"q\""] {
+        let err = SqlBackend::builder("sqlite://never-created.db").table_prefix(bad).connect("ns").await.unwrap_err();
+        assert!(matches!(err, Error::InvalidNamespace { .. }), "{err}");
+    }
+    assert!(!std::path::Path::new("never-created.db").exists(), "refused before any I/O");
+}
+
+// ---- deltas and retention -----------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_are_pruned_past_their_retention() {
+    for (url, prefix) in fresh_databases().await {
+        let backend =
+            SqlBackend::builder(&url).table_prefix(&prefix).tombstone_retention(10).connect("ns").await.unwrap();
+        backend.persist("doomed", Bytes::from_static(b"1")).await.unwrap();
+        let deleted_at = backend.depersist("doomed").await.unwrap().unwrap();
+        // Within the retention the deletion travels as a tombstone.
+        match backend.changes_since(deleted_at - 1).await.unwrap() {
+            Changes::Delta { changes, .. } => {
+                assert_eq!(changes.len(), 1);
+                assert_eq!((changes[0].key.as_str(), changes[0].value.as_ref()), ("doomed", None));
+            }
+            Changes::TooOld => panic!("inside the retention"),
+        }
+        for i in 0..30 {
+            backend.persist(&format!("k{i}"), Bytes::from_static(b"0")).await.unwrap();
+        }
+        assert_eq!(backend.changes_since(deleted_at - 1).await.unwrap(), Changes::TooOld, "past the horizon");
+        let tombstones = count_tombstones(&url, &prefix).await;
+        assert_eq!(tombstones, 0, "{}: the tombstone was pruned", durable_core::redact_url(&url));
+        drop_tables(&url, &prefix).await;
+    }
+}
+
+async fn count_tombstones(url: &str, prefix: &str) -> i64 {
+    let table = format!("{prefix}durable_entries");
+    if url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let sql = format!("SELECT COUNT(*) FROM \"{table}\" WHERE tombstone = TRUE");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&pool).await.unwrap()
+    } else if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let sql = format!("SELECT COUNT(*) FROM \"{table}\" WHERE tombstone = TRUE");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::MySqlPool::connect(url).await.unwrap();
+        let sql = format!("SELECT COUNT(*) FROM `{table}` WHERE tombstone = TRUE");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&pool).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn keys_match_byte_for_byte() {
+    for (url, prefix) in fresh_databases().await {
+        let backend = SqlBackend::builder(&url).table_prefix(&prefix).connect("ns").await.unwrap();
+        let keys = ["key", "Key", "KEY", "key ", "kéy", "ke\u{301}y"];
+        for (i, key) in keys.iter().enumerate() {
+            backend.persist(key, Bytes::from(i.to_string())).await.unwrap();
+        }
+        let mut stored = backend.durables().await.unwrap().entries;
+        stored.sort();
+        let mut expected: Vec<(String, Bytes)> =
+            keys.iter().enumerate().map(|(i, k)| (k.to_string(), Bytes::from(i.to_string()))).collect();
+        expected.sort();
+        assert_eq!(stored, expected, "{}", durable_core::redact_url(&url));
+        drop_tables(&url, &prefix).await;
+    }
+}
+
+#[tokio::test]
+async fn keys_with_nul_and_oversized_values_are_refused_before_io() {
+    let backend =
+        SqlBackend::builder(&sqlite_url(&sqlite_file("limits"))).max_value_size(64).connect("ns").await.unwrap();
+    assert!(matches!(backend.persist("a\0b", Bytes::new()).await, Err(Error::InvalidKey { .. })));
+    let dict = DurableDict::<String>::builder(Arc::new(backend)).build().await.unwrap();
+    let err = dict.insert("k", "x".repeat(100)).await.unwrap_err();
+    assert!(matches!(err, Error::ValueTooLarge { max: 64, .. }), "{err}");
+    assert!(SqlBackend::connect("sqlite://x.db", "").await.is_err(), "empty namespace");
+}
+
+// ---- failures --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_server_that_never_answers_fails_within_the_timeout() {
+    // Accepts TCP connections (the kernel does) but never speaks.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    for url in
+        [format!("postgres://app:s3cr3tpw@127.0.0.1:{port}/db"), format!("mysql://app:s3cr3tpw@127.0.0.1:{port}/db")]
+    {
+        let started = std::time::Instant::now();
+        let err = SqlBackend::builder(&url).timeout(Duration::from_millis(300)).connect("ns").await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        assert!(err.is_unavailable(), "{err}");
+        assert!(!format!("{err} {err:?}").contains("s3cr3tpw"), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_unavailable_and_shows_no_password() {
+    for url in ["postgres://app:s3cr3tpw@127.0.0.1:1/db", "mysql://app:s3cr3tpw@127.0.0.1:1/db"] {
+        let err = SqlBackend::builder(url).timeout(Duration::from_secs(2)).connect("ns").await.unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
+        assert!(!format!("{err} {err:?}").contains("s3cr3tpw"), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn debug_output_shows_no_password() {
+    if !postgres_available().await {
+        return;
+    }
+    // Trust authentication ignores the password, so this connects.
+    let url = postgres_url().replacen("postgres@", "postgres:s3cr3tpw@", 1);
+    let backend = SqlBackend::connect(&url, "ns").await.unwrap();
+    let shown = format!("{backend:?}");
+    assert!(shown.contains("postgres:***@"), "{shown}");
+    assert!(!shown.contains("s3cr3tpw"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_sync_after_one_change_among_many_is_a_delta() {
+    for (url, prefix) in fresh_databases().await {
+        let backend = SqlBackend::builder(&url).table_prefix(&prefix).connect("big").await.unwrap();
+        let writer =
+            DurableDict::<u64>::builder(Arc::new(backend.clone())).autosync(false).hints(false).build().await.unwrap();
+        writer.insert_many((0..2_000u64).map(|i| (format!("key{i}"), i))).await.unwrap();
+        let reader = DurableDict::<u64>::builder(Arc::new(backend)).autosync(false).hints(false).build().await.unwrap();
+        writer.insert("key7", 77).await.unwrap();
+        assert_eq!(reader.sync().await.unwrap(), SyncOutcome::Delta { keys: 1, version: 2 });
+        assert_eq!(reader.snapshot().get("key7"), Some(&77));
+        assert_eq!(reader.snapshot().len(), 2_000);
+        drop_tables(&url, &prefix).await;
+    }
+}
