@@ -185,23 +185,63 @@ async fn sqlite_and_mysql_push_no_hints() {
 
 // ---- schema ----------------------------------------------------------------------------
 
+/// A brand-new database on the server at `url` (same server, new database name), and a way
+/// to drop it afterwards.
+async fn fresh_server_database(url: &str) -> (String, impl std::future::Future<Output = ()> + use<>) {
+    let name = unique_prefix().trim_end_matches('_').replace('_', "x");
+    let (base, _) = url.rsplit_once('/').expect("a database URL has a path");
+    let fresh = format!("{base}/{name}");
+    let postgres = url.starts_with("postgres");
+    let create = format!("CREATE DATABASE {name}");
+    if postgres {
+        let admin = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(create)).execute(&admin).await.unwrap();
+    } else {
+        let admin = sqlx::MySqlPool::connect(url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(create)).execute(&admin).await.unwrap();
+    }
+    let url = url.to_owned();
+    let cleanup = async move {
+        let drop = format!("DROP DATABASE IF EXISTS {name}");
+        if postgres {
+            let admin = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("{drop} WITH (FORCE)"))).execute(&admin).await.unwrap();
+        } else {
+            let admin = sqlx::MySqlPool::connect(&url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();
+        }
+    };
+    (fresh, cleanup)
+}
+
+async fn eight_at_once(url: &str) {
+    let starts: Vec<_> = (0..8)
+        .map(|i| {
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                let backend = SqlBackend::connect(&url, &format!("ns{i}")).await?;
+                backend.persist("k", Bytes::from(i.to_string())).await
+            })
+        })
+        .collect();
+    for start in starts {
+        let version = start.await.unwrap().unwrap_or_else(|e| panic!("{}: {e}", durable_core::redact_url(url)));
+        assert_eq!(version, 1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_backends_started_at_once_on_a_fresh_database_all_succeed() {
-    for (url, prefix) in fresh_databases().await {
-        let starts: Vec<_> = (0..8)
-            .map(|i| {
-                let (url, prefix) = (url.clone(), prefix.clone());
-                tokio::spawn(async move {
-                    let backend = SqlBackend::builder(&url).table_prefix(&prefix).connect(&format!("ns{i}")).await?;
-                    backend.persist("k", Bytes::from(i.to_string())).await
-                })
-            })
-            .collect();
-        for start in starts {
-            let version = start.await.unwrap().unwrap_or_else(|e| panic!("{}: {e}", durable_core::redact_url(&url)));
-            assert_eq!(version, 1);
-        }
-        drop_tables(&url, &prefix).await;
+    eight_at_once(&sqlite_url(&sqlite_file("fresh-start"))).await;
+    if postgres_available().await {
+        let (url, cleanup) = fresh_server_database(&postgres_url()).await;
+        eight_at_once(&url).await;
+        cleanup.await;
+    }
+    if mysql_available().await {
+        let (url, cleanup) = fresh_server_database(&mysql_url()).await;
+        eight_at_once(&url).await;
+        cleanup.await;
     }
 }
 
