@@ -31,6 +31,8 @@
 
 pub use durable_core::*;
 
+#[cfg(feature = "redis")]
+pub use durable_redis::{RedisBackend, RedisBackendBuilder};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use durable_sql::{SqlBackend, SqlBackendBuilder};
 
@@ -79,6 +81,8 @@ pub async fn connect(url: &str, namespace: &str) -> Result<Arc<dyn Backend>> {
     match feature {
         #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
         "sqlite" | "postgres" | "mysql" => Ok(Arc::new(durable_sql::SqlBackend::connect(url, namespace).await?)),
+        #[cfg(feature = "redis")]
+        "redis" => Ok(Arc::new(durable_redis::RedisBackend::connect(url, namespace).await?)),
         _ => Err(invalid(&format!(
             "the `{feature}` feature is on, but its backend has not landed in this version of durable yet"
         ))),

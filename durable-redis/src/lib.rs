@@ -1,3 +1,556 @@
-//! `durable-redis` will hold `RedisBackend`: durabledict's Redis layout (a hash named
-//! `<namespace>` and a counter `<namespace>last_updated`), a bounded change log for delta
-//! sync and pub/sub change hints. It is filled by its own issue; until then it is empty.
+//! `durable-redis`: the Redis backend of `durable`, sharing its layout with Python's
+//! durabledict so that a Python service using `RedisDict(namespace, redis,
+//! encoding=JSONEncoding)` and a Rust service using `DurableDict<_, Json>` on the same
+//! namespace share one dictionary.
+//!
+//! ```no_run
+//! # async fn demo() -> durable_core::Result<()> {
+//! use durable_redis::RedisBackend;
+//! let flags = RedisBackend::connect("redis://127.0.0.1:6379", "flags").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `<namespace>` | hash | key → encoded value (durabledict's) |
+//! | `<namespace>last_updated` | string (integer) | the dict version, bumped by INCR with every write (durabledict's) |
+//! | `<namespace>:log` | sorted set | the change log: member = key, score = version of its latest change |
+//! | `<namespace>:log:head` | string | the counter value our last logged write left |
+//! | `<namespace>:log:floor` | string | deltas are valid from this version on |
+//! | channel `<namespace>:changes` | pub/sub | the new version after every write of ours |
+//!
+//! # Atomicity
+//!
+//! Every mutation — insert, insert_many, remove, pop, setdefault, compare-and-swap — is one
+//! Lua script, run atomically by Redis in one round trip: it writes the hash, INCRs the
+//! counter, logs the touched keys, trims the log and publishes the hint. A mutation that
+//! changes nothing (removing an absent key, a setdefault that finds its key, a conflict)
+//! bumps nothing. `durables()` reads the hash and the counter in one MULTI/EXEC;
+//! `last_updated()` is one GET.
+//!
+//! # Deltas
+//!
+//! `changes_since(v)` is one script: the keys whose latest change is after `v`, with their
+//! current values (absent = deleted). It answers "too old" — and the dict reloads in full —
+//! whenever the log cannot explain every change since `v`: `v` below the floor (the log
+//! keeps the latest change of at most `change_log_len` keys, default 10,000), the counter
+//! moved without a logged write (durabledict's writers keep no log; the next logged write
+//! raises the floor past theirs), or the counter is below `v` (the database was flushed).
+//! A change is never missed. One case remains for the pub/sub hint and the next full reload
+//! to cover: after FLUSHDB, a dict that saw no hint while the counter climbed back past its
+//! version.
+//!
+//! # Hints and failures
+//!
+//! `watch()` subscribes on a dedicated pub/sub connection to the namespace's channel. When
+//! Redis publishes keyspace events for string commands (`notify-keyspace-events` holding `K`
+//! and `$` or `A`, e.g. `CONFIG SET notify-keyspace-events K$`), it also subscribes to the
+//! counter's keyspace channel, so that every INCR — durabledict's writers, which publish
+//! nothing, included — is a hint. **Sharing a namespace with durabledict writers**: either
+//! enable those keyspace events, or build the dict with `.hints(false)` (every `sync()` then
+//! makes one GET, exactly durabledict's behaviour); with neither, a hinted dict sees a Python
+//! write only at its next safety poll or `resync()`. When that connection drops, the
+//! hint stream ends; the dict then asks Redis on every `sync()` until it has subscribed
+//! again, and checks once after that, since messages published meanwhile are gone.
+//! Commands go through redis-rs's `ConnectionManager`, which reconnects by itself after
+//! Redis restarts. Every operation is bounded by the operation timeout (default 5 s) and
+//! fails with `Error::Timeout` or `Error::StoreUnavailable` — never hangs.
+//!
+//! # TLS
+//!
+//! With the `tls` feature, `rediss://` URLs connect over TLS (rustls with the ring
+//! provider), trusting the system's roots or, with `tls_root_cert(pem)`, a given CA. The URL's password
+//! never appears in `Debug`, `Display`, errors or logs.
+
+mod scripts;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use durable_core::{Backend, Changes, Durables, Error, Hint, HintStream, KeyChange, Result, Source, Version};
+use futures::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script, Value};
+
+/// Default bound on every operation.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default number of keys the change log remembers.
+pub const DEFAULT_CHANGE_LOG_LEN: usize = 10_000;
+/// Default largest value accepted.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 4 * 1024 * 1024;
+/// Longest namespace accepted, in bytes.
+pub const MAX_NAMESPACE_LEN: usize = 1024;
+
+const NAME: &str = "redis";
+
+/// Options for [`RedisBackend::builder`].
+#[derive(Clone)]
+pub struct RedisBackendBuilder {
+    url: String,
+    timeout: Duration,
+    change_log_len: usize,
+    max_value_size: usize,
+    #[cfg(feature = "tls")]
+    tls_root_cert: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RedisBackendBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackendBuilder")
+            .field("url", &durable_core::redact_url(&self.url))
+            .field("timeout", &self.timeout)
+            .field("change_log_len", &self.change_log_len)
+            .finish()
+    }
+}
+
+impl RedisBackendBuilder {
+    /// Bound on every operation, connecting included (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many keys the change log remembers (default 10,000, at least 1).
+    pub fn change_log_len(mut self, keys: usize) -> Self {
+        self.change_log_len = keys.max(1);
+        self
+    }
+
+    /// Largest encoded value accepted (default 4 MiB); bigger ones are refused before I/O.
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+
+    /// For `rediss://` URLs (feature `tls`): trust this PEM root certificate instead of the
+    /// system's, e.g. a private CA's.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_cert(mut self, pem: Vec<u8>) -> Self {
+        self.tls_root_cert = Some(pem);
+        self
+    }
+
+    fn client(&self) -> redis::RedisResult<redis::Client> {
+        #[cfg(feature = "tls")]
+        if let Some(root) = &self.tls_root_cert {
+            let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(root.clone()) };
+            return redis::Client::build_with_tls(self.url.as_str(), certificates);
+        }
+        redis::Client::open(self.url.as_str())
+    }
+
+    /// Connects and returns a backend on `namespace`.
+    pub async fn connect(self, namespace: &str) -> Result<RedisBackend> {
+        validate_namespace(namespace)?;
+        let redactor = Redactor::for_url(&self.url);
+        let client = self
+            .client()
+            .map_err(|err| Error::InvalidUrl { url: redactor.url(), reason: redactor.scrub(&err.to_string()) })?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connecting = ConnectionManager::new_with_config(client.clone(), config);
+        let manager = match tokio::time::timeout(self.timeout, connecting).await {
+            Ok(Ok(manager)) => manager,
+            Ok(Err(err)) => return Err(redactor.map(err)),
+            Err(_) => return Err(Error::Timeout { backend: NAME, operation: "connect", after: self.timeout }),
+        };
+        let keys = Keys::new(namespace);
+        Ok(RedisBackend {
+            shared: Arc::new(Shared {
+                client,
+                manager,
+                timeout: self.timeout,
+                change_log_len: self.change_log_len,
+                max_value_size: self.max_value_size,
+                redactor,
+                scripts: Scripts::new(),
+            }),
+            keys,
+        })
+    }
+}
+
+/// Refuses namespaces Redis keys cannot sensibly be made from: empty or over
+/// [`MAX_NAMESPACE_LEN`] bytes.
+pub fn validate_namespace(namespace: &str) -> Result<()> {
+    if namespace.is_empty() || namespace.len() > MAX_NAMESPACE_LEN {
+        return Err(Error::InvalidNamespace {
+            namespace: namespace.chars().take(64).collect(),
+            reason: format!("namespaces are 1 to {MAX_NAMESPACE_LEN} bytes"),
+        });
+    }
+    Ok(())
+}
+
+struct Scripts {
+    persist: Script,
+    depersist: Script,
+    pop: Script,
+    setdefault: Script,
+    compare_and_swap: Script,
+    changes: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            persist: Script::new(&scripts::persist()),
+            depersist: Script::new(&scripts::depersist()),
+            pop: Script::new(&scripts::pop()),
+            setdefault: Script::new(&scripts::setdefault()),
+            compare_and_swap: Script::new(&scripts::compare_and_swap()),
+            changes: Script::new(scripts::CHANGES),
+        }
+    }
+}
+
+struct Shared {
+    client: redis::Client,
+    manager: ConnectionManager,
+    timeout: Duration,
+    change_log_len: usize,
+    max_value_size: usize,
+    redactor: Redactor,
+    scripts: Scripts,
+}
+
+/// The Redis names of one namespace; see the crate docs.
+#[derive(Debug, Clone)]
+struct Keys {
+    namespace: String,
+    hash: String,
+    counter: String,
+    log: String,
+    head: String,
+    floor: String,
+    channel: String,
+}
+
+impl Keys {
+    fn new(namespace: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            hash: namespace.to_owned(),
+            counter: format!("{namespace}last_updated"),
+            log: format!("{namespace}:log"),
+            head: format!("{namespace}:log:head"),
+            floor: format!("{namespace}:log:floor"),
+            channel: format!("{namespace}:changes"),
+        }
+    }
+}
+
+/// One namespace in Redis; see the crate docs. Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct RedisBackend {
+    shared: Arc<Shared>,
+    keys: Keys,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("url", &self.shared.redactor.url())
+            .field("namespace", &self.keys.namespace)
+            .finish()
+    }
+}
+
+impl RedisBackend {
+    /// Connects with default options; see [`RedisBackend::builder`].
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        Self::builder(url).connect(namespace).await
+    }
+
+    /// Options: operation timeout, change-log length, value size limit.
+    pub fn builder(url: &str) -> RedisBackendBuilder {
+        RedisBackendBuilder {
+            url: url.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            change_log_len: DEFAULT_CHANGE_LOG_LEN,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            #[cfg(feature = "tls")]
+            tls_root_cert: None,
+        }
+    }
+
+    /// Another namespace on the same connection.
+    pub fn namespace(&self, namespace: &str) -> Result<Self> {
+        validate_namespace(namespace)?;
+        Ok(Self { shared: Arc::clone(&self.shared), keys: Keys::new(namespace) })
+    }
+
+    /// The pub/sub channel hints travel on.
+    pub fn channel(&self) -> &str {
+        &self.keys.channel
+    }
+
+    /// The keyspace-notification channel of the counter, `__keyspace@<db>__:<ns>last_updated`.
+    fn keyspace_channel(&self) -> String {
+        let db = self.shared.client.get_connection_info().redis_settings().db();
+        format!("__keyspace@{db}__:{}", self.keys.counter)
+    }
+
+    /// Whether Redis publishes keyspace events for string commands (`notify-keyspace-events`
+    /// containing `K` and `$` or `A`), so that writers that publish no hint of their own —
+    /// durabledict's — are heard too. A server that refuses CONFIG GET counts as no.
+    async fn keyspace_events_enabled(&self) -> bool {
+        let mut connection = self.shared.manager.clone();
+        let reply: redis::RedisResult<Vec<String>> =
+            redis::cmd("CONFIG").arg("GET").arg("notify-keyspace-events").query_async(&mut connection).await;
+        match reply {
+            Ok(pair) => {
+                pair.get(1).is_some_and(|flags| flags.contains('K') && (flags.contains('$') || flags.contains('A')))
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Runs one command or script with the operation timeout.
+    async fn run<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.shared.timeout, call).await {
+            Ok(result) => result.map_err(|err| self.shared.redactor.map(err)),
+            Err(_) => Err(Error::Timeout { backend: NAME, operation, after: self.shared.timeout }),
+        }
+    }
+
+    /// Invokes a mutation script with the standard KEYS and ARGV[1..2], then `args`.
+    async fn mutate(&self, operation: &'static str, script: &Script, args: &[&[u8]]) -> Result<Value> {
+        let mut invocation = script.prepare_invoke();
+        let k = &self.keys;
+        invocation.key(&k.hash).key(&k.counter).key(&k.log).key(&k.head).key(&k.floor);
+        invocation.arg(self.shared.change_log_len).arg(&k.channel);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut connection = self.shared.manager.clone();
+        self.run(operation, invocation.invoke_async(&mut connection)).await
+    }
+}
+
+fn version_of(value: &Value) -> Result<Version> {
+    match value {
+        Value::Int(n) => Version::try_from(*n).map_err(|_| Error::store(NAME, format!("negative version {n}"))),
+        other => Err(Error::store(NAME, format!("expected a version, got {other:?}"))),
+    }
+}
+
+fn bytes_of(value: Value) -> Result<Option<Bytes>> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::BulkString(bytes) => Ok(Some(Bytes::from(bytes))),
+        Value::SimpleString(text) => Ok(Some(Bytes::from(text))),
+        other => Err(Error::store(NAME, format!("expected a value, got {other:?}"))),
+    }
+}
+
+fn parse_counter(raw: Option<Vec<u8>>) -> Result<Version> {
+    let Some(raw) = raw else { return Ok(0) };
+    std::str::from_utf8(&raw).ok().and_then(|text| text.trim().parse::<u64>().ok()).ok_or_else(|| {
+        Error::store(NAME, format!("the counter holds {:?}, not a version", String::from_utf8_lossy(&raw)))
+    })
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn max_value_size(&self) -> Option<usize> {
+        Some(self.shared.max_value_size)
+    }
+
+    async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
+        self.validate_key(key)?;
+        let reply = self.mutate("persist", &self.shared.scripts.persist, &[key.as_bytes(), &value]).await?;
+        version_of(&reply)
+    }
+
+    async fn depersist(&self, key: &str) -> Result<Option<Version>> {
+        self.validate_key(key)?;
+        match self.mutate("depersist", &self.shared.scripts.depersist, &[key.as_bytes()]).await? {
+            Value::Nil => Ok(None),
+            reply => version_of(&reply).map(Some),
+        }
+    }
+
+    async fn durables(&self) -> Result<Durables> {
+        let mut connection = self.shared.manager.clone();
+        let query = redis::pipe().atomic().get(&self.keys.counter).hgetall(&self.keys.hash).to_owned();
+        let (counter, entries): (Option<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>) =
+            self.run("durables", query.query_async(&mut connection)).await?;
+        let version = parse_counter(counter)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            match String::from_utf8(key) {
+                Ok(key) => out.push((key, Bytes::from(value))),
+                Err(err) => tracing::warn!(
+                    namespace = %self.keys.namespace,
+                    key = %String::from_utf8_lossy(err.as_bytes()),
+                    "durable-redis: skipping a hash field that is not UTF-8"
+                ),
+            }
+        }
+        Ok(Durables { entries: out, version })
+    }
+
+    async fn last_updated(&self) -> Result<Version> {
+        let mut connection = self.shared.manager.clone();
+        let raw: Option<Vec<u8>> = self.run("last_updated", connection.get(&self.keys.counter)).await?;
+        parse_counter(raw)
+    }
+
+    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
+        for (key, _) in &entries {
+            self.validate_key(key)?;
+        }
+        if entries.is_empty() {
+            return self.last_updated().await;
+        }
+        let args: Vec<&[u8]> = entries.iter().flat_map(|(k, v)| [k.as_bytes(), v.as_ref()]).collect();
+        let reply = self.mutate("persist_many", &self.shared.scripts.persist, &args).await?;
+        version_of(&reply)
+    }
+
+    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
+        self.validate_key(key)?;
+        match self.mutate("pop", &self.shared.scripts.pop, &[key.as_bytes()]).await? {
+            Value::Nil => Ok(None),
+            Value::Array(mut items) if items.len() == 2 => {
+                let version = version_of(&items[1])?;
+                let value = bytes_of(items.swap_remove(0))?.unwrap_or_default();
+                Ok(Some((value, version)))
+            }
+            other => Err(Error::store(NAME, format!("unexpected pop reply {other:?}"))),
+        }
+    }
+
+    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
+        self.validate_key(key)?;
+        match self.mutate("setdefault", &self.shared.scripts.setdefault, &[key.as_bytes(), &value]).await? {
+            Value::Array(mut items) if items.len() == 1 => Ok((bytes_of(items.remove(0))?.unwrap_or_default(), None)),
+            Value::Array(mut items) if items.len() == 2 => {
+                let version = version_of(&items[1])?;
+                Ok((bytes_of(items.swap_remove(0))?.unwrap_or_default(), Some(version)))
+            }
+            other => Err(Error::store(NAME, format!("unexpected setdefault reply {other:?}"))),
+        }
+    }
+
+    async fn changes_since(&self, since: Version) -> Result<Changes> {
+        let mut invocation = self.shared.scripts.changes.prepare_invoke();
+        let k = &self.keys;
+        invocation.key(&k.hash).key(&k.counter).key(&k.log).key(&k.head).key(&k.floor).arg(since);
+        let mut connection = self.shared.manager.clone();
+        let reply: Value = self.run("changes_since", invocation.invoke_async(&mut connection)).await?;
+        let Value::Array(items) = reply else {
+            return Err(Error::store(NAME, format!("unexpected changes reply {reply:?}")));
+        };
+        let mut items = items.into_iter();
+        let version = match items.next() {
+            Some(Value::Int(-1)) | None => return Ok(Changes::TooOld),
+            Some(first) => version_of(&first)?,
+        };
+        let mut changes = Vec::new();
+        while let (Some(key), Some(changed_at), Some(value)) = (items.next(), items.next(), items.next()) {
+            let key = match bytes_of(key)?.map(|k| String::from_utf8(k.to_vec())) {
+                Some(Ok(key)) => key,
+                _ => continue,
+            };
+            changes.push(KeyChange { key, value: bytes_of(value)?, version: version_of(&changed_at)? });
+        }
+        Ok(Changes::Delta { changes, version })
+    }
+
+    async fn watch(&self) -> Result<Option<HintStream>> {
+        let keyspace = self.keyspace_channel();
+        let subscribing = async {
+            let mut pubsub = self.shared.client.get_async_pubsub().await?;
+            pubsub.subscribe(&self.keys.channel).await?;
+            if self.keyspace_events_enabled().await {
+                pubsub.subscribe(&keyspace).await?;
+            }
+            Ok::<_, redis::RedisError>(pubsub.into_on_message())
+        };
+        let messages = self.run("watch", subscribing).await?;
+        let ours = self.keys.channel.clone();
+        let hints = messages.map(move |message| {
+            // Our own hints carry the version; a keyspace event ("incr" by any writer,
+            // durabledict's included) only says "look".
+            let version = (message.get_channel_name() == ours)
+                .then(|| message.get_payload::<String>().ok().and_then(|payload| payload.parse::<u64>().ok()))
+                .flatten();
+            Hint::Changed { version }
+        });
+        Ok(Some(Box::pin(hints)))
+    }
+
+    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+        self.validate_key(key)?;
+        let flag = |present: bool| if present { &b"1"[..] } else { &b"0"[..] };
+        let args: [&[u8]; 5] = [
+            key.as_bytes(),
+            flag(expected.is_some()),
+            expected.as_deref().unwrap_or_default(),
+            flag(new.is_some()),
+            new.as_deref().unwrap_or_default(),
+        ];
+        match self.mutate("compare_and_swap", &self.shared.scripts.compare_and_swap, &args).await? {
+            Value::BulkString(text) if text == b"conflict" => Err(Error::Conflict { key: key.into() }),
+            Value::SimpleString(text) if text == "conflict" => Err(Error::Conflict { key: key.into() }),
+            reply => version_of(&reply),
+        }
+    }
+}
+
+/// Knows the URL's password, so that it can be removed from anything shown.
+struct Redactor {
+    url: String,
+    password: Option<String>,
+}
+
+impl Redactor {
+    fn for_url(url: &str) -> Self {
+        let password = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+            .and_then(|authority| authority.rsplit_once('@'))
+            .and_then(|(userinfo, _)| userinfo.split_once(':'))
+            .map(|(_, password)| password.to_owned())
+            .filter(|password| !password.is_empty());
+        Self { url: durable_core::redact_url(url), password }
+    }
+
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        match &self.password {
+            Some(password) => text.replace(password.as_str(), "***"),
+            None => text.to_owned(),
+        }
+    }
+
+    fn map(&self, err: redis::RedisError) -> Error {
+        let source = Source::msg(self.scrub(&err.to_string()));
+        if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_timeout() {
+            Error::StoreUnavailable { backend: NAME, source }
+        } else {
+            Error::Store { backend: NAME, source }
+        }
+    }
+}
