@@ -66,6 +66,8 @@ pub enum Changes {
 #[non_exhaustive]
 pub enum Hint {
     /// The namespace changed; `version` is the new version when the backend knows it.
+    /// `None` also means the change may not show in the version (a writer that keeps no
+    /// version): the dict then asks `changes_since` even if the version did not move.
     Changed {
         /// The version after the change, if known.
         version: Option<Version>,
@@ -73,7 +75,7 @@ pub enum Hint {
     /// The listener lost its connection: until [`Hint::Resumed`], silence means nothing.
     Interrupted,
     /// The listener is connected (again). Anything may have changed while it was not, so
-    /// the dict checks the store once.
+    /// the dict asks the store for changes once, even if the version did not move.
     Resumed,
 }
 

@@ -456,7 +456,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
                         Ok(Some(new_stream)) => {
                             stream = Some(new_stream);
                             // Changes may have happened while nobody listened.
-                            inner.hints.arrived();
+                            inner.hints.arrived_unversioned();
                             inner.hints.set_health(HintHealth::Healthy);
                             if self.refresh {
                                 let _ = inner.sync(false).await;
@@ -480,12 +480,15 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
     /// Records a hint; true when it may mean a change this snapshot lacks.
     fn handle(&self, inner: &Inner<V, C>, hint: Hint) -> bool {
         match hint {
-            Hint::Changed { version } => {
-                let known = inner.current.load().version;
-                if version.is_some_and(|version| version <= known) {
+            Hint::Changed { version: Some(version) } => {
+                if version <= inner.current.load().version {
                     return false;
                 }
                 inner.hints.arrived();
+                true
+            }
+            Hint::Changed { version: None } => {
+                inner.hints.arrived_unversioned();
                 true
             }
             Hint::Interrupted => {
@@ -493,7 +496,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
                 false
             }
             Hint::Resumed => {
-                inner.hints.arrived();
+                inner.hints.arrived_unversioned();
                 inner.hints.set_health(HintHealth::Healthy);
                 true
             }

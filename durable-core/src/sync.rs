@@ -14,7 +14,7 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -98,6 +98,11 @@ pub(crate) struct Hints {
     received: AtomicU64,
     /// The value of `received` that the last successful trip covered.
     handled: AtomicU64,
+    /// A hint said "something changed" without a version, or the listener resumed after a
+    /// gap: the store may have changed without its version moving (writers that keep no
+    /// version, such as durabledict's ZooKeeper writers), so the next trip asks for the
+    /// changes even when the version is the same.
+    unversioned: AtomicBool,
 }
 
 impl Hints {
@@ -121,6 +126,12 @@ impl Hints {
     /// Records a hint that may mean a change.
     pub(crate) fn arrived(&self) {
         self.received.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records a hint that may mean a change the version does not show.
+    pub(crate) fn arrived_unversioned(&self) {
+        self.unversioned.store(true, Ordering::Release);
+        self.arrived();
     }
 
     /// True when the listener is healthy and nothing arrived since the last trip.
@@ -211,7 +222,11 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
     async fn trip_locked(&self, ledger: &mut Ledger, full: bool) -> Result<SyncOutcome> {
         let generation = self.trips_started.fetch_add(1, Ordering::AcqRel) + 1;
         let hints_seen = self.hints.received.load(Ordering::Acquire);
-        let result = if full { self.reload().await } else { self.trip().await };
+        let unversioned = self.hints.unversioned.swap(false, Ordering::AcqRel);
+        let result = if full { self.reload().await } else { self.trip(unversioned).await };
+        if result.is_err() && unversioned {
+            self.hints.unversioned.store(true, Ordering::Release);
+        }
         if result.is_ok() {
             self.hints.handled.fetch_max(hints_seen, Ordering::AcqRel);
         }
@@ -221,14 +236,17 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
         result
     }
 
-    async fn trip(&self) -> Result<SyncOutcome> {
+    async fn trip(&self, unversioned: bool) -> Result<SyncOutcome> {
         let current = self.current.load_full();
         let version = self.backend.last_updated().await?;
-        if version == current.version {
+        if version == current.version && !unversioned {
             return Ok(SyncOutcome::Unchanged);
         }
-        if version > current.version {
+        if version >= current.version {
             if let Changes::Delta { changes, version } = self.backend.changes_since(current.version).await? {
+                if version == current.version && changes.is_empty() {
+                    return Ok(SyncOutcome::Unchanged);
+                }
                 if version >= current.version {
                     return Ok(self.apply_delta(&current, changes, version));
                 }

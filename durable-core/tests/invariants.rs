@@ -592,3 +592,59 @@ async fn dropping_the_dict_stops_its_background_task() {
     drop(dict);
     wait_until("the background task to release the backend", || Arc::strong_count(&backend) == 1).await;
 }
+
+/// A store whose writers may change data without moving the version (as durabledict's
+/// ZooKeeper writers do): it answers every `changes_since` with all its entries.
+struct VersionlessWriters(std::sync::Mutex<Vec<(String, Bytes)>>);
+
+#[durable_core::async_trait]
+impl Backend for VersionlessWriters {
+    async fn persist(&self, key: &str, value: Bytes) -> durable_core::Result<u64> {
+        self.0.lock().unwrap().push((key.to_owned(), value));
+        Ok(1)
+    }
+    async fn depersist(&self, _key: &str) -> durable_core::Result<Option<u64>> {
+        Ok(None)
+    }
+    async fn durables(&self) -> durable_core::Result<durable_core::Durables> {
+        Ok(durable_core::Durables { entries: self.0.lock().unwrap().clone(), version: 1 })
+    }
+    async fn last_updated(&self) -> durable_core::Result<u64> {
+        Ok(1)
+    }
+    async fn changes_since(&self, _since: u64) -> durable_core::Result<durable_core::Changes> {
+        let changes = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(key, value)| durable_core::KeyChange { key: key.clone(), value: Some(value.clone()), version: 1 })
+            .collect();
+        Ok(durable_core::Changes::Delta { changes, version: 1 })
+    }
+    async fn watch(&self) -> durable_core::Result<Option<durable_core::HintStream>> {
+        Ok(Some(Box::pin(futures::stream::pending())))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hint_without_a_version_makes_sync_ask_for_changes_at_the_same_version() {
+    let store = Arc::new(VersionlessWriters(std::sync::Mutex::new(vec![("a".into(), Bytes::from_static(b"1"))])));
+    let faulty = Arc::new(FaultyBackend::new(store.clone()));
+    let dict = DurableDict::<Value>::builder(faulty.clone()).autosync(false).build().await.unwrap();
+    store.0.lock().unwrap().push(("b".into(), Bytes::from_static(b"2")));
+    assert_eq!(dict.resync().await.unwrap(), SyncOutcome::Unchanged, "the version alone shows nothing");
+    faulty.inject_hint(Hint::Changed { version: None });
+    wait_until("the hint to land and a sync to find b", || {
+        futures::executor::block_on(dict.sync()).is_ok() && dict.snapshot().get("b") == Some(&json!(2))
+    })
+    .await;
+    assert_eq!(dict.version(), 1);
+    // And a listener that resumed after a gap asks the same way.
+    store.0.lock().unwrap().push(("c".into(), Bytes::from_static(b"3")));
+    faulty.inject_hint(Hint::Resumed);
+    wait_until("the resume to make a sync find c", || {
+        futures::executor::block_on(dict.sync()).is_ok() && dict.snapshot().get("c") == Some(&json!(3))
+    })
+    .await;
+}

@@ -38,7 +38,8 @@
 //! absent key, a `setdefault` that finds its key, a compare-and-swap conflict) rolls back,
 //! so the version does not move. PostgreSQL runs at its default READ COMMITTED, MySQL at
 //! its default REPEATABLE READ (the snapshot is taken after the namespace row is locked),
-//! SQLite in `BEGIN IMMEDIATE` transactions. Deadlocks and serialization failures are retried.
+//! SQLite in `BEGIN IMMEDIATE` transactions. Deadlocks, serialization failures and a busy
+//! SQLite file are retried (with backoff) until the operation timeout.
 //!
 //! Reads are single statements, so each is one consistent snapshot in all three databases:
 //! `durables()` and `changes_since()` join the namespace row with its entries, so the
@@ -105,7 +106,6 @@ pub const MAX_NAMESPACE_LEN: usize = 255;
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
 
-const MAX_RETRIES: u32 = 8;
 const BATCH_ROWS: usize = 500;
 
 enum Pool {
@@ -224,7 +224,20 @@ impl Shared {
         };
         let statements = Statements::new(dialect, &options.table_prefix)?;
         let timeout = options.timeout;
-        let connecting = Self::open_pool(dialect, &options, &secrets);
+        // Opening can meet a busy database too (SQLite switching a new file to WAL while
+        // another process does): retried like any operation, within the timeout.
+        let connecting = async {
+            let mut tries = 0u32;
+            loop {
+                match Self::open_pool(dialect, &options, &secrets).await {
+                    Err(fail) if fail.is_retryable() => {
+                        tries += 1;
+                        tokio::time::sleep(backoff(tries)).await;
+                    }
+                    other => return other.map_err(|fail| secrets.map(dialect.name(), fail)),
+                }
+            }
+        };
         let pool = match tokio::time::timeout(timeout, connecting).await {
             Ok(pool) => pool?,
             Err(_) => return Err(Error::Timeout { backend: dialect.name(), operation: "connect", after: timeout }),
@@ -242,11 +255,12 @@ impl Shared {
         Ok(shared)
     }
 
-    async fn open_pool(dialect: Dialect, options: &SqlBackendBuilder, secrets: &error::Redactor) -> Result<Pool> {
+    async fn open_pool(dialect: Dialect, options: &SqlBackendBuilder, secrets: &error::Redactor) -> Result<Pool, Fail> {
         let url = options.url.as_str();
-        let bad_url =
-            |err: sqlx::Error| Error::InvalidUrl { url: secrets.url(), reason: secrets.scrub(&err.to_string()) };
-        let unavailable = |err: sqlx::Error| secrets.map(dialect.name(), Fail::Sql(err));
+        let bad_url = |err: sqlx::Error| {
+            Fail::Core(Error::InvalidUrl { url: secrets.url(), reason: secrets.scrub(&err.to_string()) })
+        };
+        let unavailable = Fail::Sql;
         match dialect {
             #[cfg(feature = "sqlite")]
             Dialect::Sqlite => {
@@ -290,14 +304,14 @@ impl Shared {
                 Ok(Pool::MySql(pool))
             }
             #[allow(unreachable_patterns)]
-            other => Err(Error::FeatureDisabled {
+            other => Err(Fail::Core(Error::FeatureDisabled {
                 scheme: scheme_of(other).to_owned(),
                 feature: match other {
                     Dialect::Sqlite => "sqlite",
                     Dialect::Postgres => "postgres",
                     Dialect::MySql => "mysql",
                 },
-            }),
+            })),
         }
     }
 
@@ -314,10 +328,10 @@ impl Shared {
             loop {
                 match attempt().await {
                     Ok(value) => return Ok(value),
-                    Err(fail) if tries < MAX_RETRIES && fail.is_retryable() => {
+                    Err(fail) if fail.is_retryable() => {
                         tries += 1;
                         tracing::debug!(backend, operation, tries, "durable-sql: retrying after a transient conflict");
-                        tokio::time::sleep(Duration::from_millis(2u64 << tries.min(6))).await;
+                        tokio::time::sleep(backoff(tries)).await;
                     }
                     Err(fail) => return Err(self.secrets.map(backend, fail)),
                 }
@@ -382,6 +396,12 @@ impl Shared {
             Ok(())
         })
     }
+}
+
+/// Pause before retry number `tries`: 4 ms doubling up to 128 ms. Retries go on until the
+/// operation's timeout.
+fn backoff(tries: u32) -> Duration {
+    Duration::from_millis(2u64 << tries.clamp(1, 6))
 }
 
 fn scheme_of(dialect: Dialect) -> &'static str {
