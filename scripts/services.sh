@@ -106,6 +106,8 @@ clientPortAddress=127.0.0.1
 maxSessionTimeout=60000
 admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr,mntr
+# A throwaway test server: no fsync per transaction (tests write thousands of them).
+forceSync=no
 CFG
   local cp="/etc/zookeeper/conf_example:/usr/share/java/zookeeper.jar"
   nohup java -Xmx256m -Dzookeeper.log.dir="$dir" -Dzookeeper.root.logger=INFO,CONSOLE \

@@ -35,6 +35,8 @@ pub use durable_core::*;
 pub use durable_redis::{RedisBackend, RedisBackendBuilder};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use durable_sql::{SqlBackend, SqlBackendBuilder};
+#[cfg(feature = "zookeeper")]
+pub use durable_zk::{ZkBackend, ZkBackendBuilder};
 
 // The README's examples compile and run as doc tests.
 #[cfg(doctest)]
@@ -83,6 +85,8 @@ pub async fn connect(url: &str, namespace: &str) -> Result<Arc<dyn Backend>> {
         "sqlite" | "postgres" | "mysql" => Ok(Arc::new(durable_sql::SqlBackend::connect(url, namespace).await?)),
         #[cfg(feature = "redis")]
         "redis" => Ok(Arc::new(durable_redis::RedisBackend::connect(url, namespace).await?)),
+        #[cfg(feature = "zookeeper")]
+        "zookeeper" => Ok(Arc::new(durable_zk::ZkBackend::connect(url, namespace).await?)),
         _ => Err(invalid(&format!(
             "the `{feature}` feature is on, but its backend has not landed in this version of durable yet"
         ))),

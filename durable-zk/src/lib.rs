@@ -1,3 +1,834 @@
-//! `durable-zk` will hold `ZkBackend`: durabledict's ZookeeperDict layout (one znode per key
-//! under the namespace path), the dict version on the namespace node, and a persistent
-//! recursive watch for hints. It is filled by its own issue; until then it is empty.
+//! `durable-zk`: the ZooKeeper backend of `durable` (ZooKeeper 3.6+), sharing its layout with
+//! Python durabledict's `ZookeeperDict`.
+//!
+//! ```no_run
+//! # async fn demo() -> durable_core::Result<()> {
+//! use durable_zk::ZkBackend;
+//! // Namespace "flags" under /durable: the dict lives at /durable/flags.
+//! let flags = ZkBackend::connect("zk://127.0.0.1:2181/durable", "flags").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! URL `zk://host:port[,host:port...]/base` and namespace `ns` make the namespace node
+//! `/base/ns` (created with its parents if missing). Each key is one child znode of it whose
+//! data is the encoded value — durabledict's `ZookeeperDict(keyspace="/base/ns")` layout.
+//! Keys ZooKeeper cannot name are refused before any I/O: empty, `.`, `..`, containing `/`
+//! or a character ZooKeeper forbids in paths (NUL, control characters, U+E000–U+F8FF,
+//! U+FFF0–U+FFFF, and anything past U+FFFF such as emoji, which Java sees as surrogates), or
+//! longer than [`MAX_KEY_LEN`] bytes. Values over `max_value_size`
+//! (default 1,000,000 bytes, under ZooKeeper's 1 MB `jute.maxbuffer`) are refused with
+//! `ValueTooLarge` before being sent; so is an `insert_many` whose values add up past it.
+//!
+//! # The version node
+//!
+//! The dict version is the data version (`stat.version`) of the namespace node. Every
+//! mutation is one ZooKeeper `multi` that writes the key's znode and sets the namespace
+//! node's data, so a write and its version bump are one atomic step. Conditional mutations
+//! (pop, setdefault, compare-and-swap) read the key's znode first and make the multi
+//! conditional on its version (or on its absence), retrying when another writer got there
+//! first. `last_updated()` is one stat read. `durables()` reads the children, their data and
+//! the namespace node's version again, and re-reads when the version moved in between, so
+//! the version it reports is never newer than the data.
+//!
+//! # The watch, deltas and durabledict's writers
+//!
+//! Each backend holds one persistent recursive watch (ZooKeeper 3.6+) on the namespace node.
+//! Its events name the changed key and carry the zxid of the change; the backend records,
+//! per key, the zxid of its latest change. `changes_since(v)` returns just the keys changed
+//! after the point the dict's last read at version `v` covered (waiting, briefly, for the
+//! events up to the current version to arrive), fetched in one pipelined round of reads.
+//! Every event is also a change hint for the dict.
+//!
+//! durabledict's Python writers change key znodes without touching the namespace node, so
+//! the version does not move. They are seen through the watch: its hints make the dict ask
+//! for the changed keys even at an unchanged version. **Polling alone cannot see their
+//! data changes** — a dict with `hints(false)` sees them only at a full reload.
+//!
+//! # Disconnects and session expiry
+//!
+//! Events can be lost across a disconnect (ZOOKEEPER-4698), so a disconnect forgets what was
+//! recorded: the next `changes_since` answers "too old" and the dict reloads in full, and
+//! the hint stream says `Interrupted`, then `Resumed` once connected again. When the session
+//! expires, the backend builds a new session, re-creates the watch and says `Resumed`; the
+//! application sees nothing but a staleness window. Every operation is bounded by the
+//! operation timeout (default 5 s) and fails with `Error::Timeout` or
+//! `Error::StoreUnavailable` meanwhile — never hangs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use durable_core::{Backend, Changes, Durables, Error, Hint, HintStream, KeyChange, Result, Source, Version};
+use futures::StreamExt;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use zookeeper_client as zk;
+
+/// Default bound on every operation.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default ZooKeeper session timeout.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default largest value accepted, under ZooKeeper's default 1 MB request limit.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 1_000_000;
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+
+const NAME: &str = "zookeeper";
+/// Anchors kept (see [`Tracker`]): one per recent snapshot version.
+const MAX_ANCHORS: usize = 64;
+const MAX_ATTEMPTS: usize = 64;
+
+const PERSISTENT: zk::CreateOptions<'static> = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+
+/// Options for [`ZkBackend::builder`].
+#[derive(Debug, Clone)]
+pub struct ZkBackendBuilder {
+    url: String,
+    timeout: Duration,
+    session_timeout: Duration,
+    max_value_size: usize,
+}
+
+impl ZkBackendBuilder {
+    /// Bound on every operation, connecting included (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The ZooKeeper session timeout (default 10 s; the server clamps it to its limits).
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// Largest encoded value accepted (default 1,000,000 bytes).
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+
+    /// Connects, creates the namespace node if missing, starts the watch, and returns a
+    /// backend on `namespace`.
+    pub async fn connect(self, namespace: &str) -> Result<ZkBackend> {
+        let (cluster, base) = parse_url(&self.url)?;
+        validate_namespace(namespace)?;
+        let ns_path = if base.is_empty() { format!("/{namespace}") } else { format!("{base}/{namespace}") };
+        let config = Config {
+            cluster,
+            ns_path,
+            timeout: self.timeout,
+            session_timeout: self.session_timeout,
+            max_value_size: self.max_value_size,
+        };
+        let (client, watcher) = match tokio::time::timeout(self.timeout, config.open()).await {
+            Ok(opened) => opened.map_err(map_error)?,
+            Err(_) => return Err(Error::Timeout { backend: NAME, operation: "connect", after: self.timeout }),
+        };
+        let config = Arc::new(config);
+        let state = Arc::new(State {
+            ns_path: config.ns_path.clone(),
+            client: RwLock::new(client),
+            watcher: tokio::sync::Mutex::new(Some(watcher)),
+            drain: tokio::sync::Notify::new(),
+            tracker: Mutex::new(Tracker::default()),
+            hints: broadcast::channel(1024).0,
+        });
+        let task = tokio::spawn(follow(Arc::clone(&config), Arc::clone(&state))).abort_handle();
+        Ok(ZkBackend { shared: Arc::new(Shared { config, state, task }) })
+    }
+}
+
+/// `zk://h1:p1,h2:p2/base/path` → (`h1:p1,h2:p2`, `/base/path`).
+fn parse_url(url: &str) -> Result<(String, String)> {
+    let invalid = |reason: &str| Error::InvalidUrl { url: durable_core::redact_url(url), reason: reason.to_owned() };
+    let rest = match url.split_once("://") {
+        Some(("zk" | "zookeeper", rest)) => rest,
+        _ => return Err(invalid("expected zk://host:port[,host:port...]/path")),
+    };
+    let (hosts, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    if hosts.is_empty() {
+        return Err(invalid("no hosts"));
+    }
+    let base = path.trim_end_matches('/');
+    for part in base.split('/').skip(1) {
+        validate_node_name(part).map_err(|reason| invalid(&format!("bad path element {part:?}: {reason}")))?;
+    }
+    Ok((hosts.to_owned(), base.to_owned()))
+}
+
+/// Why `name` cannot be a znode name, if it cannot.
+fn validate_node_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err("`.` and `..` are not node names".into());
+    }
+    if name.contains('/') {
+        return Err("contains `/`".into());
+    }
+    // ZooKeeper checks paths per UTF-16 unit: characters past U+FFFF (emoji) become
+    // surrogates, which it forbids along with the ranges below.
+    if let Some(bad) = name.chars().find(|&c| {
+        matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{e000}'..='\u{f8ff}' | '\u{fff0}'..='\u{ffff}')
+            || u32::from(c) > 0xffff
+    }) {
+        return Err(format!("contains {bad:?}, which ZooKeeper forbids in paths"));
+    }
+    Ok(())
+}
+
+/// Refuses namespaces that are not valid znode names.
+pub fn validate_namespace(namespace: &str) -> Result<()> {
+    validate_node_name(namespace)
+        .map_err(|reason| Error::InvalidNamespace { namespace: namespace.to_owned(), reason })?;
+    if namespace.len() > MAX_KEY_LEN {
+        return Err(Error::InvalidNamespace {
+            namespace: namespace.chars().take(64).collect(),
+            reason: format!("at most {MAX_KEY_LEN} bytes"),
+        });
+    }
+    Ok(())
+}
+
+fn map_error(err: zk::Error) -> Error {
+    use zk::Error as E;
+    let source = Source::msg(err.to_string());
+    match err {
+        E::NoHosts | E::Timeout | E::SessionExpired | E::ConnectionLoss | E::ClientClosed | E::SessionMoved => {
+            Error::StoreUnavailable { backend: NAME, source }
+        }
+        _ => Error::Store { backend: NAME, source },
+    }
+}
+
+fn multi_error(err: zk::MultiWriteError) -> (Option<usize>, zk::Error) {
+    match err {
+        zk::MultiWriteError::OperationFailed { index, source } => (Some(index), source),
+        zk::MultiWriteError::RequestFailed { source } => (None, source),
+    }
+}
+
+fn to_version(version: i32) -> Version {
+    Version::try_from(version).unwrap_or(0)
+}
+
+struct Config {
+    cluster: String,
+    ns_path: String,
+    timeout: Duration,
+    session_timeout: Duration,
+    max_value_size: usize,
+}
+
+impl Config {
+    /// A new session with the namespace node in place and the watch on it.
+    async fn open(&self) -> std::result::Result<(zk::Client, zk::PersistentWatcher), zk::Error> {
+        let client = zk::Client::connector()
+            .with_session_timeout(self.session_timeout)
+            .with_connection_timeout(self.timeout)
+            .connect(&self.cluster)
+            .await?;
+        match client.mkdir(&self.ns_path, &PERSISTENT).await {
+            Ok(()) | Err(zk::Error::NodeExists) => {}
+            Err(err) => return Err(err),
+        }
+        let watcher = client.watch(&self.ns_path, zk::AddWatchMode::PersistentRecursive).await?;
+        Ok((client, watcher))
+    }
+}
+
+/// What the watch has told this backend. Events are numbered in the order they arrive
+/// (ZooKeeper 3.8 sends no zxid with them; the order is the order of the changes). Every
+/// change whose event comes after an anchor's number is recorded in `changed` (per key, the
+/// number of its latest event) for as long as the `epoch` lasts; a disconnect ends the epoch
+/// and forgets everything, since events may have been lost.
+#[derive(Default)]
+struct Tracker {
+    epoch: u64,
+    /// Number of the last event processed.
+    seq: u64,
+    changed: HashMap<String, u64>,
+    /// Snapshot version → the event number up to which a read at that version covered
+    /// every change.
+    anchors: BTreeMap<Version, u64>,
+}
+
+impl Tracker {
+    fn forget(&mut self) {
+        self.epoch += 1;
+        self.anchors.clear();
+        self.changed.clear();
+    }
+
+    fn anchor(&mut self, epoch: u64, version: Version, seq: u64) {
+        if epoch != self.epoch {
+            return;
+        }
+        self.anchors.insert(version, seq);
+        while self.anchors.len() > MAX_ANCHORS {
+            self.anchors.pop_first();
+        }
+        // Changes at or before every anchor are covered everywhere: forget them.
+        if let Some(oldest) = self.anchors.values().min().copied() {
+            self.changed.retain(|_, seq| *seq > oldest);
+        }
+    }
+}
+
+/// The session, the watch and what it has told us: shared by the backend and the task that
+/// follows the watch (which holds this, never the backend, so dropping the backend ends it).
+struct State {
+    ns_path: String,
+    client: RwLock<zk::Client>,
+    /// The watch; `None` while a new session is being built.
+    watcher: tokio::sync::Mutex<Option<zk::PersistentWatcher>>,
+    /// Asks the follower to let go of the watcher so that `changes_since` can drain it.
+    drain: tokio::sync::Notify,
+    tracker: Mutex<Tracker>,
+    hints: broadcast::Sender<Hint>,
+}
+
+impl State {
+    fn client(&self) -> zk::Client {
+        match self.client.read() {
+            Ok(client) => client.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn hint(&self, hint: Hint) {
+        let _ = self.hints.send(hint);
+    }
+
+    fn key_of<'p>(&self, path: &'p str) -> Option<&'p str> {
+        path.strip_prefix(self.ns_path.as_str())?.strip_prefix('/').filter(|key| !key.contains('/'))
+    }
+
+    /// Records one event. Returns false when the session ended (the watcher must not be
+    /// polled again).
+    fn process(&self, event: zk::WatchedEvent) -> bool {
+        if event.event_type != zk::EventType::Session {
+            let mut tracker = self.tracker();
+            tracker.seq += 1;
+            let seq = tracker.seq;
+            if let Some(key) = self.key_of(&event.path) {
+                tracker.changed.insert(key.to_owned(), seq);
+            }
+            drop(tracker);
+            self.hint(Hint::Changed { version: None });
+            return true;
+        }
+        self.tracker().forget();
+        match event.session_state {
+            zk::SessionState::Disconnected => {
+                self.hint(Hint::Interrupted);
+                true
+            }
+            state if state.is_terminated() => {
+                tracing::warn!(state = ?state, path = %self.ns_path, "durable-zk: session ended; building a new one");
+                self.hint(Hint::Interrupted);
+                false
+            }
+            _ => {
+                // (Re)connected within the session: events in between may be lost.
+                self.hint(Hint::Resumed);
+                true
+            }
+        }
+    }
+
+    /// Processes every event already delivered, without waiting for more.
+    async fn drain(&self) {
+        // The follower lets go when asked; ask again if another drainer got in first.
+        let mut watcher = loop {
+            self.drain.notify_one();
+            if let Ok(watcher) = tokio::time::timeout(Duration::from_millis(5), self.watcher.lock()).await {
+                break watcher;
+            }
+        };
+        while let Some(active) = watcher.as_mut() {
+            match futures::FutureExt::now_or_never(active.changed()) {
+                Some(event) => {
+                    if !self.process(event) {
+                        *watcher = None;
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+struct Shared {
+    config: Arc<Config>,
+    state: Arc<State>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Follows the watch for the backend's lifetime: records changed keys, turns events into
+/// hints, and rebuilds the session when it ends.
+async fn follow(config: Arc<Config>, state: Arc<State>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut watcher = state.watcher.lock().await;
+        if let Some(active) = watcher.as_mut() {
+            tokio::select! {
+                event = active.changed() => {
+                    if !state.process(event) {
+                        *watcher = None;
+                    }
+                }
+                // Let `changes_since` drain the watcher itself.
+                _ = state.drain.notified() => {
+                    drop(watcher);
+                    tokio::task::yield_now().await;
+                }
+            }
+            continue;
+        }
+        // Build the new session without holding the watcher: drainers find it empty meanwhile.
+        drop(watcher);
+        match tokio::time::timeout(config.timeout, config.open()).await {
+            Ok(Ok((client, new_watcher))) => {
+                if let Ok(mut slot) = state.client.write() {
+                    *slot = client;
+                }
+                *state.watcher.lock().await = Some(new_watcher);
+                backoff = Duration::from_millis(50);
+                state.tracker().forget();
+                state.hint(Hint::Resumed);
+            }
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "durable-zk: new session failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(_) => {
+                tracing::debug!("durable-zk: new session timed out");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One namespace in ZooKeeper; see the crate docs. Cheap to clone: clones share the
+/// session and the watch. Give each dict a backend of its own (the watch's bookkeeping
+/// follows one snapshot history).
+#[derive(Clone)]
+pub struct ZkBackend {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ZkBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkBackend")
+            .field("cluster", &self.shared.config.cluster)
+            .field("path", &self.shared.config.ns_path)
+            .finish()
+    }
+}
+
+impl ZkBackend {
+    /// Connects with default options; see [`ZkBackend::builder`].
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        Self::builder(url).connect(namespace).await
+    }
+
+    /// Options: operation and session timeouts, value size limit.
+    pub fn builder(url: &str) -> ZkBackendBuilder {
+        ZkBackendBuilder {
+            url: url.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+        }
+    }
+
+    /// The namespace node's path (durabledict's `keyspace`).
+    pub fn path(&self) -> &str {
+        &self.shared.config.ns_path
+    }
+
+    /// The current session's id and password, e.g. to end it from another client in tests.
+    pub fn session(&self) -> zk::SessionInfo {
+        self.shared.state.client().session().clone()
+    }
+
+    fn key_path(&self, key: &str) -> String {
+        format!("{}/{key}", self.shared.config.ns_path)
+    }
+
+    async fn run<T>(&self, operation: &'static str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let after = self.shared.config.timeout;
+        match tokio::time::timeout(after, call).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout { backend: NAME, operation, after }),
+        }
+    }
+
+    /// Commits `multi` + the namespace bump; returns the new version, or which operation
+    /// failed and why.
+    async fn commit(
+        &self,
+        client: &zk::Client,
+        ops: &[Op<'_>],
+    ) -> std::result::Result<Version, (Option<usize>, zk::Error)> {
+        let mut writer = client.new_multi_writer();
+        let ns = self.shared.config.ns_path.as_str();
+        let add = |writer: &mut zk::MultiWriter<'_>, op: &Op<'_>| match op {
+            Op::Create(path, data) => writer.add_create(path, data, &PERSISTENT),
+            Op::Set(path, data, version) => writer.add_set_data(path, data, *version),
+            Op::Delete(path, version) => writer.add_delete(path, *version),
+        };
+        for op in ops {
+            add(&mut writer, op).map_err(|err| (None, err))?;
+        }
+        writer.add_set_data(ns, b"", None).map_err(|err| (None, err))?;
+        let results = writer.commit().await.map_err(multi_error)?;
+        match results.last() {
+            Some(zk::MultiWriteResult::SetData { stat }) => Ok(to_version(stat.version)),
+            other => Err((None, zk::Error::UnexpectedError(format!("multi answered {other:?}")))),
+        }
+    }
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        self.validate_key(key)
+    }
+
+    async fn read(&self, client: &zk::Client, key: &str) -> Result<Option<(Vec<u8>, i32)>> {
+        match client.get_data(&self.key_path(key)).await {
+            Ok((data, stat)) => Ok(Some((data, stat.version))),
+            Err(zk::Error::NoNode) => Ok(None),
+            Err(err) => Err(map_error(err)),
+        }
+    }
+
+    /// Writes `entries` as one mutation, creating or overwriting each key's znode.
+    async fn write_all(&self, entries: &[(String, Bytes)]) -> Result<Version> {
+        let client = self.shared.state.client();
+        for _ in 0..MAX_ATTEMPTS {
+            let existing: std::collections::HashSet<String> = match client.list_children(self.path()).await {
+                Ok(children) => children.into_iter().collect(),
+                Err(zk::Error::NoNode) => Default::default(),
+                Err(err) => return Err(map_error(err)),
+            };
+            let paths: Vec<String> = entries.iter().map(|(key, _)| self.key_path(key)).collect();
+            let ops: Vec<Op<'_>> = entries
+                .iter()
+                .zip(&paths)
+                .map(
+                    |((key, value), path)| {
+                        if existing.contains(key) { Op::Set(path, value, None) } else { Op::Create(path, value) }
+                    },
+                )
+                .collect();
+            match self.commit(&client, &ops).await {
+                Ok(version) => return Ok(version),
+                // Created or deleted meanwhile: look again.
+                Err((Some(_), zk::Error::NoNode | zk::Error::NodeExists)) => continue,
+                Err((_, err)) => return Err(map_error(err)),
+            }
+        }
+        Err(Error::store(NAME, "too much contention on the namespace"))
+    }
+}
+
+enum Op<'a> {
+    Create(&'a str, &'a [u8]),
+    Set(&'a str, &'a [u8], Option<i32>),
+    Delete(&'a str, Option<i32>),
+}
+
+#[async_trait]
+impl Backend for ZkBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn validate_key(&self, key: &str) -> Result<()> {
+        validate_node_name(key)
+            .map_err(|reason| Error::invalid_key(key, format!("not a ZooKeeper node name: {reason}")))?;
+        if key.len() > MAX_KEY_LEN {
+            return Err(Error::invalid_key(key, format!("keys are at most {MAX_KEY_LEN} bytes")));
+        }
+        Ok(())
+    }
+
+    fn max_value_size(&self) -> Option<usize> {
+        Some(self.shared.config.max_value_size)
+    }
+
+    async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
+        self.check_key(key)?;
+        self.run("persist", self.write_all(&[(key.to_owned(), value)])).await
+    }
+
+    async fn depersist(&self, key: &str) -> Result<Option<Version>> {
+        self.check_key(key)?;
+        let work = async {
+            let client = self.shared.state.client();
+            let path = self.key_path(key);
+            match self.commit(&client, &[Op::Delete(&path, None)]).await {
+                Ok(version) => Ok(Some(version)),
+                Err((Some(0), zk::Error::NoNode)) => Ok(None),
+                Err((_, err)) => Err(map_error(err)),
+            }
+        };
+        self.run("depersist", work).await
+    }
+
+    async fn durables(&self) -> Result<Durables> {
+        let work = async {
+            let client = self.shared.state.client();
+            for _ in 0..MAX_ATTEMPTS {
+                // Every change whose event is processed after this point is re-fetched by
+                // the next delta; every earlier one is in what we read now.
+                let (epoch, seq) = {
+                    let tracker = self.shared.state.tracker();
+                    (tracker.epoch, tracker.seq)
+                };
+                let (children, before) = match client.get_children(self.path()).await {
+                    Ok(found) => found,
+                    Err(zk::Error::NoNode) => return Ok(Durables::default()),
+                    Err(err) => return Err(map_error(err)),
+                };
+                let reads = children.iter().map(|key| {
+                    let client = &client;
+                    async move { (key, self.read(client, key).await) }
+                });
+                let mut entries = Vec::with_capacity(children.len());
+                for (key, read) in futures::future::join_all(reads).await {
+                    if let Some((data, _)) = read? {
+                        entries.push((key.clone(), Bytes::from(data)));
+                    }
+                }
+                let after = client.check_stat(self.path()).await.map_err(map_error)?;
+                if after.map(|stat| stat.version) != Some(before.version) {
+                    continue; // A mutation landed during the read: read again.
+                }
+                let version = to_version(before.version);
+                self.shared.state.tracker().anchor(epoch, version, seq);
+                return Ok(Durables { entries, version });
+            }
+            Err(Error::store(NAME, "the namespace kept changing during a full read"))
+        };
+        self.run("durables", work).await
+    }
+
+    async fn last_updated(&self) -> Result<Version> {
+        let work = async {
+            match self.shared.state.client().check_stat(self.path()).await {
+                Ok(stat) => Ok(stat.map_or(0, |stat| to_version(stat.version))),
+                Err(err) => Err(map_error(err)),
+            }
+        };
+        self.run("last_updated", work).await
+    }
+
+    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
+        let mut unique: Vec<(String, Bytes)> = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            self.check_key(&key)?;
+            match unique.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => unique.push((key, value)),
+            }
+        }
+        let total: usize = unique.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if total > self.shared.config.max_value_size {
+            return Err(Error::ValueTooLarge {
+                key: unique.first().map_or("", |(k, _)| k.as_str()).into(),
+                size: total,
+                max: self.shared.config.max_value_size,
+                backend: NAME,
+            });
+        }
+        if unique.is_empty() {
+            return self.last_updated().await;
+        }
+        self.run("persist_many", self.write_all(&unique)).await
+    }
+
+    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
+        self.check_key(key)?;
+        let work = async {
+            let client = self.shared.state.client();
+            let path = self.key_path(key);
+            for _ in 0..MAX_ATTEMPTS {
+                let Some((data, node_version)) = self.read(&client, key).await? else { return Ok(None) };
+                match self.commit(&client, &[Op::Delete(&path, Some(node_version))]).await {
+                    Ok(version) => return Ok(Some((Bytes::from(data), version))),
+                    Err((Some(0), zk::Error::NoNode | zk::Error::BadVersion)) => continue,
+                    Err((_, err)) => return Err(map_error(err)),
+                }
+            }
+            Err(Error::store(NAME, "too much contention on the key"))
+        };
+        self.run("pop", work).await
+    }
+
+    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
+        self.check_key(key)?;
+        let work = async {
+            let client = self.shared.state.client();
+            let path = self.key_path(key);
+            for _ in 0..MAX_ATTEMPTS {
+                if let Some((found, _)) = self.read(&client, key).await? {
+                    return Ok((Bytes::from(found), None));
+                }
+                match self.commit(&client, &[Op::Create(&path, &value)]).await {
+                    Ok(version) => return Ok((value.clone(), Some(version))),
+                    Err((Some(0), zk::Error::NodeExists)) => continue,
+                    Err((_, err)) => return Err(map_error(err)),
+                }
+            }
+            Err(Error::store(NAME, "too much contention on the key"))
+        };
+        self.run("setdefault", work).await
+    }
+
+    async fn changes_since(&self, since: Version) -> Result<Changes> {
+        let work = async {
+            let state = &self.shared.state;
+            let client = state.client();
+            let (epoch, anchor) = {
+                let tracker = state.tracker();
+                match tracker.anchors.get(&since) {
+                    Some(anchor) => (tracker.epoch, *anchor),
+                    None => return Ok(Changes::TooOld),
+                }
+            };
+            for _ in 0..MAX_ATTEMPTS {
+                let Some(now) = client.check_stat(self.path()).await.map_err(map_error)? else {
+                    return Ok(Changes::TooOld);
+                };
+                let version = to_version(now.version);
+                if version < since {
+                    return Ok(Changes::TooOld);
+                }
+                // ZooKeeper delivers the events of every change up to `now` before the reply
+                // to the stat read: process them all, so that none can be missed.
+                state.drain().await;
+                let (keys, covered) = {
+                    let tracker = state.tracker();
+                    if tracker.epoch != epoch {
+                        return Ok(Changes::TooOld);
+                    }
+                    let keys: Vec<String> =
+                        tracker.changed.iter().filter(|(_, seq)| **seq > anchor).map(|(key, _)| key.clone()).collect();
+                    (keys, tracker.seq)
+                };
+                let reads = keys.iter().map(|key| {
+                    let client = &client;
+                    async move { (key, self.read(client, key).await) }
+                });
+                let mut changes = Vec::with_capacity(keys.len());
+                for (key, read) in futures::future::join_all(reads).await {
+                    let value = read?.map(|(data, _)| Bytes::from(data));
+                    changes.push(KeyChange { key: key.clone(), value, version });
+                }
+                // A mutation that landed during the reads could show in some keys and not
+                // others (an insert_many half seen): read again.
+                let after = client.check_stat(self.path()).await.map_err(map_error)?;
+                if after.map(|stat| stat.version) != Some(now.version) {
+                    continue;
+                }
+                state.tracker().anchor(epoch, version, covered);
+                return Ok(Changes::Delta { changes, version });
+            }
+            Ok(Changes::TooOld)
+        };
+        self.run("changes_since", work).await
+    }
+
+    async fn watch(&self) -> Result<Option<HintStream>> {
+        let client = self.shared.state.client();
+        if !matches!(client.state(), zk::SessionState::SyncConnected) {
+            return Err(Error::StoreUnavailable {
+                backend: NAME,
+                source: Source::msg(format!("session is {:?}", client.state())),
+            });
+        }
+        let hints = BroadcastStream::new(self.shared.state.hints.subscribe()).map(|hint| match hint {
+            Ok(hint) => hint,
+            // Missed hints: look for yourself.
+            Err(_) => Hint::Resumed,
+        });
+        Ok(Some(Box::pin(hints)))
+    }
+
+    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+        self.check_key(key)?;
+        let work = async {
+            let client = self.shared.state.client();
+            let path = self.key_path(key);
+            for _ in 0..MAX_ATTEMPTS {
+                let current = self.read(&client, key).await?;
+                if current.as_ref().map(|(data, _)| data.as_slice()) != expected.as_deref() {
+                    return Err(Error::Conflict { key: key.into() });
+                }
+                let op = match (&current, &new) {
+                    (Some((_, v)), Some(value)) => Op::Set(&path, value, Some(*v)),
+                    (Some((_, v)), None) => Op::Delete(&path, Some(*v)),
+                    (None, Some(value)) => Op::Create(&path, value),
+                    (None, None) => return self.last_updated().await,
+                };
+                match self.commit(&client, &[op]).await {
+                    Ok(version) => return Ok(version),
+                    Err((Some(0), zk::Error::NoNode | zk::Error::NodeExists | zk::Error::BadVersion)) => continue,
+                    Err((_, err)) => return Err(map_error(err)),
+                }
+            }
+            Err(Error::store(NAME, "too much contention on the key"))
+        };
+        self.run("compare_and_swap", work).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_hosts_and_a_base_path() {
+        assert_eq!(
+            parse_url("zk://a:2181,b:2181/durable/app").unwrap(),
+            ("a:2181,b:2181".into(), "/durable/app".into())
+        );
+        assert_eq!(parse_url("zookeeper://127.0.0.1:2181").unwrap(), ("127.0.0.1:2181".into(), String::new()));
+        assert_eq!(parse_url("zk://h:1/").unwrap(), ("h:1".into(), String::new()));
+        assert!(parse_url("zk:///x").is_err());
+        assert!(parse_url("redis://h").is_err());
+        assert!(parse_url("zk://h:1/a/../b").is_err());
+    }
+
+    #[test]
+    fn node_names_follow_zookeepers_rules() {
+        for ok in ["flag", "with space", "ünï", "a.b", "..."] {
+            assert!(validate_node_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "nul\0", "bell\u{7}", "\u{e000}private", "\u{fff0}", "key🔑"] {
+            assert!(validate_node_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! What only the ZooKeeper backend has to prove, against the real ZooKeeper: interop with
+//! durabledict's ZookeeperDict (through kazoo), hints without polling for writers that bump
+//! no version, a forced session expiry, and bounded failures.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{zk_available, zk_url};
+use durable_core::conformance::{require_service, unique_namespace};
+use durable_core::{Backend, DurableDict, Error, HintHealth};
+use durable_zk::ZkBackend;
+use serde_json::{Value, json};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn hosts() -> String {
+    zk_url().trim_start_matches("zk://").split('/').next().unwrap_or("127.0.0.1:2181").to_owned()
+}
+
+/// durabledict's side: `helper.py <hosts> <keyspace> <command> [args]`. On Python 3,
+/// durabledict's JSONEncoding hands kazoo a `str`, which kazoo refuses; the same JSON as
+/// UTF-8 bytes is what a Python 3 user of ZookeeperDict has to pass.
+const PYTHON_HELPER: &str = r#"
+import json, sys
+from kazoo.client import KazooClient
+from durabledict.zookeeper import ZookeeperDict
+from durabledict.encoding import JSONEncoding
+
+class Utf8JSON(JSONEncoding):
+    encoder = staticmethod(lambda value: json.dumps(value).encode("utf-8"))
+    decoder = staticmethod(lambda data: json.loads(data.decode("utf-8") if isinstance(data, bytes) else data))
+
+hosts, keyspace, command, args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+kz = KazooClient(hosts=hosts)
+kz.start(timeout=15)
+d = ZookeeperDict(keyspace, kz, encoding=Utf8JSON)
+if command == "set":
+    d[args[0]] = json.loads(args[1])
+elif command == "delete":
+    del d[args[0]]
+elif command == "dump":
+    d.sync()
+    print(json.dumps(dict(d.items()), sort_keys=True))
+else:
+    sys.exit("unknown command " + command)
+kz.stop()
+"#;
+
+async fn python() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("durabledict-zk-venv");
+    let python = dir.join("bin").join("python");
+    if !dir.join("ready").exists() {
+        let made = tokio::process::Command::new("python3").arg("-m").arg("venv").arg(&dir).status().await;
+        if !require_service("python3 with venv", matches!(made, Ok(s) if s.success())) {
+            return None;
+        }
+        let installed = tokio::process::Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "durabledict==0.9.4", "kazoo"])
+            .status()
+            .await;
+        if !require_service("PyPI (pip install durabledict==0.9.4 kazoo)", matches!(installed, Ok(s) if s.success())) {
+            return None;
+        }
+        std::fs::write(dir.join("ready"), "durabledict==0.9.4 kazoo\n").unwrap();
+    }
+    std::fs::write(dir.join("helper.py"), PYTHON_HELPER).unwrap();
+    Some(dir)
+}
+
+async fn py(venv: &Path, keyspace: &str, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(venv.join("bin").join("python"))
+        .arg(venv.join("helper.py"))
+        .arg(hosts())
+        .arg(keyspace)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "python {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+async fn wait_for(dict: &DurableDict<Value>, what: &str, done: impl Fn(&DurableDict<Value>) -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        dict.sync().await.unwrap();
+        if done(dict) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durabledict_zookeeperdict_and_durable_share_one_dict() {
+    if !zk_available().await {
+        return;
+    }
+    let Some(venv) = python().await else { return };
+    let ns = unique_namespace("interop");
+    let backend = ZkBackend::connect(&zk_url(), &ns).await.unwrap();
+    let keyspace = backend.path().to_owned();
+    // A hinted dict without background refresh or any poll: only the watch can tell it.
+    let rust = DurableDict::<Value>::builder(Arc::new(backend)).autosync(false).build().await.unwrap();
+
+    // Python writes (no version bump) → Rust sees through the watch.
+    py(&venv, &keyspace, &["set", "from-python", r#"{"enabled": true, "name": "Zoë"}"#]).await;
+    wait_for(&rust, "Python's write", |d| {
+        d.snapshot().get("from-python") == Some(&json!({"enabled": true, "name": "Zoë"}))
+    })
+    .await;
+    assert_eq!(rust.version(), 0, "durabledict's writers do not bump our version");
+
+    // Rust writes → Python sees.
+    rust.insert("from-rust", json!({"list": [1, 2.5, null], "text": "ünï ☃"})).await.unwrap();
+    let view: Value = serde_json::from_str(&py(&venv, &keyspace, &["dump"]).await).unwrap();
+    assert_eq!(view["from-rust"], json!({"list": [1, 2.5, null], "text": "ünï ☃"}));
+    assert_eq!(view["from-python"], json!({"enabled": true, "name": "Zoë"}));
+
+    // Python overwrites and deletes → Rust sees.
+    py(&venv, &keyspace, &["set", "from-rust", "7"]).await;
+    py(&venv, &keyspace, &["delete", "from-python"]).await;
+    wait_for(&rust, "Python's overwrite and delete", |d| {
+        d.snapshot().get("from-python").is_none() && d.snapshot().get("from-rust") == Some(&json!(7))
+    })
+    .await;
+    let view: Value = serde_json::from_str(&py(&venv, &keyspace, &["dump"]).await).unwrap();
+    let rust_view: serde_json::Map<String, Value> =
+        rust.snapshot().iter().map(|(k, v)| (k.to_owned(), v.clone())).collect();
+    assert_eq!(view, Value::Object(rust_view), "both sides hold the same dict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_session_expiry_ends_in_a_correct_resynced_dict() {
+    if !zk_available().await {
+        return;
+    }
+    let ns = unique_namespace("expiry");
+    let backend = ZkBackend::builder(&zk_url()).session_timeout(Duration::from_secs(4)).connect(&ns).await.unwrap();
+    let backend = Arc::new(backend);
+    let session = backend.session();
+    let dict = DurableDict::<Value>::builder(backend.clone()).autosync(false).build().await.unwrap();
+    let writer = ZkBackend::connect(&zk_url(), &ns).await.unwrap();
+    let writer_dict =
+        DurableDict::<Value>::builder(Arc::new(writer)).autosync(false).hints(false).build().await.unwrap();
+    writer_dict.insert("before", json!(1)).await.unwrap();
+    wait_for(&dict, "the first write", |d| d.snapshot().get("before").is_some()).await;
+
+    // Expire the dict's session from the server side: another client joins it and closes it.
+    let original = format!("{:?}", session.id());
+    let thief = zookeeper_client::Client::connector().with_session(session).connect(&hosts()).await.unwrap();
+    drop(thief);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while format!("{:?}", backend.session().id()) == original {
+        assert!(tokio::time::Instant::now() < deadline, "no new session was built after the expiry");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Changes while the session is being rebuilt.
+    writer_dict.insert("during", json!(2)).await.unwrap();
+    writer_dict.remove("before").await.unwrap();
+    wait_for(&dict, "the resync after the new session", |d| {
+        d.snapshot().get("during") == Some(&json!(2)) && d.snapshot().get("before").is_none()
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while dict.status().hints != HintHealth::Healthy {
+        assert!(tokio::time::Instant::now() < deadline, "hints never came back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // And the new session carries hints and writes.
+    writer_dict.insert("after", json!(3)).await.unwrap();
+    wait_for(&dict, "a change after the expiry", |d| d.snapshot().get("after") == Some(&json!(3))).await;
+    dict.insert("from-the-expired-one", json!(4)).await.unwrap();
+    assert_eq!(dict.version(), writer_dict.backend().last_updated().await.unwrap());
+}
+
+#[tokio::test]
+async fn keys_zookeeper_cannot_name_are_refused_before_io() {
+    if !zk_available().await {
+        return;
+    }
+    let backend = ZkBackend::connect(&zk_url(), &unique_namespace("keys")).await.unwrap();
+    for bad in [".", "..", "a/b", "emoji🔑", "nul\0"] {
+        let err = backend.persist(bad, durable_core::Bytes::from_static(b"1")).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidKey { .. }), "{bad:?}: {err}");
+    }
+    let err = backend
+        .persist_many(vec![("a".into(), vec![0u8; 600_000].into()), ("b".into(), vec![0u8; 600_000].into())])
+        .await;
+    assert!(matches!(err, Err(Error::ValueTooLarge { .. })), "{err:?}");
+    assert!(ZkBackend::connect(&zk_url(), "a/b").await.is_err(), "namespaces are node names too");
+}
+
+#[tokio::test]
+async fn an_ensemble_that_never_answers_fails_within_the_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("zk://127.0.0.1:{}/durable", silent.local_addr().unwrap().port());
+    let started = std::time::Instant::now();
+    let err = ZkBackend::builder(&url).timeout(Duration::from_millis(500)).connect("ns").await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(err.is_unavailable(), "{err}");
+}
