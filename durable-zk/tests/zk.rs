@@ -154,9 +154,24 @@ async fn a_forced_session_expiry_ends_in_a_correct_resynced_dict() {
     wait_for(&dict, "the first write", |d| d.snapshot().get("before").is_some()).await;
 
     // Expire the dict's session from the server side: another client joins it and closes it.
+    // The original client reconnects at once and may win the session back before the
+    // thief's handshake completes: try again until the thief gets in and closes it.
     let original = format!("{:?}", session.id());
-    let thief = zookeeper_client::Client::connector().with_session(session).connect(&hosts()).await.unwrap();
-    drop(thief);
+    let mut attempts = 0;
+    loop {
+        let connector = zookeeper_client::Client::connector().with_session(session.clone());
+        match tokio::time::timeout(Duration::from_secs(3), connector.connect(&hosts())).await {
+            Ok(Ok(thief)) => {
+                drop(thief);
+                break;
+            }
+            _ if format!("{:?}", backend.session().id()) != original => break,
+            _ => {
+                attempts += 1;
+                assert!(attempts < 10, "could not join the session to close it");
+            }
+        }
+    }
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while format!("{:?}", backend.session().id()) == original {
         assert!(tokio::time::Instant::now() < deadline, "no new session was built after the expiry");
