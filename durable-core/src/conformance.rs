@@ -74,6 +74,30 @@ pub fn require_service(service: &str, reachable: bool) -> bool {
     false
 }
 
+/// A Python virtual environment at `dir` with `packages` installed from PyPI (made once,
+/// then reused), for the interop tests against Python's durabledict. Returns its `python`,
+/// or `None` — a skip, or a failure under `DURABLE_REQUIRE_SERVICES=1` — when python3 or PyPI
+/// cannot be had.
+pub async fn python_venv(dir: &std::path::Path, packages: &[&str]) -> Option<std::path::PathBuf> {
+    let python = dir.join("bin").join("python");
+    let ready = dir.join("ready");
+    let wanted = packages.join(" ");
+    if std::fs::read_to_string(&ready).is_ok_and(|installed| installed.trim() == wanted) {
+        return Some(python);
+    }
+    let made = tokio::process::Command::new("python3").arg("-m").arg("venv").arg(dir).status().await;
+    if !require_service("python3 with venv", matches!(made, Ok(status) if status.success())) {
+        return None;
+    }
+    let installed =
+        tokio::process::Command::new(&python).args(["-m", "pip", "install", "--quiet"]).args(packages).status().await;
+    if !require_service(&format!("PyPI (pip install {wanted})"), matches!(installed, Ok(status) if status.success())) {
+        return None;
+    }
+    std::fs::write(&ready, &wanted).ok()?;
+    Some(python)
+}
+
 /// How long the suite waits for something that should happen "soon" (a hint, a
 /// background refresh) before it calls it a failure. Generous: CI machines are noisy.
 pub const PATIENCE: Duration = Duration::from_secs(10);

@@ -40,7 +40,7 @@ pub use instrument::{CallCounts, CountingBackend};
 pub use memory::{DEFAULT_CHANGE_LOG, MemoryBackend, MemoryStore};
 pub use snapshot::Snapshot;
 pub use sync::{HintHealth, Status, SyncOutcome};
-pub use url::{redact_url, scheme};
+pub use url::{Redactor, redact_url, scheme};
 
 /// Re-exported so backend crates and users name the same versions.
 pub use async_trait::async_trait;

@@ -47,6 +47,48 @@ pub fn redact_url(url: &str) -> String {
     format!("{head}{authority}{tail}")
 }
 
+/// Knows a URL's password, to keep it out of anything shown: backends build one from their
+/// URL and pass every driver message through [`Redactor::scrub`] before it reaches an error
+/// or a log (a driver may echo what it was given).
+#[derive(Clone)]
+pub struct Redactor {
+    url: String,
+    password: Option<String>,
+}
+
+impl Redactor {
+    /// Remembers `url`'s password, if it has one.
+    pub fn new(url: &str) -> Self {
+        let password = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+            .and_then(|authority| authority.rsplit_once('@'))
+            .and_then(|(userinfo, _)| userinfo.split_once(':'))
+            .map(|(_, password)| password.to_owned())
+            .filter(|password| !password.is_empty());
+        Self { url: redact_url(url), password }
+    }
+
+    /// The URL with its password replaced by `***`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `text` with every occurrence of the password replaced by `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        match &self.password {
+            Some(password) => text.replace(password.as_str(), "***"),
+            None => text.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Redactor").field(&self.url).finish()
+    }
+}
+
 fn is_secret(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     ["password", "pass", "pwd", "secret", "token", "auth"].iter().any(|s| name.contains(s))
@@ -74,6 +116,15 @@ mod tests {
     #[test]
     fn redacts_secret_query_parameters() {
         assert_eq!(redact_url("rediss://h?token=abc&db=1"), "rediss://h?token=***&db=1");
+    }
+
+    #[test]
+    fn the_redactor_scrubs_the_password_from_any_text() {
+        let r = Redactor::new("postgres://app:pa55word@db.internal:5432/flags");
+        assert_eq!(r.url(), "postgres://app:***@db.internal:5432/flags");
+        assert_eq!(r.scrub("failed for pa55word at db"), "failed for *** at db");
+        assert!(!format!("{r:?}").contains("pa55word"));
+        assert_eq!(Redactor::new("sqlite://flags.db").scrub("text"), "text");
     }
 
     #[test]

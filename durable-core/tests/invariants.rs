@@ -470,28 +470,36 @@ async fn a_write_after_someone_elses_write_brings_both_in() {
     assert_eq!(snap.get("theirs"), Some(&json!(1)), "one consistent version: theirs came in too");
 }
 
+/// A backend with only the four required methods (and optionally a value size limit):
+/// everything else comes from the trait's defaults.
+struct OnlyRequired {
+    inner: MemoryBackend,
+    max_value_size: Option<usize>,
+}
+
+#[durable_core::async_trait]
+impl Backend for OnlyRequired {
+    fn max_value_size(&self) -> Option<usize> {
+        self.max_value_size
+    }
+    async fn persist(&self, key: &str, value: Bytes) -> durable_core::Result<u64> {
+        self.inner.persist(key, value).await
+    }
+    async fn depersist(&self, key: &str) -> durable_core::Result<Option<u64>> {
+        self.inner.depersist(key).await
+    }
+    async fn durables(&self) -> durable_core::Result<durable_core::Durables> {
+        self.inner.durables().await
+    }
+    async fn last_updated(&self) -> durable_core::Result<u64> {
+        self.inner.last_updated().await
+    }
+}
+
 #[tokio::test]
 async fn oversized_values_are_refused_before_io() {
-    struct Limited(MemoryBackend);
-    #[durable_core::async_trait]
-    impl Backend for Limited {
-        fn max_value_size(&self) -> Option<usize> {
-            Some(16)
-        }
-        async fn persist(&self, key: &str, value: Bytes) -> durable_core::Result<u64> {
-            self.0.persist(key, value).await
-        }
-        async fn depersist(&self, key: &str) -> durable_core::Result<Option<u64>> {
-            self.0.depersist(key).await
-        }
-        async fn durables(&self) -> durable_core::Result<durable_core::Durables> {
-            self.0.durables().await
-        }
-        async fn last_updated(&self) -> durable_core::Result<u64> {
-            self.0.last_updated().await
-        }
-    }
-    let counting = Arc::new(CountingBackend::new(Arc::new(Limited(memory("ns")))));
+    let limited = OnlyRequired { inner: memory("ns"), max_value_size: Some(16) };
+    let counting = Arc::new(CountingBackend::new(Arc::new(limited)));
     let dict = DurableDict::<String>::builder(counting.clone()).hints(false).build().await.unwrap();
     let before = counting.counts();
     let err = dict.insert("k", "x".repeat(100)).await.unwrap_err();
@@ -503,28 +511,9 @@ async fn oversized_values_are_refused_before_io() {
 /// A backend with only the four required methods works: the defaults carry it.
 #[tokio::test]
 async fn a_backend_with_only_the_four_required_methods_works() {
-    struct Minimal(MemoryBackend);
-    #[durable_core::async_trait]
-    impl Backend for Minimal {
-        async fn persist(&self, key: &str, value: Bytes) -> durable_core::Result<u64> {
-            self.0.persist(key, value).await
-        }
-        async fn depersist(&self, key: &str) -> durable_core::Result<Option<u64>> {
-            self.0.depersist(key).await
-        }
-        async fn durables(&self) -> durable_core::Result<durable_core::Durables> {
-            self.0.durables().await
-        }
-        async fn last_updated(&self) -> durable_core::Result<u64> {
-            self.0.last_updated().await
-        }
-    }
     let store = MemoryStore::new();
-    let dict = DurableDict::<Value>::builder(Arc::new(Minimal(MemoryBackend::in_store(store.clone(), "ns"))))
-        .autosync(false)
-        .build()
-        .await
-        .unwrap();
+    let minimal = OnlyRequired { inner: MemoryBackend::in_store(store.clone(), "ns"), max_value_size: None };
+    let dict = DurableDict::<Value>::builder(Arc::new(minimal)).autosync(false).build().await.unwrap();
     assert_eq!(dict.status().hints, HintHealth::Unavailable);
     dict.insert_many([("a", json!(1)), ("b", json!(2))]).await.unwrap();
     assert_eq!(dict.pop("a").await.unwrap(), Some(json!(1)));

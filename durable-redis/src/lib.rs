@@ -71,7 +71,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use durable_core::{Backend, Changes, Durables, Error, Hint, HintStream, KeyChange, Result, Source, Version};
+use durable_core::{Backend, Changes, Durables, Error, Hint, HintStream, KeyChange, Redactor, Result, Source, Version};
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, Value};
@@ -147,10 +147,11 @@ impl RedisBackendBuilder {
     /// Connects and returns a backend on `namespace`.
     pub async fn connect(self, namespace: &str) -> Result<RedisBackend> {
         validate_namespace(namespace)?;
-        let redactor = Redactor::for_url(&self.url);
-        let client = self
-            .client()
-            .map_err(|err| Error::InvalidUrl { url: redactor.url(), reason: redactor.scrub(&err.to_string()) })?;
+        let redactor = Redactor::new(&self.url);
+        let client = self.client().map_err(|err| Error::InvalidUrl {
+            url: redactor.url().to_owned(),
+            reason: redactor.scrub(&err.to_string()),
+        })?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
@@ -159,7 +160,7 @@ impl RedisBackendBuilder {
         let connecting = ConnectionManager::new_with_config(client.clone(), config);
         let manager = match tokio::time::timeout(self.timeout, connecting).await {
             Ok(Ok(manager)) => manager,
-            Ok(Err(err)) => return Err(redactor.map(err)),
+            Ok(Err(err)) => return Err(map_error(&redactor, err)),
             Err(_) => return Err(Error::Timeout { backend: NAME, operation: "connect", after: self.timeout }),
         };
         let keys = Keys::new(namespace);
@@ -321,7 +322,7 @@ impl RedisBackend {
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T> {
         match tokio::time::timeout(self.shared.timeout, call).await {
-            Ok(result) => result.map_err(|err| self.shared.redactor.map(err)),
+            Ok(result) => result.map_err(|err| map_error(&self.shared.redactor, err)),
             Err(_) => Err(Error::Timeout { backend: NAME, operation, after: self.shared.timeout }),
         }
     }
@@ -516,41 +517,12 @@ impl Backend for RedisBackend {
     }
 }
 
-/// Knows the URL's password, so that it can be removed from anything shown.
-struct Redactor {
-    url: String,
-    password: Option<String>,
-}
-
-impl Redactor {
-    fn for_url(url: &str) -> Self {
-        let password = url
-            .split_once("://")
-            .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
-            .and_then(|authority| authority.rsplit_once('@'))
-            .and_then(|(userinfo, _)| userinfo.split_once(':'))
-            .map(|(_, password)| password.to_owned())
-            .filter(|password| !password.is_empty());
-        Self { url: durable_core::redact_url(url), password }
-    }
-
-    fn url(&self) -> String {
-        self.url.clone()
-    }
-
-    fn scrub(&self, text: &str) -> String {
-        match &self.password {
-            Some(password) => text.replace(password.as_str(), "***"),
-            None => text.to_owned(),
-        }
-    }
-
-    fn map(&self, err: redis::RedisError) -> Error {
-        let source = Source::msg(self.scrub(&err.to_string()));
-        if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_timeout() {
-            Error::StoreUnavailable { backend: NAME, source }
-        } else {
-            Error::Store { backend: NAME, source }
-        }
+/// Turns a redis error into the crate's error, passwords scrubbed.
+fn map_error(secrets: &Redactor, err: redis::RedisError) -> Error {
+    let source = Source::msg(secrets.scrub(&err.to_string()));
+    if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_timeout() {
+        Error::StoreUnavailable { backend: NAME, source }
+    } else {
+        Error::Store { backend: NAME, source }
     }
 }

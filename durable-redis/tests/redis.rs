@@ -67,24 +67,7 @@ else:
 /// A virtual environment under `target/` with durabledict 0.9.4 and redis-py, made once.
 async fn python() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("durabledict-venv");
-    let python = dir.join("bin").join("python");
-    let ready = dir.join("ready");
-    if !ready.exists() {
-        let made = tokio::process::Command::new("python3").arg("-m").arg("venv").arg(&dir).status().await;
-        if !matches!(made, Ok(status) if status.success()) {
-            require_service("python3 with venv", false);
-            return None;
-        }
-        let installed = tokio::process::Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "durabledict==0.9.4", "redis"])
-            .status()
-            .await;
-        if !matches!(installed, Ok(status) if status.success()) {
-            require_service("PyPI (pip install durabledict==0.9.4 redis)", false);
-            return None;
-        }
-        std::fs::write(&ready, "durabledict==0.9.4 redis\n").unwrap();
-    }
+    durable_core::conformance::python_venv(&dir, &["durabledict==0.9.4", "redis"]).await?;
     std::fs::write(dir.join("helper.py"), PYTHON_HELPER).unwrap();
     Some(dir)
 }

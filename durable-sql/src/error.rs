@@ -1,7 +1,7 @@
 //! sqlx errors turned into `durable_core::Error` at the crate boundary, with the password
 //! of the URL scrubbed from every message (invariant 10).
 
-use durable_core::{Error, Source};
+use durable_core::{Error, Redactor, Source};
 
 /// What one attempt of an operation can fail with.
 pub(crate) enum Fail {
@@ -33,56 +33,25 @@ impl Fail {
     }
 }
 
-/// Knows a URL's password, so that it can be removed from anything shown.
-pub(crate) struct Redactor {
-    url: String,
-    password: Option<String>,
-}
-
-impl Redactor {
-    pub(crate) fn for_url(url: &str) -> Self {
-        let password = url
-            .split_once("://")
-            .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
-            .and_then(|authority| authority.rsplit_once('@'))
-            .and_then(|(userinfo, _)| userinfo.split_once(':'))
-            .map(|(_, password)| password.to_owned())
-            .filter(|password| !password.is_empty());
-        Self { url: durable_core::redact_url(url), password }
-    }
-
-    /// The URL, password removed.
-    pub(crate) fn url(&self) -> String {
-        self.url.clone()
-    }
-
-    /// `text` with the password replaced by `***`.
-    pub(crate) fn scrub(&self, text: &str) -> String {
-        match &self.password {
-            Some(password) => text.replace(password.as_str(), "***"),
-            None => text.to_owned(),
+/// Turns one attempt's failure into the crate's error, passwords scrubbed.
+pub(crate) fn map(secrets: &Redactor, backend: &'static str, fail: Fail) -> Error {
+    let err = match fail {
+        Fail::Core(err) => return err,
+        Fail::Sql(err) => err,
+    };
+    let message = secrets.scrub(&err.to_string());
+    match &err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => Error::StoreUnavailable { backend, source: Source::msg(message) },
+        sqlx::Error::Configuration(_) => Error::InvalidUrl { url: secrets.url().to_owned(), reason: message },
+        sqlx::Error::Database(db) if db.code().is_some_and(|code| is_connection_loss(&code)) => {
+            Error::StoreUnavailable { backend, source: Source::msg(message) }
         }
-    }
-
-    pub(crate) fn map(&self, backend: &'static str, fail: Fail) -> Error {
-        let err = match fail {
-            Fail::Core(err) => return err,
-            Fail::Sql(err) => err,
-        };
-        let message = self.scrub(&err.to_string());
-        match &err {
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_) => Error::StoreUnavailable { backend, source: Source::msg(message) },
-            sqlx::Error::Configuration(_) => Error::InvalidUrl { url: self.url(), reason: message },
-            sqlx::Error::Database(db) if db.code().is_some_and(|code| is_connection_loss(&code)) => {
-                Error::StoreUnavailable { backend, source: Source::msg(message) }
-            }
-            _ => Error::Store { backend, source: Source::msg(message) },
-        }
+        _ => Error::Store { backend, source: Source::msg(message) },
     }
 }
 
@@ -90,18 +59,4 @@ impl Redactor {
 fn is_connection_loss(code: &str) -> bool {
     // PostgreSQL: connection exceptions (08xxx), admin/crash shutdown, cannot connect now.
     code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "1053" | "2006" | "2013")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_password_is_scrubbed_from_messages() {
-        let r = Redactor::for_url("postgres://app:pa55word@db.internal:5432/flags");
-        assert_eq!(r.url(), "postgres://app:***@db.internal:5432/flags");
-        assert_eq!(r.scrub("failed for pa55word at db"), "failed for *** at db");
-        let none = Redactor::for_url("sqlite://flags.db");
-        assert_eq!(none.scrub("text"), "text");
-    }
 }

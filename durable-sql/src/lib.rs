@@ -85,7 +85,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use durable_core::{Backend, Changes, Durables, Error, HintStream, KeyChange, Result, Version};
+use durable_core::{Backend, Changes, Durables, Error, HintStream, KeyChange, Redactor, Result, Version};
 use sqlx::{AssertSqlSafe, Row};
 
 use dialect::Statements;
@@ -209,16 +209,16 @@ struct Shared {
     timeout: Duration,
     retention: i64,
     max_value_size: usize,
-    secrets: error::Redactor,
+    secrets: Redactor,
 }
 
 impl Shared {
     async fn connect(options: SqlBackendBuilder) -> Result<Self> {
-        let secrets = error::Redactor::for_url(&options.url);
+        let secrets = Redactor::new(&options.url);
         let scheme = durable_core::scheme(&options.url).unwrap_or_default();
         let Some(dialect) = Dialect::of_scheme(&scheme) else {
             return Err(Error::InvalidUrl {
-                url: secrets.url(),
+                url: secrets.url().to_owned(),
                 reason: "expected a sqlite://, postgres://, postgresql://, mysql:// or mariadb:// URL".into(),
             });
         };
@@ -234,7 +234,7 @@ impl Shared {
                         tries += 1;
                         tokio::time::sleep(backoff(tries)).await;
                     }
-                    other => return other.map_err(|fail| secrets.map(dialect.name(), fail)),
+                    other => return other.map_err(|fail| error::map(&secrets, dialect.name(), fail)),
                 }
             }
         };
@@ -255,10 +255,10 @@ impl Shared {
         Ok(shared)
     }
 
-    async fn open_pool(dialect: Dialect, options: &SqlBackendBuilder, secrets: &error::Redactor) -> Result<Pool, Fail> {
+    async fn open_pool(dialect: Dialect, options: &SqlBackendBuilder, secrets: &Redactor) -> Result<Pool, Fail> {
         let url = options.url.as_str();
         let bad_url = |err: sqlx::Error| {
-            Fail::Core(Error::InvalidUrl { url: secrets.url(), reason: secrets.scrub(&err.to_string()) })
+            Fail::Core(Error::InvalidUrl { url: secrets.url().to_owned(), reason: secrets.scrub(&err.to_string()) })
         };
         let unavailable = Fail::Sql;
         match dialect {
@@ -333,7 +333,7 @@ impl Shared {
                         tracing::debug!(backend, operation, tries, "durable-sql: retrying after a transient conflict");
                         tokio::time::sleep(backoff(tries)).await;
                     }
-                    Err(fail) => return Err(self.secrets.map(backend, fail)),
+                    Err(fail) => return Err(error::map(&self.secrets, backend, fail)),
                 }
             }
         };
@@ -720,7 +720,7 @@ impl Backend for SqlBackend {
                 let listening = listen::subscribe(pool, &self.shared.statements.channel, &self.namespace);
                 match tokio::time::timeout(self.shared.timeout, listening).await {
                     Ok(Ok(stream)) => Ok(Some(stream)),
-                    Ok(Err(err)) => Err(self.shared.secrets.map("postgres", Fail::Sql(err))),
+                    Ok(Err(err)) => Err(error::map(&self.shared.secrets, "postgres", Fail::Sql(err))),
                     Err(_) => {
                         Err(Error::Timeout { backend: "postgres", operation: "watch", after: self.shared.timeout })
                     }

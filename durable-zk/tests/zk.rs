@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{zk_available, zk_url};
-use durable_core::conformance::{require_service, unique_namespace};
+use durable_core::conformance::unique_namespace;
 use durable_core::{Backend, DurableDict, Error, HintHealth};
 use durable_zk::ZkBackend;
 use serde_json::{Value, json};
@@ -52,21 +52,7 @@ kz.stop()
 
 async fn python() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("durabledict-zk-venv");
-    let python = dir.join("bin").join("python");
-    if !dir.join("ready").exists() {
-        let made = tokio::process::Command::new("python3").arg("-m").arg("venv").arg(&dir).status().await;
-        if !require_service("python3 with venv", matches!(made, Ok(s) if s.success())) {
-            return None;
-        }
-        let installed = tokio::process::Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "durabledict==0.9.4", "kazoo"])
-            .status()
-            .await;
-        if !require_service("PyPI (pip install durabledict==0.9.4 kazoo)", matches!(installed, Ok(s) if s.success())) {
-            return None;
-        }
-        std::fs::write(dir.join("ready"), "durabledict==0.9.4 kazoo\n").unwrap();
-    }
+    durable_core::conformance::python_venv(&dir, &["durabledict==0.9.4", "kazoo"]).await?;
     std::fs::write(dir.join("helper.py"), PYTHON_HELPER).unwrap();
     Some(dir)
 }
