@@ -16,3 +16,5 @@ echo "== facade without default features (the 'enable this feature' errors)"
 cargo test -p durable --no-default-features --test facade
 echo "== quickstart example"
 cargo run --quiet --example quickstart
+echo "== flags service: the README's commands against the real binary"
+scripts/try-flags-service.sh

@@ -38,6 +38,16 @@ pub use durable_sql::{SqlBackend, SqlBackendBuilder};
 #[cfg(feature = "zookeeper")]
 pub use durable_zk::{ZkBackend, ZkBackendBuilder};
 
+#[cfg(feature = "axum")]
+mod extract;
+#[cfg(feature = "tower")]
+mod middleware;
+
+#[cfg(feature = "axum")]
+pub use extract::{Flags, MissingSyncLayer};
+#[cfg(feature = "tower")]
+pub use middleware::{OutagePolicy, SyncLayer, SyncService};
+
 // The README's examples compile and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

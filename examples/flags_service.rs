@@ -1,0 +1,136 @@
+//! A small feature-flag service: a JSON API over a `DurableDict`, synced once per request by
+//! `SyncLayer`, and a demo route whose answer depends on a flag.
+//!
+//! ```sh
+//! cargo run --example flags_service                      # a SQLite file, no server needed
+//! DURABLE_URL=redis://127.0.0.1:6379 cargo run --example flags_service --features redis
+//! ```
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /flags` | every flag, with the snapshot version |
+//! | `GET /flags/{key}` | one flag (404 if unset) |
+//! | `PUT /flags/{key}` | set a flag to the JSON body |
+//! | `DELETE /flags/{key}` | remove a flag (404 if unset) |
+//! | `GET /hello` | the demo: shouts when the flag `shout` is `true` |
+//! | `GET /health` | the dict's status (not synced: health checks skip the layer) |
+//!
+//! Environment: `DURABLE_URL` (default: a SQLite file in the temporary directory),
+//! `DURABLE_NAMESPACE` (default `flags`), `DURABLE_ADDR` (default `127.0.0.1:3000`).
+//! Ctrl-C stops it gracefully.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use durable::{DurableDict, Flags, SyncLayer};
+use serde_json::{Value, json};
+
+/// The service's dict: flag name → any JSON value.
+pub type FlagDict = DurableDict<Value>;
+
+/// Connects the dict the service uses: manual sync (the layer syncs per request) and
+/// background refresh, so change events and hints are applied between requests too.
+pub async fn open(url: &str, namespace: &str) -> durable::Result<FlagDict> {
+    let backend = durable::connect(url, namespace).await?;
+    DurableDict::builder(backend)
+        .autosync(false)
+        .background_refresh(true)
+        .poll_interval(Duration::from_secs(1))
+        .build()
+        .await
+}
+
+/// The service's routes, with `SyncLayer` around them.
+pub fn router(dict: FlagDict) -> Router {
+    Router::new()
+        .route("/flags", get(list))
+        .route("/flags/{key}", get(get_one).put(set_one).delete(delete_one))
+        .route("/hello", get(hello))
+        .route("/health", get(health))
+        .layer(SyncLayer::new(dict.clone()).skip_paths(["/health"]))
+        .with_state(dict)
+}
+
+async fn list(flags: Flags<Value>) -> Json<Value> {
+    let all: serde_json::Map<String, Value> = flags.iter().map(|(k, v)| (k.to_owned(), v.clone())).collect();
+    Json(json!({ "version": flags.version(), "flags": all }))
+}
+
+async fn get_one(flags: Flags<Value>, Path(key): Path<String>) -> impl IntoResponse {
+    match flags.get(&key) {
+        Some(value) => (StatusCode::OK, Json(value.clone())),
+        None => (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no flag {key:?}") }))),
+    }
+}
+
+async fn set_one(State(dict): State<FlagDict>, Path(key): Path<String>, Json(value): Json<Value>) -> impl IntoResponse {
+    match dict.insert(&key, value).await {
+        Ok(version) => (StatusCode::OK, Json(json!({ "version": version }))),
+        Err(err) => error_response(err),
+    }
+}
+
+async fn delete_one(State(dict): State<FlagDict>, Path(key): Path<String>) -> impl IntoResponse {
+    match dict.remove(&key).await {
+        Ok(Some(version)) => (StatusCode::OK, Json(json!({ "version": version }))),
+        Ok(None) => (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no flag {key:?}") }))),
+        Err(err) => error_response(err),
+    }
+}
+
+fn error_response(err: durable::Error) -> (StatusCode, Json<Value>) {
+    let status = match err {
+        durable::Error::InvalidKey { .. } | durable::Error::ValueTooLarge { .. } => StatusCode::BAD_REQUEST,
+        ref e if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, Json(json!({ "error": err.to_string() })))
+}
+
+/// The demo route: its answer depends on the flag `shout`.
+async fn hello(flags: Flags<Value>) -> String {
+    if flags.get("shout") == Some(&Value::Bool(true)) { "HELLO, WORLD!".into() } else { "Hello, world.".into() }
+}
+
+async fn health(State(dict): State<FlagDict>) -> impl IntoResponse {
+    let status = dict.status();
+    let body = json!({
+        "version": status.version,
+        "hints": format!("{:?}", status.hints),
+        "last_error": status.last_error.as_ref().map(ToString::to_string),
+        "staleness_ms": status.staleness().as_millis().min(u128::from(u64::MAX)) as u64,
+    });
+    let code = if status.failing_since.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (code, Json(body))
+}
+
+#[allow(dead_code)] // The end-to-end tests include this file for `open` and `router` only.
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let default_file = std::env::temp_dir().join("durable-flags-service.db");
+    let url = std::env::var("DURABLE_URL").unwrap_or_else(|_| format!("sqlite://{}", default_file.display()));
+    let namespace = std::env::var("DURABLE_NAMESPACE").unwrap_or_else(|_| "flags".into());
+    let addr = std::env::var("DURABLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+
+    let dict = open(&url, &namespace).await?;
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!(
+        "flags service on http://{} (store {}, namespace {namespace})",
+        listener.local_addr()?,
+        durable::redact_url(&url)
+    );
+    axum::serve(listener, router(dict))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            println!("shutting down");
+        })
+        .await?;
+    Ok(())
+}

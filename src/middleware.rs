@@ -1,0 +1,195 @@
+//! `SyncLayer` (feature `tower`): sync once per request, and hand the request one snapshot.
+//!
+//! Before each request the layer calls [`DurableDict::sync`] — free while change hints are
+//! healthy and nothing changed, one cheap round trip otherwise, shared by all concurrent
+//! requests — and puts the dict's [`Snapshot`] into the request's extensions, so every read
+//! during the request sees one version. It is a plain `tower::Layer` over `http` requests,
+//! so it serves axum, tonic and hyper alike; with the `axum` feature, handlers take the
+//! snapshot as a [`crate::Flags`] argument.
+//!
+//! When the store cannot be reached the layer follows its [`OutagePolicy`]: serve the last
+//! good snapshot (the default; the dict logs the outage once), answer 503, or serve it only
+//! while it is younger than a maximum staleness. The sync's latency is recorded in the
+//! `durable.sync` span's `latency_us` field.
+//!
+//! ```
+//! use std::time::Duration;
+//! use durable::{DurableDict, MemoryBackend, OutagePolicy, SyncLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> durable::Result<()> {
+//! let flags = DurableDict::<bool>::builder(std::sync::Arc::new(MemoryBackend::new("flags")))
+//!     .autosync(false)
+//!     .build()
+//!     .await?;
+//! let layer = SyncLayer::new(flags)
+//!     .outage_policy(OutagePolicy::FailOpenFor(Duration::from_secs(300)))
+//!     .skip_paths(["/health", "/static/"]);
+//! # let _ = layer; Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use http::{Request, Response, StatusCode};
+use tracing::Instrument;
+
+use crate::{Codec, DurableDict, Json, Snapshot};
+
+/// What the layer does when the store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutagePolicy {
+    /// Serve the last good snapshot, however old (the default): a flag store never takes
+    /// the service down.
+    #[default]
+    FailOpen,
+    /// Answer 503 Service Unavailable.
+    FailClosed,
+    /// Serve the last good snapshot while the dict is at most this stale, then answer 503.
+    FailOpenFor(Duration),
+}
+
+type Skip = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
+
+/// A `tower::Layer` that syncs a [`DurableDict`] before each request; see the module docs.
+pub struct SyncLayer<V, C = Json> {
+    dict: DurableDict<V, C>,
+    policy: OutagePolicy,
+    skip: Option<Skip>,
+}
+
+impl<V, C> Clone for SyncLayer<V, C> {
+    fn clone(&self) -> Self {
+        Self { dict: self.dict.clone(), policy: self.policy, skip: self.skip.clone() }
+    }
+}
+
+impl<V, C> fmt::Debug for SyncLayer<V, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncLayer").field("dict", &self.dict).field("policy", &self.policy).finish()
+    }
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> SyncLayer<V, C> {
+    /// Syncs `dict` before every request, failing open.
+    pub fn new(dict: DurableDict<V, C>) -> Self {
+        Self { dict, policy: OutagePolicy::default(), skip: None }
+    }
+
+    /// What to do when the store cannot be reached (default [`OutagePolicy::FailOpen`]).
+    pub fn outage_policy(mut self, policy: OutagePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Requests for which `skip` is true are passed through without a sync (and without a
+    /// snapshot in their extensions): health checks, static assets.
+    pub fn skip_when(mut self, skip: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static) -> Self {
+        self.skip = Some(Arc::new(skip));
+        self
+    }
+
+    /// Skips requests whose path equals one of `paths`, or starts with one that ends in `/`.
+    pub fn skip_paths<I, P>(self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        let paths: Vec<String> = paths.into_iter().map(Into::into).collect();
+        self.skip_when(move |parts| {
+            let path = parts.uri.path();
+            paths.iter().any(|p| path == p || (p.ends_with('/') && path.starts_with(p.as_str())))
+        })
+    }
+}
+
+impl<S, V, C> tower::Layer<S> for SyncLayer<V, C> {
+    type Service = SyncService<S, V, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SyncService { inner, dict: self.dict.clone(), policy: self.policy, skip: self.skip.clone() }
+    }
+}
+
+/// The service [`SyncLayer`] wraps around another.
+pub struct SyncService<S, V, C = Json> {
+    inner: S,
+    dict: DurableDict<V, C>,
+    policy: OutagePolicy,
+    skip: Option<Skip>,
+}
+
+impl<S: Clone, V, C> Clone for SyncService<S, V, C> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), dict: self.dict.clone(), policy: self.policy, skip: self.skip.clone() }
+    }
+}
+
+impl<S, V, C, B, ResBody> tower::Service<Request<B>> for SyncService<S, V, C>
+where
+    S: tower::Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    V: Send + Sync + 'static,
+    C: Codec<V>,
+    B: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The clone is not driven to readiness: take the one that is (tower's usual dance).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (dict, policy, skip) = (self.dict.clone(), self.policy, self.skip.clone());
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            if skip.as_ref().is_some_and(|skip| skip(&parts)) {
+                return inner.call(Request::from_parts(parts, body)).await;
+            }
+            let mut request = Request::from_parts(parts, body);
+            match sync_for_request(&dict, policy).await {
+                Ok(snapshot) => {
+                    request.extensions_mut().insert(snapshot);
+                    inner.call(request).await
+                }
+                Err(status) => {
+                    let mut response = Response::new(ResBody::default());
+                    *response.status_mut() = status;
+                    Ok(response)
+                }
+            }
+        })
+    }
+}
+
+/// Syncs and returns the request's snapshot, or the status to answer with instead.
+async fn sync_for_request<V: Send + Sync + 'static, C: Codec<V>>(
+    dict: &DurableDict<V, C>,
+    policy: OutagePolicy,
+) -> Result<Snapshot<V>, StatusCode> {
+    let span = tracing::debug_span!("durable.sync", latency_us = tracing::field::Empty, ok = tracing::field::Empty);
+    let started = Instant::now();
+    let result = dict.sync().instrument(span.clone()).await;
+    span.record("latency_us", started.elapsed().as_micros() as u64);
+    span.record("ok", result.is_ok());
+    if result.is_err() {
+        // The dict has logged the outage (once) and keeps its last good snapshot.
+        let serve = match policy {
+            OutagePolicy::FailOpen => true,
+            OutagePolicy::FailClosed => false,
+            OutagePolicy::FailOpenFor(max) => dict.status().staleness() <= max,
+        };
+        if !serve {
+            return Err(StatusCode::SERVICE_UNAVAILABLE);
+        }
+    }
+    Ok(dict.snapshot())
+}
