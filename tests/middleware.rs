@@ -185,3 +185,27 @@ async fn the_sync_latency_is_a_span_field() {
     get_status(&app, "/health").await;
     assert_eq!(latencies.0.lock().unwrap().len(), 3, "skipped paths are not synced");
 }
+
+/// Not only axum: any `tower::Service` over `http` requests — what hyper and tonic hand the
+/// layer — gets the request's snapshot in its extensions.
+#[tokio::test]
+async fn a_plain_tower_http_service_gets_the_snapshot() {
+    use tower::Layer;
+    let dict = DurableDict::<u64>::builder(durable::connect(&sqlite_url("plain"), "flags").await.unwrap())
+        .autosync(false)
+        .build()
+        .await
+        .unwrap();
+    dict.insert("limit", 42).await.unwrap();
+    let inner = tower::service_fn(|request: http::Request<String>| async move {
+        let snapshot = request.extensions().get::<durable::Snapshot<u64>>().expect("the layer put a snapshot");
+        Ok::<_, std::convert::Infallible>(http::Response::new(format!(
+            "{:?}@{}",
+            snapshot.get("limit"),
+            snapshot.version()
+        )))
+    });
+    let service = SyncLayer::new(dict).layer(inner);
+    let response = service.oneshot(http::Request::new(String::new())).await.unwrap();
+    assert_eq!(response.into_body(), "Some(42)@1");
+}
