@@ -417,6 +417,76 @@ async fn propagation(url: &str, ns: &str, samples: usize, listeners: usize) -> V
     times
 }
 
+// ---- middleware -----------------------------------------------------------------------
+
+/// Requests per second a service answers over loopback with `concurrency` clients for
+/// `seconds`, measured with hyper's client in this process.
+async fn load(app: axum::Router, concurrency: usize, duration: Duration) -> f64 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url: http::Uri = format!("http://{}/flag", listener.local_addr().unwrap()).parse().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let done = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + duration;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, done) = (client.clone(), url.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let response = client.get(url.clone()).await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    let _ = http_body_util::BodyExt::collect(response.into_body()).await.unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    server.abort();
+    done.load(Ordering::Relaxed) as f64 / elapsed
+}
+
+async fn middleware_figures(config: &Config, out: &mut Results) {
+    use axum::routing::get;
+    let backend = Arc::new(MemoryBackend::in_store(MemoryStore::new(), "mw"));
+    let dict = DurableDict::<bool>::builder(backend).autosync(false).build().await.unwrap();
+    dict.insert("flag", true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let with_layer =
+        axum::Router::new()
+            .route(
+                "/flag",
+                get(|flags: durable::Flags<bool>| async move {
+                    if flags.get("flag") == Some(&true) { "on" } else { "off" }
+                }),
+            )
+            .layer(durable::SyncLayer::new(dict.clone()));
+    let plain_dict = dict.clone();
+    let without = axum::Router::new().route(
+        "/flag",
+        get(move || {
+            let dict = plain_dict.clone();
+            async move { if dict.snapshot().get("flag") == Some(&true) { "on" } else { "off" } }
+        }),
+    );
+    let seconds = Duration::from_secs(if config.quick { 2 } else { 10 });
+    let (mut with, mut plain) = (Vec::new(), Vec::new());
+    // Alternate the two so that machine noise falls on both alike.
+    for _ in 0..if config.quick { 1 } else { 3 } {
+        plain.push(load(without.clone(), 32, seconds).await);
+        with.push(load(with_layer.clone(), 32, seconds).await);
+    }
+    let (with, plain) = (median(with), median(plain));
+    out.put("middleware.rps_with_sync", with);
+    out.put("middleware.rps_without", plain);
+    out.put("middleware.with_vs_without_ratio", with / plain);
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -435,6 +505,7 @@ async fn main() {
     println!("{:<48} {:>14}", "figure", "value");
     read_figures(&config, &mut results).await;
     memory_figures(&mut results).await;
+    middleware_figures(&config, &mut results).await;
     for backend in &config.backends {
         backend_figures(&config, backend, &url_of(backend, &dir), &mut results).await;
     }
