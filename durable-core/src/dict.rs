@@ -484,7 +484,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
                 if version <= inner.current.load().version {
                     return false;
                 }
-                inner.hints.arrived();
+                inner.hints.arrived_at(version);
                 true
             }
             Hint::Changed { version: None } => {

@@ -98,6 +98,9 @@ pub(crate) struct Hints {
     received: AtomicU64,
     /// The value of `received` that the last successful trip covered.
     handled: AtomicU64,
+    /// The highest version a hint announced: when it is above the snapshot's, the next trip
+    /// skips the version check and asks for the changes at once (one round trip, not two).
+    announced: AtomicU64,
     /// A hint said "something changed" without a version, or the listener resumed after a
     /// gap: the store may have changed without its version moving (writers that keep no
     /// version, such as durabledict's ZooKeeper writers), so the next trip asks for the
@@ -126,6 +129,12 @@ impl Hints {
     /// Records a hint that may mean a change.
     pub(crate) fn arrived(&self) {
         self.received.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records a hint that announced `version`.
+    pub(crate) fn arrived_at(&self, version: Version) {
+        self.announced.fetch_max(version, Ordering::AcqRel);
+        self.arrived();
     }
 
     /// Records a hint that may mean a change the version does not show.
@@ -238,7 +247,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
 
     async fn trip(&self, unversioned: bool) -> Result<SyncOutcome> {
         let current = self.current.load_full();
-        let version = self.backend.last_updated().await?;
+        // A hint already said the store is ahead: the version check would only confirm it.
+        let announced = self.hints.announced.load(Ordering::Acquire);
+        let version = if announced > current.version { announced } else { self.backend.last_updated().await? };
         if version == current.version && !unversioned {
             return Ok(SyncOutcome::Unchanged);
         }

@@ -637,3 +637,19 @@ async fn a_hint_without_a_version_makes_sync_ask_for_changes_at_the_same_version
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_announced_by_a_hint_costs_one_round_trip() {
+    let store = MemoryStore::new();
+    let counting = Arc::new(CountingBackend::new(Arc::new(MemoryBackend::in_store(store.clone(), "ns"))));
+    let dict = DurableDict::<Value>::builder(counting.clone()).autosync(false).build().await.unwrap();
+    let writer = MemoryBackend::in_store(store, "ns");
+    writer.persist("k", Bytes::from_static(b"1")).await.unwrap();
+    // The hint (carrying version 1) reaches the listener.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = counting.counts();
+    assert_eq!(dict.sync().await.unwrap(), SyncOutcome::Delta { keys: 1, version: 1 });
+    let after = counting.counts();
+    assert_eq!(after.last_updated, before.last_updated, "the hint's version stands in for the version check");
+    assert_eq!(after.total() - before.total(), 1, "one round trip: the delta");
+}
