@@ -214,39 +214,9 @@ fn unique(label: &str) -> String {
 async fn raw_roundtrip_us(backend: &str, url: &str, rounds: usize, ops: usize) -> f64 {
     match backend {
         "memory" => time_ns_async(rounds, ops, |_| async { black_box(()) }).await / 1_000.0,
-        "sqlite" => {
-            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-            time_ns_async(rounds, ops, |_| {
-                let pool = &pool;
-                async move {
-                    sqlx::query("SELECT 1").execute(pool).await.unwrap();
-                }
-            })
-            .await
-                / 1_000.0
-        }
-        "postgres" => {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
-            time_ns_async(rounds, ops, |_| {
-                let pool = &pool;
-                async move {
-                    sqlx::query("SELECT 1").execute(pool).await.unwrap();
-                }
-            })
-            .await
-                / 1_000.0
-        }
-        "mysql" => {
-            let pool = sqlx::MySqlPool::connect(url).await.unwrap();
-            time_ns_async(rounds, ops, |_| {
-                let pool = &pool;
-                async move {
-                    sqlx::query("SELECT 1").execute(pool).await.unwrap();
-                }
-            })
-            .await
-                / 1_000.0
-        }
+        "sqlite" => select_one(&sqlx::SqlitePool::connect(url).await.unwrap(), rounds, ops).await,
+        "postgres" => select_one(&sqlx::PgPool::connect(url).await.unwrap(), rounds, ops).await,
+        "mysql" => select_one(&sqlx::MySqlPool::connect(url).await.unwrap(), rounds, ops).await,
         "redis" => {
             let client = redis::Client::open(url).unwrap();
             let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
@@ -273,6 +243,19 @@ async fn raw_roundtrip_us(backend: &str, url: &str, rounds: usize, ops: usize) -
         }
         other => panic!("unknown backend {other}"),
     }
+}
+
+/// `SELECT 1` through a pool of any SQL database, in microseconds.
+async fn select_one<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, rounds: usize, ops: usize) -> f64
+where
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+{
+    time_ns_async(rounds, ops, |_| async move {
+        sqlx::query::<DB>("SELECT 1").execute(pool).await.unwrap();
+    })
+    .await
+        / 1_000.0
 }
 
 async fn connect(url: &str, ns: &str) -> Arc<dyn Backend> {
