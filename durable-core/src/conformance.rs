@@ -98,6 +98,21 @@ pub async fn python_venv(dir: &std::path::Path, packages: &[&str]) -> Option<std
     Some(python)
 }
 
+/// Runs `helper.py` in the virtual environment `venv` (see [`python_venv`]) with `args`;
+/// panics with Python's stderr if it fails, and returns what it printed.
+pub async fn run_python_helper(venv: &std::path::Path, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(venv.join("bin").join("python"))
+        .arg(venv.join("helper.py"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .expect("start python");
+    assert!(output.status.success(), "python {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// How long the suite waits for something that should happen "soon" (a hint, a
 /// background refresh) before it calls it a failure. Generous: CI machines are noisy.
 pub const PATIENCE: Duration = Duration::from_secs(10);

@@ -73,18 +73,9 @@ async fn python() -> Option<PathBuf> {
 }
 
 async fn py(venv: &std::path::Path, ns: &str, args: &[&str]) -> String {
-    let output = tokio::process::Command::new(venv.join("bin").join("python"))
-        .arg(venv.join("helper.py"))
-        .arg(redis_url())
-        .arg(ns)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .unwrap();
-    assert!(output.status.success(), "python {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
+    let url = redis_url();
+    let all: Vec<&str> = [url.as_str(), ns].into_iter().chain(args.iter().copied()).collect();
+    durable_core::conformance::run_python_helper(venv, &all).await
 }
 
 async fn python_view(venv: &std::path::Path, ns: &str) -> serde_json::Map<String, Value> {

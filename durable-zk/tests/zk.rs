@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,18 +57,9 @@ async fn python() -> Option<PathBuf> {
 }
 
 async fn py(venv: &Path, keyspace: &str, args: &[&str]) -> String {
-    let output = tokio::process::Command::new(venv.join("bin").join("python"))
-        .arg(venv.join("helper.py"))
-        .arg(hosts())
-        .arg(keyspace)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .unwrap();
-    assert!(output.status.success(), "python {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
+    let url = hosts();
+    let all: Vec<&str> = [url.as_str(), keyspace].into_iter().chain(args.iter().copied()).collect();
+    durable_core::conformance::run_python_helper(venv, &all).await
 }
 
 async fn wait_for(dict: &DurableDict<Value>, what: &str, done: impl Fn(&DurableDict<Value>) -> bool) {
