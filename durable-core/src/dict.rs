@@ -19,7 +19,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use crate::backend::{Backend, Hint, HintStream, Version};
 use crate::codec::{Codec, Json};
@@ -407,8 +407,11 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Builder<V, C> {
 }
 
 /// The background task: follows change hints (re-subscribing when the stream ends) and,
-/// with background refresh, syncs on each hint and every poll interval. It holds the dict
-/// weakly and is aborted when the last clone of the dict is dropped.
+/// with background refresh, syncs on each hint and every poll interval. After a
+/// reconnection it syncs whether or not background refresh is on, and a trip of its own that
+/// failed is retried soon (50 ms, doubling to 250 ms), so a dict recovers from an outage on
+/// its own within a fraction of a second of the store coming back. It holds the dict weakly
+/// and is aborted when the last clone of the dict is dropped.
 struct Listener<V, C> {
     inner: Weak<Inner<V, C>>,
     backend: Arc<dyn Backend>,
@@ -417,50 +420,99 @@ struct Listener<V, C> {
     supported: bool,
 }
 
-const RESUBSCRIBE_MIN: Duration = Duration::from_millis(50);
-const RESUBSCRIBE_MAX: Duration = Duration::from_secs(5);
+/// The first delay before re-subscribing or retrying a failed trip; it doubles up to
+/// [`RETRY_MAX`] while the store stays away.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+/// The longest delay between two attempts: recovery within about a quarter second of the
+/// store coming back, at a cost of four connection attempts a second per dict while it is
+/// away.
+const RETRY_MAX: Duration = Duration::from_millis(250);
+
+/// What a hint asks of the listener, in rising order.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Wants {
+    Nothing,
+    /// A change this snapshot may lack: synced now with background refresh.
+    Change,
+    /// Hints flow again after a gap: always synced now.
+    Catchup,
+}
+
+/// When to try again: exponential, capped, starting over after a success.
+struct Retry {
+    delay: Duration,
+    at: Option<tokio::time::Instant>,
+}
+
+impl Retry {
+    fn new() -> Self {
+        Self { delay: RETRY_MIN, at: None }
+    }
+
+    fn failed(&mut self) {
+        self.at = Some(tokio::time::Instant::now() + self.delay);
+        self.delay = (self.delay * 2).min(RETRY_MAX);
+    }
+
+    fn succeeded(&mut self) {
+        *self = Self::new();
+    }
+}
 
 impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
     async fn run(mut self, mut stream: Option<HintStream>) {
         let mut poll = tokio::time::interval(self.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll.tick().await; // the first tick is immediate; the build just loaded.
-        let mut backoff = RESUBSCRIBE_MIN;
-        let mut resubscribe_at = tokio::time::Instant::now() + backoff;
+        let mut resubscribe = Retry::new();
+        if stream.is_none() {
+            resubscribe.failed();
+        }
+        let mut trip = Retry::new();
         loop {
             tokio::select! {
                 hint = next_hint(&mut stream) => {
                     let Some(inner) = self.inner.upgrade() else { return };
                     match hint {
                         Some(hint) => {
-                            backoff = RESUBSCRIBE_MIN;
-                            if self.handle(&inner, hint) && self.refresh {
-                                let _ = inner.sync(false).await;
+                            // Take every hint already here, then make one trip for all of them.
+                            let mut wants = self.handle(&inner, hint);
+                            while let Some(Some(hint)) = stream.as_mut().and_then(|s| s.next().now_or_never()) {
+                                wants = wants.max(self.handle(&inner, hint));
+                            }
+                            // While a failed trip waits for its retry, the retry covers changes.
+                            let change = self.refresh && trip.at.is_none();
+                            if wants == Wants::Catchup || (wants == Wants::Change && change) {
+                                Self::sync(&inner, &mut trip, false).await;
                             }
                         }
                         None => {
                             tracing::debug!(backend = self.backend.name(), "durable: hint stream ended; re-subscribing");
                             inner.hints.set_health(HintHealth::Down);
                             stream = None;
-                            resubscribe_at = tokio::time::Instant::now() + backoff;
+                            resubscribe.succeeded();
+                            resubscribe.failed();
                         }
                     }
                 }
                 _ = poll.tick(), if self.refresh => {
                     let Some(inner) = self.inner.upgrade() else { return };
-                    let _ = inner.sync(true).await;
+                    Self::sync(&inner, &mut trip, true).await;
                 }
-                _ = tokio::time::sleep_until(resubscribe_at), if stream.is_none() && self.supported => {
+                _ = sleep_until(trip.at), if trip.at.is_some() => {
+                    let Some(inner) = self.inner.upgrade() else { return };
+                    Self::sync(&inner, &mut trip, true).await;
+                }
+                _ = sleep_until(resubscribe.at), if stream.is_none() && self.supported => {
                     let Some(inner) = self.inner.upgrade() else { return };
                     match self.backend.watch().await {
                         Ok(Some(new_stream)) => {
                             stream = Some(new_stream);
+                            resubscribe.succeeded();
                             // Changes may have happened while nobody listened.
                             inner.hints.arrived_unversioned();
                             inner.hints.set_health(HintHealth::Healthy);
-                            if self.refresh {
-                                let _ = inner.sync(false).await;
-                            }
+                            Self::sync(&inner, &mut trip, false).await;
                         }
                         Ok(None) => {
                             self.supported = false;
@@ -468,8 +520,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
                         }
                         Err(err) => {
                             tracing::debug!(backend = self.backend.name(), error = %err, "durable: re-subscribing to hints failed");
-                            backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
-                            resubscribe_at = tokio::time::Instant::now() + backoff;
+                            resubscribe.failed();
                         }
                     }
                 }
@@ -477,30 +528,46 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
         }
     }
 
-    /// Records a hint; true when it may mean a change this snapshot lacks.
-    fn handle(&self, inner: &Inner<V, C>, hint: Hint) -> bool {
+    /// One trip of the listener's own; a failure is retried soon rather than at the next
+    /// poll.
+    async fn sync(inner: &Inner<V, C>, trip: &mut Retry, force: bool) {
+        match inner.sync(force).await {
+            Ok(_) => trip.succeeded(),
+            Err(_) => trip.failed(),
+        }
+    }
+
+    /// Records a hint and says what it asks for.
+    fn handle(&self, inner: &Inner<V, C>, hint: Hint) -> Wants {
         match hint {
             Hint::Changed { version: Some(version) } => {
                 if version <= inner.current.load().version {
-                    return false;
+                    return Wants::Nothing;
                 }
                 inner.hints.arrived_at(version);
-                true
+                Wants::Change
             }
             Hint::Changed { version: None } => {
                 inner.hints.arrived_unversioned();
-                true
+                Wants::Change
             }
             Hint::Interrupted => {
                 inner.hints.set_health(HintHealth::Down);
-                false
+                Wants::Nothing
             }
             Hint::Resumed => {
                 inner.hints.arrived_unversioned();
                 inner.hints.set_health(HintHealth::Healthy);
-                true
+                Wants::Catchup
             }
         }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -181,6 +181,8 @@ pub(crate) struct Inner<V, C> {
     pub(crate) tasks: StdMutex<Vec<AbortHandle>>,
     hasher: std::hash::RandomState,
     trips_started: AtomicU64,
+    /// The generation of the last trip that finished (mirrors the ledger without its lock).
+    trips_finished: AtomicU64,
     ledger: Mutex<Ledger>,
     health: StdMutex<Health>,
 }
@@ -206,6 +208,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
             tasks: StdMutex::new(Vec::new()),
             hasher: std::hash::RandomState::new(),
             trips_started: AtomicU64::new(0),
+            trips_finished: AtomicU64::new(0),
             ledger: Mutex::new(Ledger { completed: 0, last: Ok(SyncOutcome::Unchanged) }),
             health: StdMutex::new(Health { last_success: None, last_error: None, failing_since: None }),
         }
@@ -218,9 +221,15 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
             return Ok(SyncOutcome::Unchanged);
         }
         let ticket = self.trips_started.load(Ordering::Acquire);
+        let in_flight = self.trips_finished.load(Ordering::Acquire) < ticket;
         let mut ledger = self.ledger.lock().await;
         if ledger.completed > ticket {
             // A trip that started after this call asked has finished: it covers this call.
+            return ledger.last.clone();
+        }
+        if in_flight && ledger.completed == ticket && ledger.last.is_err() {
+            // The trip under way when this call asked has just failed: the store is failing
+            // now, and asking again at once would only double the caller's wait.
             return ledger.last.clone();
         }
         self.trip_locked(&mut ledger, false).await
@@ -240,6 +249,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
             self.hints.handled.fetch_max(hints_seen, Ordering::AcqRel);
         }
         self.record(&result);
+        self.trips_finished.fetch_max(generation, Ordering::AcqRel);
         ledger.completed = generation;
         ledger.last = result.clone();
         result

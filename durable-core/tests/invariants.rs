@@ -206,6 +206,81 @@ async fn concurrent_syncs_coalesce_into_one_trip() {
     assert!((1..=2).contains(&trips), "{trips} trips for 50 concurrent syncs");
 }
 
+#[tokio::test]
+async fn callers_that_arrive_during_a_failing_trip_share_its_failure() {
+    let faulty = Arc::new(FaultyBackend::new(Arc::new(memory("ns"))));
+    let counting = Arc::new(CountingBackend::new(faulty.clone()));
+    let dict = DurableDict::<Value>::builder(counting.clone()).autosync(false).hints(false).build().await.unwrap();
+    faulty.set_failing(true);
+    faulty.set_delay(Duration::from_millis(200));
+    let before = counting.counts().last_updated;
+    let first = tokio::spawn({
+        let dict = dict.clone();
+        async move { dict.sync().await }
+    });
+    wait_until("the first trip to start", || counting.counts().last_updated > before).await;
+    let started = tokio::time::Instant::now();
+    let err = dict.sync().await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    // The second caller waited for the trip under way and took its failure: one trip, and
+    // no second wait of the store's timeout.
+    assert!(started.elapsed() < Duration::from_millis(350), "waited {:?}", started.elapsed());
+    assert!(first.await.unwrap().is_err());
+    assert_eq!(counting.counts().last_updated - before, 1);
+    // A caller that arrives with no trip under way asks the store itself.
+    assert!(dict.sync().await.is_err());
+    assert_eq!(counting.counts().last_updated - before, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_hints_during_an_outage_costs_one_trip_not_one_per_hint() {
+    let faulty = Arc::new(FaultyBackend::new(Arc::new(memory("ns"))));
+    let counting = Arc::new(CountingBackend::new(faulty.clone()));
+    let dict = DurableDict::<Value>::builder(counting.clone())
+        .autosync(false)
+        .background_refresh(true)
+        .poll_interval(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    faulty.set_failing(true);
+    faulty.set_delay(Duration::from_millis(100));
+    let before = counting.counts().last_updated;
+    for _ in 0..20 {
+        faulty.inject_hint(Hint::Changed { version: None });
+    }
+    faulty.inject_hint(Hint::Interrupted);
+    // The listener reaches the Interrupted hint after at most a couple of failed trips, not
+    // after twenty of them.
+    let started = tokio::time::Instant::now();
+    wait_until("the interruption to be seen", || dict.status().hints == HintHealth::Down).await;
+    assert!(started.elapsed() < Duration::from_millis(450), "took {:?}", started.elapsed());
+    assert!(counting.counts().last_updated - before <= 2, "{} trips", counting.counts().last_updated - before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dict_recovers_on_its_own_soon_after_the_store_returns() {
+    let store = MemoryStore::new();
+    let faulty = Arc::new(FaultyBackend::new(Arc::new(MemoryBackend::in_store(store.clone(), "ns"))));
+    // No background refresh, no poll, and nobody calls sync(): the listener alone recovers.
+    let dict = DurableDict::<Value>::builder(faulty.clone()).autosync(false).build().await.unwrap();
+    faulty.set_failing(true);
+    faulty.close_hint_streams();
+    wait_until("the hints to go down", || dict.status().hints == HintHealth::Down).await;
+    // A long outage: the retries have backed off as far as they go.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    MemoryBackend::in_store(store, "ns").persist("k", Bytes::from_static(b"1")).await.unwrap();
+    faulty.set_failing(false);
+    let back = tokio::time::Instant::now();
+    wait_until("recovery", || {
+        let status = dict.status();
+        status.hints == HintHealth::Healthy && status.last_success.is_some_and(|at| at > back.into_std())
+    })
+    .await;
+    assert!(back.elapsed() < Duration::from_millis(600), "recovered after {:?}", back.elapsed());
+    assert_eq!(dict.snapshot().get("k"), Some(&json!(1)), "the resync brought the change in");
+}
+
 // ---- invariant 5: sync after k changes costs O(k) ---------------------------------------
 
 #[tokio::test]

@@ -4,12 +4,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{redis_available, redis_url};
-use durable_core::conformance::{require_service, unique_namespace};
+use durable_core::conformance::unique_namespace;
 use durable_core::{Backend, Changes, CountingBackend, DurableDict, Error, HintHealth, SyncOutcome};
 use durable_redis::RedisBackend;
 use redis::AsyncCommands;
@@ -327,78 +326,4 @@ async fn debug_output_shows_no_password() {
     assert!(shown.contains(":***@") && !shown.contains("s3cr3tpw"), "{shown}");
     let connected = backend("ns-debug").await;
     assert!(!format!("{connected:?}").contains("s3cr3tpw"));
-}
-
-// ---- restarts (a Redis of the test's own; the shared one is never stopped) ------------
-
-/// A redis-server on a spare port, killed on drop.
-struct OwnRedis {
-    port: u16,
-    process: tokio::process::Child,
-}
-
-impl OwnRedis {
-    async fn start(port: u16) -> Option<Self> {
-        let spawned = tokio::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
-        let Ok(process) = spawned else {
-            require_service("redis-server (to start a Redis of the test's own)", false);
-            return None;
-        };
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "redis-server on {port} did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Some(Self { port, process })
-    }
-
-    async fn stop(mut self) {
-        self.process.kill().await.unwrap();
-        let _ = self.process.wait().await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_redis_is_reconnected_to_and_an_outage_fails_fast() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let Some(server) = OwnRedis::start(port).await else { return };
-    let url = format!("redis://127.0.0.1:{port}/");
-    let timeout = Duration::from_millis(500);
-    let backend = RedisBackend::builder(&url).timeout(timeout).connect("restart").await.unwrap();
-    let dict = DurableDict::<Value>::builder(Arc::new(backend)).autosync(false).build().await.unwrap();
-    dict.insert("flag", json!(true)).await.unwrap();
-
-    server.stop().await;
-    let started = std::time::Instant::now();
-    let err = dict.resync().await.unwrap_err();
-    assert!(err.is_unavailable(), "{err}");
-    let write = dict.insert("flag", json!(false)).await.unwrap_err();
-    assert!(write.is_unavailable(), "{write}");
-    assert!(started.elapsed() < timeout * 4 + Duration::from_secs(1), "took {:?}", started.elapsed());
-    assert_eq!(dict.snapshot().get("flag"), Some(&json!(true)), "the last good snapshot keeps serving");
-
-    // Redis comes back (empty: it keeps nothing on disk). The same dict, without a restart of
-    // the application, reconnects, re-subscribes and reloads.
-    let server = OwnRedis::start(port).await.expect("restart");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Ok(outcome) = dict.resync().await {
-            assert_eq!(outcome, SyncOutcome::Full { keys: 0, version: 0 }, "the flushed store is reloaded");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never reconnected");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    dict.insert("after", json!(1)).await.unwrap();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while dict.status().hints != HintHealth::Healthy {
-        assert!(tokio::time::Instant::now() < deadline, "hints never came back");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(server.port, port);
-    server.stop().await;
 }

@@ -137,6 +137,7 @@ impl ZkBackendBuilder {
             drain: tokio::sync::Notify::new(),
             tracker: Mutex::new(Tracker::default()),
             hints: broadcast::channel(1024).0,
+            disconnected: std::sync::atomic::AtomicBool::new(false),
         });
         let task = tokio::spawn(follow(Arc::clone(&config), Arc::clone(&state))).abort_handle();
         Ok(ZkBackend { shared: Arc::new(Shared { config, state, task }) })
@@ -231,6 +232,18 @@ struct Config {
 
 impl Config {
     /// A new session with the namespace node in place and the watch on it.
+    /// Whether any server of the ensemble accepts a TCP connection.
+    async fn reachable(&self) -> bool {
+        let hosts = self.cluster.split('/').next().unwrap_or_default();
+        for host in hosts.split(',').filter(|host| !host.is_empty()) {
+            let connecting = tokio::net::TcpStream::connect(host);
+            if matches!(tokio::time::timeout(self.timeout, connecting).await, Ok(Ok(_))) {
+                return true;
+            }
+        }
+        false
+    }
+
     async fn open(&self) -> std::result::Result<(zk::Client, zk::PersistentWatcher), zk::Error> {
         let client = zk::Client::connector()
             .with_session_timeout(self.session_timeout)
@@ -295,6 +308,8 @@ struct State {
     drain: tokio::sync::Notify,
     tracker: Mutex<Tracker>,
     hints: broadcast::Sender<Hint>,
+    /// The session lost its connection and has not regained it.
+    disconnected: std::sync::atomic::AtomicBool,
 }
 
 impl State {
@@ -332,6 +347,8 @@ impl State {
             return true;
         }
         self.tracker().forget();
+        let disconnected = event.session_state == zk::SessionState::Disconnected;
+        self.disconnected.store(disconnected, std::sync::atomic::Ordering::Release);
         match event.session_state {
             zk::SessionState::Disconnected => {
                 self.hint(Hint::Interrupted);
@@ -385,51 +402,85 @@ impl Drop for Shared {
 }
 
 /// Follows the watch for the backend's lifetime: records changed keys, turns events into
-/// hints, and rebuilds the session when it ends.
+/// hints, and builds a new session when the old one ended — or when it has been
+/// disconnected for a while: the client's own reconnection backs off to seconds during a long
+/// outage, and a fresh session is how a dict recovers within a fraction of a second of the
+/// ensemble coming back. (The abandoned session holds no ephemeral nodes; the server lets it
+/// expire.)
 async fn follow(config: Arc<Config>, state: Arc<State>) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = RECONNECT_MIN;
+    let mut probe_at: Option<tokio::time::Instant> = None;
     loop {
         let mut watcher = state.watcher.lock().await;
+        if watcher.is_some() && state.disconnected.load(std::sync::atomic::Ordering::Acquire) {
+            probe_at.get_or_insert_with(|| tokio::time::Instant::now() + backoff);
+        } else if watcher.is_some() {
+            probe_at = None;
+            backoff = RECONNECT_MIN;
+        }
         if let Some(active) = watcher.as_mut() {
+            let probe = async {
+                match probe_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 event = active.changed() => {
                     if !state.process(event) {
                         *watcher = None;
                     }
+                    continue;
                 }
                 // Let `changes_since` drain the watcher itself.
                 _ = state.drain.notified() => {
                     drop(watcher);
                     tokio::task::yield_now().await;
+                    continue;
                 }
+                _ = probe => {}
             }
-            continue;
         }
         // Build the new session without holding the watcher: drainers find it empty meanwhile.
+        let probing = watcher.is_some();
         drop(watcher);
+        if probing && !config.reachable().await {
+            // Still down: a TCP connect answers that at once, where a session would wait.
+            probe_at = Some(tokio::time::Instant::now() + backoff);
+            backoff = (backoff * 2).min(RECONNECT_MAX);
+            continue;
+        }
         match tokio::time::timeout(config.timeout, config.open()).await {
             Ok(Ok((client, new_watcher))) => {
                 if let Ok(mut slot) = state.client.write() {
                     *slot = client;
                 }
                 *state.watcher.lock().await = Some(new_watcher);
-                backoff = Duration::from_millis(50);
+                state.disconnected.store(false, std::sync::atomic::Ordering::Release);
+                backoff = RECONNECT_MIN;
+                probe_at = None;
                 state.tracker().forget();
                 state.hint(Hint::Resumed);
             }
-            Ok(Err(err)) => {
-                tracing::debug!(error = %err, "durable-zk: new session failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(_) => {
-                tracing::debug!("durable-zk: new session timed out");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+            failed => {
+                match failed {
+                    Ok(Err(err)) => tracing::debug!(error = %err, "durable-zk: new session failed"),
+                    _ => tracing::debug!("durable-zk: new session timed out"),
+                }
+                if probe_at.is_some() {
+                    probe_at = Some(tokio::time::Instant::now() + backoff);
+                } else {
+                    tokio::time::sleep(backoff).await;
+                }
+                backoff = (backoff * 2).min(RECONNECT_MAX);
             }
         }
     }
 }
+
+/// The first wait before building a new session; it doubles up to [`RECONNECT_MAX`].
+const RECONNECT_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_millis(250);
 
 /// One namespace in ZooKeeper; see the crate docs. Cheap to clone: clones share the
 /// session and the watch. Give each dict a backend of its own (the watch's bookkeeping

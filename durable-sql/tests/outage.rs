@@ -1,0 +1,22 @@
+//! A PostgreSQL cluster of the test's own, killed and restarted under two dicts.
+
+#![cfg(feature = "postgres")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use durable_core::Backend;
+use durable_sql::SqlBackend;
+use durable_testkit::{OwnServer, outage_and_recovery};
+
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_postgres_is_survived_and_recovered_from_within_a_second() {
+    let Some(mut server) = OwnServer::postgres().await else { return };
+    let recovery = outage_and_recovery(&mut server, TIMEOUT, |url, ns| async move {
+        Ok(Arc::new(SqlBackend::builder(&url).timeout(TIMEOUT).connect(&ns).await?) as Arc<dyn Backend>)
+    })
+    .await;
+    eprintln!("postgres: {recovery:?}");
+}

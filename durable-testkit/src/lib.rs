@@ -1,0 +1,9 @@
+//! Test support for durable's backend crates (not published): stores of a test's own that
+//! a test may kill and restart ([`servers`]), and the scenarios every backend runs on them
+//! ([`scenarios`]). The conformance suite itself lives in `durable_core::conformance`.
+
+pub mod scenarios;
+pub mod servers;
+
+pub use scenarios::{Recovery, outage_and_recovery, wait_until};
+pub use servers::{Engine, OwnServer, spare_port};

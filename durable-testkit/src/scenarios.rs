@@ -1,0 +1,134 @@
+//! What every backend must survive, written once and run by each backend crate on a store
+//! of its own ([`OwnServer`]).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use durable_core::conformance::{PATIENCE, unique_namespace};
+use durable_core::{Backend, DurableDict, Event, HintHealth, Result};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::servers::OwnServer;
+
+/// What [`outage_and_recovery`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Recovery {
+    /// From the store answering again to the dict having re-subscribed and synced.
+    pub recovered_after: Duration,
+    /// The slowest failing `sync()` while the store was down.
+    pub slowest_failed_sync: Duration,
+}
+
+/// Kills the store under two dicts and starts it again:
+/// - while it is down, reads serve the last snapshot; `sync()` fails as unavailable
+///   within the backend's `timeout` (plus scheduling slack); writes fail, and are not
+///   found in the store afterwards; `status()` reports the error and the hints down;
+/// - once it answers again, both dicts recover on their own (one with background refresh,
+///   one without, neither is called meanwhile): hints healthy, a successful trip — within
+///   1 s; no acknowledged write is lost; a change made by another instance afterwards
+///   reaches the refreshing dict through a hint (its poll interval is a minute).
+///
+/// `connect(url, namespace)` makes the backend under test with `timeout`.
+pub async fn outage_and_recovery<F, Fut>(server: &mut OwnServer, timeout: Duration, connect: F) -> Recovery
+where
+    F: Fn(String, String) -> Fut,
+    Fut: Future<Output = Result<Arc<dyn Backend>>>,
+{
+    let ns = unique_namespace("outage");
+    let url = server.url();
+    let refreshing = DurableDict::<Value>::builder(connect(url.clone(), ns.clone()).await.expect("connect"))
+        .autosync(false)
+        .background_refresh(true)
+        .poll_interval(Duration::from_secs(60))
+        .build()
+        .await
+        .expect("build the refreshing dict");
+    let idle = DurableDict::<Value>::builder(connect(url.clone(), ns.clone()).await.expect("connect"))
+        .autosync(false)
+        .build()
+        .await
+        .expect("build the idle dict");
+
+    let mut acknowledged = BTreeMap::new();
+    for i in 0..20 {
+        let key = format!("k{i}");
+        refreshing.insert(&key, json!(i)).await.expect("write before the outage");
+        acknowledged.insert(key, json!(i));
+    }
+    idle.sync().await.expect("sync before the outage");
+    assert_eq!(view(&idle), acknowledged);
+
+    server.kill().await;
+
+    // Reads keep serving; sync and writes fail fast and typed.
+    let mut slowest_failed_sync = Duration::ZERO;
+    for dict in [&refreshing, &idle] {
+        let started = Instant::now();
+        let err = dict.resync().await.expect_err("sync with the store down");
+        let took = started.elapsed();
+        slowest_failed_sync = slowest_failed_sync.max(took);
+        assert!(err.is_unavailable(), "sync while down: want unavailable, got {err}");
+        assert!(took <= timeout + Duration::from_millis(500), "sync while down took {took:?} (timeout {timeout:?})");
+        assert_eq!(view(dict), acknowledged, "the last snapshot keeps serving");
+        assert_eq!(dict.get("k3").await.as_deref(), Some(&json!(3)));
+    }
+    let write = refreshing.insert("during", json!("lost?")).await.expect_err("a write with the store down");
+    assert!(write.is_unavailable(), "write while down: {write}");
+    let removal = idle.remove("k0").await.expect_err("a removal with the store down");
+    assert!(removal.is_unavailable(), "removal while down: {removal}");
+    let status = refreshing.status();
+    assert!(status.last_error.is_some() && status.failing_since.is_some(), "{status:?}");
+    wait_until("the hints to be reported down", || refreshing.status().hints != HintHealth::Healthy).await;
+    assert!(refreshing.status().staleness() > Duration::ZERO);
+
+    server.start().await;
+    let ready = Instant::now();
+    for dict in [&refreshing, &idle] {
+        wait_until("recovery", || {
+            let status = dict.status();
+            status.hints == HintHealth::Healthy
+                && status.failing_since.is_none()
+                && status.last_success.is_some_and(|at| at > ready)
+        })
+        .await;
+    }
+    let recovered_after = ready.elapsed();
+    assert!(recovered_after < Duration::from_secs(1), "recovered {recovered_after:?} after the store came back");
+
+    // Nothing acknowledged was lost, nothing refused was written.
+    let fresh = DurableDict::<Value>::builder(connect(url.clone(), ns.clone()).await.expect("reconnect"))
+        .autosync(false)
+        .hints(false)
+        .build()
+        .await
+        .expect("a fresh dict after the restart");
+    assert_eq!(view(&fresh), acknowledged, "the store after the restart");
+    assert_eq!(view(&refreshing), acknowledged);
+    idle.sync().await.expect("sync after the restart");
+    assert_eq!(view(&idle), acknowledged);
+
+    // Hints flow again: another instance's change arrives without anyone syncing.
+    let mut events = refreshing.watch_key("after");
+    fresh.insert("after", json!("restart")).await.expect("a write after the restart");
+    let event = tokio::time::timeout(PATIENCE, events.next()).await.expect("the change event");
+    assert!(matches!(event, Some(Event::Changed(_))), "{event:?}");
+    assert_eq!(refreshing.snapshot().get("after"), Some(&json!("restart")));
+
+    Recovery { recovered_after, slowest_failed_sync }
+}
+
+fn view(dict: &DurableDict<Value>) -> BTreeMap<String, Value> {
+    dict.snapshot().iter().map(|(key, value)| (key.to_string(), value.clone())).collect()
+}
+
+/// Polls `done` every 5 ms for up to [`PATIENCE`].
+pub async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

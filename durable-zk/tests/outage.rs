@@ -1,0 +1,20 @@
+//! A ZooKeeper of the test's own, killed and restarted under two dicts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use durable_core::Backend;
+use durable_testkit::{OwnServer, outage_and_recovery};
+use durable_zk::ZkBackend;
+
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_zookeeper_is_survived_and_recovered_from_within_a_second() {
+    let Some(mut server) = OwnServer::zookeeper().await else { return };
+    let recovery = outage_and_recovery(&mut server, TIMEOUT, |url, ns| async move {
+        Ok(Arc::new(ZkBackend::builder(&url).timeout(TIMEOUT).connect(&ns).await?) as Arc<dyn Backend>)
+    })
+    .await;
+    eprintln!("zookeeper: {recovery:?}");
+}
