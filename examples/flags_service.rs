@@ -16,7 +16,9 @@
 //! | `GET /health` | the dict's status (not synced: health checks skip the layer) |
 //!
 //! Environment: `DURABLE_URL` (default: a SQLite file in the temporary directory),
-//! `DURABLE_NAMESPACE` (default `flags`), `DURABLE_ADDR` (default `127.0.0.1:3000`).
+//! `DURABLE_NAMESPACE` (default `flags`), `DURABLE_ADDR` (default `127.0.0.1:3000`),
+//! `DURABLE_BACKUP_FILE` (default none: a local copy of the flags, so that the service
+//! starts — stale, and says so on `/health` — while the store is down).
 //! Ctrl-C stops it gracefully.
 
 use std::time::Duration;
@@ -35,13 +37,26 @@ pub type FlagDict = DurableDict<Value>;
 /// Connects the dict the service uses: manual sync (the layer syncs per request) and
 /// background refresh, so change events and hints are applied between requests too.
 pub async fn open(url: &str, namespace: &str) -> durable::Result<FlagDict> {
-    let backend = durable::connect(url, namespace).await?;
-    DurableDict::builder(backend)
-        .autosync(false)
-        .background_refresh(true)
-        .poll_interval(Duration::from_secs(1))
-        .build()
-        .await
+    open_with_backup(url, namespace, None).await
+}
+
+/// [`open`], with a backup file: the store is then connected lazily, so the service starts
+/// from the file when the store is down, and catches up on its own when it returns.
+pub async fn open_with_backup(
+    url: &str,
+    namespace: &str,
+    backup: Option<&std::path::Path>,
+) -> durable::Result<FlagDict> {
+    let backend = match backup {
+        Some(_) => durable::connect_lazy(url, namespace)?,
+        None => durable::connect(url, namespace).await?,
+    };
+    let mut builder =
+        DurableDict::builder(backend).autosync(false).background_refresh(true).poll_interval(Duration::from_secs(1));
+    if let Some(path) = backup {
+        builder = builder.backup_file(path);
+    }
+    builder.build().await
 }
 
 /// The service's routes, with `SyncLayer` around them.
@@ -103,8 +118,14 @@ async fn health(State(dict): State<FlagDict>) -> impl IntoResponse {
         "hints": format!("{:?}", status.hints),
         "last_error": status.last_error.as_ref().map(ToString::to_string),
         "staleness_ms": status.staleness().as_millis().min(u128::from(u64::MAX)) as u64,
+        "from_backup": status.from_backup,
+        "last_success_ms_ago": status.last_success.map(|at| at.elapsed().as_millis() as u64),
     });
-    let code = if status.failing_since.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let code = if status.failing_since.is_some() || status.from_backup {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     (code, Json(body))
 }
 
@@ -119,7 +140,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let namespace = std::env::var("DURABLE_NAMESPACE").unwrap_or_else(|_| "flags".into());
     let addr = std::env::var("DURABLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
 
-    let dict = open(&url, &namespace).await?;
+    let backup = std::env::var_os("DURABLE_BACKUP_FILE").map(std::path::PathBuf::from);
+    let dict = open_with_backup(&url, &namespace, backup.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(
         "flags service on http://{} (store {}, namespace {namespace})",

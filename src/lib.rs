@@ -69,36 +69,83 @@ use std::sync::Arc;
 ///
 /// Errors show the URL with its password removed.
 pub async fn connect(url: &str, namespace: &str) -> Result<Arc<dyn Backend>> {
-    let invalid = |reason: &str| Error::InvalidUrl { url: redact_url(url), reason: reason.to_owned() };
-    if namespace.is_empty() {
-        return Err(Error::InvalidNamespace { namespace: String::new(), reason: "namespaces cannot be empty".into() });
-    }
-    let scheme = scheme(url)
-        .ok_or_else(|| invalid("no scheme; expected memory://, sqlite://, postgres://, mysql://, redis:// or zk://"))?;
-    let (feature, enabled): (&'static str, bool) = match scheme.as_str() {
-        "memory" => {
-            let name = url.split_once("://").map_or("", |(_, rest)| rest);
-            return Ok(Arc::new(MemoryBackend::in_store(MemoryStore::named(name), namespace)));
+    Target::parse(url, namespace)?.connect().await
+}
+
+/// Like [`connect`], but connects on first use, so a service can start while its store is
+/// down and serve its [backup file](Builder::backup_file) until the store answers. The URL,
+/// its scheme and feature are checked now; connection errors (and a namespace the backend
+/// refuses) come with the first call that needs the store — `build()`, which falls back to
+/// the backup file only for connection errors. See [`LazyBackend`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> durable::Result<()> {
+/// let store = durable::connect_lazy("memory://", "flags")?;
+/// let flags = durable::DurableDict::<bool>::builder(store).build().await?;
+/// # Ok(()) }
+/// ```
+pub fn connect_lazy(url: &str, namespace: &str) -> Result<Arc<dyn Backend>> {
+    let target = Arc::new(Target::parse(url, namespace)?);
+    let name = target.feature;
+    Ok(Arc::new(LazyBackend::new(name, move || {
+        let target = Arc::clone(&target);
+        async move { target.connect().await }
+    })))
+}
+
+/// A URL whose scheme names a compiled-in backend, and the namespace to open on it.
+struct Target {
+    url: String,
+    namespace: String,
+    feature: &'static str,
+}
+
+impl Target {
+    fn parse(url: &str, namespace: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidUrl { url: redact_url(url), reason: reason.to_owned() };
+        if namespace.is_empty() {
+            return Err(Error::InvalidNamespace {
+                namespace: String::new(),
+                reason: "namespaces cannot be empty".into(),
+            });
         }
-        "sqlite" => ("sqlite", cfg!(feature = "sqlite")),
-        "postgres" | "postgresql" => ("postgres", cfg!(feature = "postgres")),
-        "mysql" | "mariadb" => ("mysql", cfg!(feature = "mysql")),
-        "redis" | "rediss" => ("redis", cfg!(feature = "redis")),
-        "zk" | "zookeeper" => ("zookeeper", cfg!(feature = "zookeeper")),
-        _ => return Err(invalid(&format!("unknown scheme {scheme}://"))),
-    };
-    if !enabled {
-        return Err(Error::FeatureDisabled { scheme, feature });
+        let scheme = scheme(url).ok_or_else(|| {
+            invalid("no scheme; expected memory://, sqlite://, postgres://, mysql://, redis:// or zk://")
+        })?;
+        let (feature, enabled): (&'static str, bool) = match scheme.as_str() {
+            "memory" => ("memory", true),
+            "sqlite" => ("sqlite", cfg!(feature = "sqlite")),
+            "postgres" | "postgresql" => ("postgres", cfg!(feature = "postgres")),
+            "mysql" | "mariadb" => ("mysql", cfg!(feature = "mysql")),
+            "redis" | "rediss" => ("redis", cfg!(feature = "redis")),
+            "zk" | "zookeeper" => ("zookeeper", cfg!(feature = "zookeeper")),
+            _ => return Err(invalid(&format!("unknown scheme {scheme}://"))),
+        };
+        if !enabled {
+            return Err(Error::FeatureDisabled { scheme, feature });
+        }
+        Ok(Self { url: url.to_owned(), namespace: namespace.to_owned(), feature })
     }
-    match feature {
-        #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-        "sqlite" | "postgres" | "mysql" => Ok(Arc::new(durable_sql::SqlBackend::connect(url, namespace).await?)),
-        #[cfg(feature = "redis")]
-        "redis" => Ok(Arc::new(durable_redis::RedisBackend::connect(url, namespace).await?)),
-        #[cfg(feature = "zookeeper")]
-        "zookeeper" => Ok(Arc::new(durable_zk::ZkBackend::connect(url, namespace).await?)),
-        _ => Err(invalid(&format!(
-            "the `{feature}` feature is on, but its backend has not landed in this version of durable yet"
-        ))),
+
+    async fn connect(&self) -> Result<Arc<dyn Backend>> {
+        let (url, namespace) = (self.url.as_str(), self.namespace.as_str());
+        match self.feature {
+            "memory" => {
+                let name = url.split_once("://").map_or("", |(_, rest)| rest);
+                Ok(Arc::new(MemoryBackend::in_store(MemoryStore::named(name), namespace)))
+            }
+            #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+            "sqlite" | "postgres" | "mysql" => Ok(Arc::new(durable_sql::SqlBackend::connect(url, namespace).await?)),
+            #[cfg(feature = "redis")]
+            "redis" => Ok(Arc::new(durable_redis::RedisBackend::connect(url, namespace).await?)),
+            #[cfg(feature = "zookeeper")]
+            "zookeeper" => Ok(Arc::new(durable_zk::ZkBackend::connect(url, namespace).await?)),
+            feature => Err(Error::InvalidUrl {
+                url: redact_url(url),
+                reason: format!(
+                    "the `{feature}` feature is on, but its backend has not landed in this version of durable yet"
+                ),
+            }),
+        }
     }
 }

@@ -93,3 +93,24 @@ async fn sqlite_urls_connect_through_the_facade() {
     assert_eq!(b.get("k").await.as_deref().map(String::as_str), Some("v"));
     assert_eq!(a.backend().name(), "sqlite");
 }
+
+#[tokio::test]
+async fn connect_lazy_checks_the_url_now_and_connects_on_first_use() {
+    assert!(matches!(durable::connect_lazy("nosuch://x", "ns"), Err(Error::InvalidUrl { .. })));
+    assert!(matches!(durable::connect_lazy("memory://", ""), Err(Error::InvalidNamespace { .. })));
+    let ns = durable::conformance::unique_namespace("lazy");
+    let lazy = durable::connect_lazy("memory://facade-lazy", &ns).unwrap();
+    let dict = DurableDict::<i32>::builder(lazy).build().await.unwrap();
+    dict.insert("n", 1).await.unwrap();
+    assert_eq!(dict.backend().name(), "memory");
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_lazy_backend_on_a_store_that_is_down_fails_the_build_without_a_backup_file() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let lazy = durable::connect_lazy(&format!("redis://:secret@127.0.0.1:{port}/"), "ns").unwrap();
+    let err = DurableDict::<i32>::builder(lazy).build().await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(!format!("{err} {err:?}").contains("secret"));
+}

@@ -86,6 +86,20 @@ pub type HintStream = Pin<Box<dyn Stream<Item = Hint> + Send + 'static>>;
 /// Longest key, in bytes, that the default [`Backend::validate_key`] accepts.
 pub const DEFAULT_MAX_KEY_LEN: usize = 1024;
 
+/// The default [`Backend::validate_key`]: not empty, at most [`DEFAULT_MAX_KEY_LEN`] bytes.
+pub(crate) fn default_key_rule(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid_key(key, "keys cannot be empty"));
+    }
+    if key.len() > DEFAULT_MAX_KEY_LEN {
+        return Err(Error::invalid_key(
+            key,
+            format!("keys are at most {DEFAULT_MAX_KEY_LEN} bytes, this one is {}", key.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// A durable store holding one namespace of a dictionary, on bytes. Object safe: the dict
 /// holds an `Arc<dyn Backend>`.
 #[async_trait]
@@ -98,16 +112,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Refuses keys this store cannot hold, without I/O. The dict calls it before every
     /// write. The default refuses empty keys and keys over [`DEFAULT_MAX_KEY_LEN`] bytes.
     fn validate_key(&self, key: &str) -> Result<()> {
-        if key.is_empty() {
-            return Err(Error::invalid_key(key, "keys cannot be empty"));
-        }
-        if key.len() > DEFAULT_MAX_KEY_LEN {
-            return Err(Error::invalid_key(
-                key,
-                format!("keys are at most {DEFAULT_MAX_KEY_LEN} bytes, this one is {}", key.len()),
-            ));
-        }
-        Ok(())
+        default_key_rule(key)
     }
 
     /// The largest encoded value this store accepts, if it has a limit. The dict refuses

@@ -15,6 +15,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -76,6 +77,7 @@ impl<V> DurableDict<V, Json> {
             background_refresh: false,
             poll_interval: Duration::from_secs(5),
             event_capacity: 1024,
+            backup_file: None,
             value: PhantomData,
         }
     }
@@ -313,6 +315,7 @@ pub struct Builder<V, C> {
     background_refresh: bool,
     poll_interval: Duration,
     event_capacity: usize,
+    backup_file: Option<PathBuf>,
     value: PhantomData<fn() -> V>,
 }
 
@@ -327,6 +330,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Builder<V, C> {
             background_refresh: self.background_refresh,
             poll_interval: self.poll_interval,
             event_capacity: self.event_capacity,
+            backup_file: self.backup_file,
             value: PhantomData,
         }
     }
@@ -366,8 +370,28 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Builder<V, C> {
         self
     }
 
+    /// Keeps the last snapshot in a local file (default: none), so the service can start
+    /// when the store cannot be reached: see the [`BackupError`](crate::BackupError) module
+    /// docs for the format.
+    ///
+    /// - After every change to the snapshot, a background task writes it to `path`
+    ///   atomically (a temporary file beside it, synced, then renamed).
+    /// - When the first load fails at [`Builder::build`], the dict starts from the file
+    ///   instead, with [`Status::from_backup`](crate::Status::from_backup) set and the
+    ///   failure in `status()`; it retries the store on its own (50 ms, doubling to 250 ms)
+    ///   and replaces the whole snapshot with a full reload once the store answers.
+    /// - A missing, truncated, corrupt or undecodable file is ignored with a warning, and
+    ///   `build()` fails with the store's error as it would without a backup.
+    ///
+    /// Give each dict (each namespace) its own file.
+    pub fn backup_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.backup_file = Some(path.into());
+        self
+    }
+
     /// Subscribes to hints (when on), loads the whole namespace, and starts the background
-    /// task. Fails when the first load fails: a dict never starts out empty by accident.
+    /// task. Fails when the first load fails — unless a [backup file](Builder::backup_file)
+    /// can stand in: a dict never starts out empty by accident.
     pub async fn build(self) -> Result<DurableDict<V, C>> {
         let inner = Arc::new(Inner::new(self.backend, self.codec, self.autosync, self.event_capacity));
         // Subscribe before the first load, so no change falls between the two.
@@ -388,8 +412,32 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Builder<V, C> {
         } else if supported {
             inner.hints.set_health(HintHealth::Down);
         }
-        inner.initial_load().await?;
-        if supported || self.background_refresh {
+        let restored = match inner.initial_load().await {
+            Ok(_) => false,
+            Err(err) => {
+                // Only an unreachable store: a refused namespace or a broken schema is not
+                // papered over with old data.
+                let Some(path) = self.backup_file.as_ref().filter(|_| err.is_unavailable()) else { return Err(err) };
+                let restoring = match crate::backup::read(path.clone()).await {
+                    Ok(durables) => inner.restore(path, durables, err.clone()),
+                    Err(bad) => Err(bad),
+                };
+                if let Err(bad) = restoring {
+                    tracing::warn!(error = %bad, "durable: the store is unreachable and the backup file cannot be used");
+                    return Err(err);
+                }
+                tracing::warn!(
+                    backend = inner.backend.name(),
+                    error = %err,
+                    path = %path.display(),
+                    version = inner.current.load().version,
+                    "durable: the store is unreachable; serving the backup file until it answers"
+                );
+                true
+            }
+        };
+        let mut tasks = Vec::new();
+        if supported || self.background_refresh || restored {
             let listener = Listener {
                 inner: Arc::downgrade(&inner),
                 backend: Arc::clone(&inner.backend),
@@ -397,10 +445,16 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Builder<V, C> {
                 poll_interval: self.poll_interval,
                 supported,
             };
-            let task = tokio::spawn(listener.run(stream));
-            if let Ok(mut tasks) = inner.tasks.lock() {
-                tasks.push(task.abort_handle());
-            }
+            tasks.push(tokio::spawn(listener.run(stream, restored)).abort_handle());
+        }
+        if let Some(path) = self.backup_file {
+            // The file just read needs no rewrite; a fresh load does.
+            let written = restored.then(|| inner.swaps.load(std::sync::atomic::Ordering::Acquire));
+            let task = keep_backup(Arc::downgrade(&inner), Arc::clone(&inner.swapped), path, written);
+            tasks.push(tokio::spawn(task).abort_handle());
+        }
+        if let Ok(mut registered) = inner.tasks.lock() {
+            registered.extend(tasks);
         }
         Ok(DurableDict { inner })
     }
@@ -460,7 +514,9 @@ impl Retry {
 }
 
 impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
-    async fn run(mut self, mut stream: Option<HintStream>) {
+    /// Runs until the dict is dropped; with `catch_up`, the store is retried from the start
+    /// (the dict started from its backup file).
+    async fn run(mut self, mut stream: Option<HintStream>, catch_up: bool) {
         let mut poll = tokio::time::interval(self.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll.tick().await; // the first tick is immediate; the build just loaded.
@@ -469,6 +525,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
             resubscribe.failed();
         }
         let mut trip = Retry::new();
+        if catch_up {
+            trip.failed();
+        }
         loop {
             tokio::select! {
                 hint = next_hint(&mut stream) => {
@@ -561,6 +620,41 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
                 Wants::Catchup
             }
         }
+    }
+}
+
+/// The backup writer: after every snapshot swap, writes the snapshot to `path` (swaps that
+/// arrive during a write are folded into the next one). Holds the dict weakly.
+async fn keep_backup<V: Send + Sync + 'static, C: Codec<V>>(
+    inner: Weak<Inner<V, C>>,
+    swapped: Arc<tokio::sync::Notify>,
+    path: PathBuf,
+    mut written: Option<u64>,
+) {
+    let mut failing = false;
+    loop {
+        let taken = {
+            let Some(inner) = inner.upgrade() else { return };
+            if written == Some(inner.swaps.load(std::sync::atomic::Ordering::Acquire)) {
+                None
+            } else {
+                inner.backup_bytes()
+            }
+        };
+        if let Some((swaps, bytes)) = taken {
+            match crate::backup::write(path.clone(), bytes).await {
+                Ok(()) => {
+                    written = Some(swaps);
+                    failing = false;
+                }
+                Err(err) if !failing => {
+                    failing = true;
+                    tracing::warn!(path = %path.display(), error = %err, "durable: cannot write the backup file; will retry on the next change");
+                }
+                Err(_) => {}
+            }
+        }
+        swapped.notified().await;
     }
 }
 

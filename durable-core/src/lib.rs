@@ -16,11 +16,13 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod backup;
 mod codec;
 mod dict;
 mod error;
 mod events;
 mod instrument;
+mod lazy;
 mod memory;
 mod snapshot;
 mod sync;
@@ -32,11 +34,13 @@ pub mod conformance;
 pub mod testing;
 
 pub use backend::{Backend, Changes, DEFAULT_MAX_KEY_LEN, Durables, Hint, HintStream, KeyChange, Version};
+pub use backup::{BackupError, read_backup};
 pub use codec::{Codec, Json, Lz4, MsgPack, Raw};
 pub use dict::{Builder, DurableDict};
 pub use error::{Error, KeyName, Result, Source};
 pub use events::{Change, Event, Subscription};
 pub use instrument::{CallCounts, CountingBackend};
+pub use lazy::LazyBackend;
 pub use memory::{DEFAULT_CHANGE_LOG, MemoryBackend, MemoryStore};
 pub use snapshot::Snapshot;
 pub use sync::{HintHealth, Status, SyncOutcome};

@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::{Mutex, Notify, broadcast};
 use tokio::task::AbortHandle;
 
 use crate::backend::{Backend, Changes, Durables, KeyChange, Version};
+use crate::backup::BackupError;
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::events::{Change, Event};
@@ -62,13 +63,16 @@ pub struct Status {
     pub failing_since: Option<Instant>,
     /// The state of the change-hint listener.
     pub hints: HintHealth,
+    /// The snapshot came from the local backup file because the store was unreachable when
+    /// the dict was built, and no trip has succeeded since: it may be stale by any amount.
+    pub from_backup: bool,
 }
 
 impl Status {
     /// How long the dict may have been missing changes: zero while hints are healthy and
     /// trips succeed, else the time since the last successful trip.
     pub fn staleness(&self) -> Duration {
-        if self.failing_since.is_none() && self.hints == HintHealth::Healthy {
+        if self.failing_since.is_none() && self.hints == HintHealth::Healthy && !self.from_backup {
             return Duration::ZERO;
         }
         self.last_success.map_or(Duration::MAX, |at| at.elapsed())
@@ -185,6 +189,12 @@ pub(crate) struct Inner<V, C> {
     trips_finished: AtomicU64,
     ledger: Mutex<Ledger>,
     health: StdMutex<Health>,
+    /// Counts snapshot swaps, and wakes the backup writer on each.
+    pub(crate) swaps: AtomicU64,
+    pub(crate) swapped: Arc<Notify>,
+    /// The snapshot came from the backup file: the next trip is a full reload, and local
+    /// writes are not applied on top of it.
+    restored: AtomicBool,
 }
 
 impl<V, C> Drop for Inner<V, C> {
@@ -211,6 +221,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
             trips_finished: AtomicU64::new(0),
             ledger: Mutex::new(Ledger { completed: 0, last: Ok(SyncOutcome::Unchanged) }),
             health: StdMutex::new(Health { last_success: None, last_error: None, failing_since: None }),
+            swaps: AtomicU64::new(0),
+            swapped: Arc::new(Notify::new()),
+            restored: AtomicBool::new(false),
         }
     }
 
@@ -241,7 +254,13 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
         let generation = self.trips_started.fetch_add(1, Ordering::AcqRel) + 1;
         let hints_seen = self.hints.received.load(Ordering::Acquire);
         let unversioned = self.hints.unversioned.swap(false, Ordering::AcqRel);
-        let result = if full { self.reload().await } else { self.trip(unversioned).await };
+        // A snapshot from the backup file may come from another history of the store: only a
+        // full reload can be trusted to replace it.
+        let restored = self.restored.load(Ordering::Acquire);
+        let result = if full || restored { self.reload().await } else { self.trip(unversioned).await };
+        if result.is_ok() && restored {
+            self.restored.store(false, Ordering::Release);
+        }
         if result.is_err() && unversioned {
             self.hints.unversioned.store(true, Ordering::Release);
         }
@@ -315,6 +334,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
     pub(crate) fn status(&self) -> Status {
         let version = self.current.load().version;
         let hints = self.hints.health();
+        let from_backup = self.restored.load(Ordering::Acquire);
         match self.health.lock() {
             Ok(health) => Status {
                 version,
@@ -322,8 +342,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
                 last_error: health.last_error.clone(),
                 failing_since: health.failing_since,
                 hints,
+                from_backup,
             },
-            Err(_) => Status { version, last_success: None, last_error: None, failing_since: None, hints },
+            Err(_) => Status { version, last_success: None, last_error: None, failing_since: None, hints, from_backup },
         }
     }
 
@@ -405,7 +426,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
                 }
             }
         }
-        self.current.store(Arc::new(SnapshotData { entries: next, undecodable, version }));
+        self.swap_in(SnapshotData { entries: next, undecodable, version });
         self.emit(changes);
         SyncOutcome::Full { keys, version }
     }
@@ -446,8 +467,14 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
             self.report_undecodable(&key, &err);
             undecodable.insert(key, err);
         }
-        self.current.store(Arc::new(SnapshotData { entries, undecodable, version }));
+        self.swap_in(SnapshotData { entries, undecodable, version });
         self.emit(changes);
+    }
+
+    fn swap_in(&self, data: SnapshotData<V>) {
+        self.current.store(Arc::new(data));
+        self.swaps.fetch_add(1, Ordering::AcqRel);
+        self.swapped.notify_one();
     }
 
     fn report_undecodable(&self, key: &Arc<str>, err: &Error) {
@@ -473,7 +500,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
         if current.version >= version {
             return;
         }
-        if current.version + 1 == version {
+        if current.version + 1 == version && !self.restored.load(Ordering::Acquire) {
             self.apply(&current, local, Vec::new(), version);
             return;
         }
@@ -489,6 +516,51 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
     /// The entry a local write puts in the snapshot.
     pub(crate) fn local_entry(&self, bytes: &Bytes, value: V) -> Entry<V> {
         Entry { value: Arc::new(value), raw_hash: self.hash(bytes) }
+    }
+
+    /// Installs a snapshot read from the backup file, after the first load failed with
+    /// `error`. Every value must decode: a file this dict cannot read whole is not used.
+    pub(crate) fn restore(
+        &self,
+        path: &std::path::Path,
+        durables: Durables,
+        error: Error,
+    ) -> std::result::Result<(), BackupError> {
+        let mut entries = imbl::HashMap::new();
+        for (key, bytes) in durables.entries {
+            let value = self.codec.decode(&bytes).map_err(|source| BackupError::Undecodable {
+                path: path.to_owned(),
+                key: key.clone(),
+                reason: source.to_string(),
+            })?;
+            entries.insert(Arc::from(key), self.local_entry(&bytes, value));
+        }
+        self.restored.store(true, Ordering::Release);
+        self.current.store(Arc::new(SnapshotData {
+            entries,
+            undecodable: imbl::HashMap::new(),
+            version: durables.version,
+        }));
+        self.record(&Err(error));
+        Ok(())
+    }
+
+    /// The current snapshot as a backup file's bytes, with the swap count it was taken at;
+    /// `None` when a value cannot be encoded (then no backup is written).
+    pub(crate) fn backup_bytes(&self) -> Option<(u64, Vec<u8>)> {
+        let swaps = self.swaps.load(Ordering::Acquire);
+        let data = self.current.load_full();
+        let mut encoded = Vec::with_capacity(data.entries.len());
+        for (key, entry) in data.entries.iter() {
+            match self.codec.encode(&entry.value) {
+                Ok(bytes) => encoded.push((&**key, bytes)),
+                Err(err) => {
+                    tracing::warn!(key = %&**key, error = %err, "durable: cannot encode a value for the backup file; not writing it");
+                    return None;
+                }
+            }
+        }
+        Some((swaps, crate::backup::encode(data.version, encoded.into_iter())))
     }
 
     /// Installs the first snapshot (the builder's initial load): always a full read, since

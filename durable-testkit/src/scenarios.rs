@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_core::conformance::{PATIENCE, unique_namespace};
-use durable_core::{Backend, DurableDict, Event, HintHealth, Result};
+use durable_core::{Backend, DurableDict, Event, HintHealth, LazyBackend, Result, read_backup};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -131,4 +131,61 @@ pub async fn wait_until(what: &str, done: impl Fn() -> bool) {
         assert!(Instant::now() < deadline, "gave up waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A service that starts while its store is down starts from its backup file, reports
+/// itself stale, and catches up on its own once the store answers (within 1 s), with the
+/// file following.
+pub async fn backup_stands_in_for_an_unreachable_store<F, Fut>(server: &mut OwnServer, connect: F) -> Duration
+where
+    F: Fn(String, String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Arc<dyn Backend>>> + Send + 'static,
+{
+    let ns = unique_namespace("backup");
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("flags.backup");
+    let writer = DurableDict::<Value>::builder(connect(url.clone(), ns.clone()).await.expect("connect"))
+        .autosync(false)
+        .backup_file(&path)
+        .build()
+        .await
+        .expect("build the writer");
+    writer.insert_many([("beta", json!(true)), ("limit", json!(10))]).await.expect("write");
+    let version = writer.insert("greeting", json!("hello")).await.expect("write");
+    wait_until("the backup file", || read_backup(&path).is_ok_and(|backup| backup.version == version)).await;
+    let expected = view(&writer);
+    drop(writer);
+
+    server.kill().await;
+    let connect = Arc::new(connect);
+    let lazy = LazyBackend::new("store", {
+        let (connect, url, ns) = (Arc::clone(&connect), url.clone(), ns.clone());
+        move || connect(url.clone(), ns.clone())
+    });
+    let started = DurableDict::<Value>::builder(Arc::new(lazy))
+        .autosync(false)
+        .backup_file(&path)
+        .build()
+        .await
+        .expect("a start from the backup file while the store is down");
+    assert_eq!(view(&started), expected);
+    let status = started.status();
+    assert!(status.from_backup && status.last_error.is_some(), "{status:?}");
+    assert_eq!(status.staleness(), Duration::MAX);
+
+    server.start().await;
+    let ready = Instant::now();
+    wait_until("the catch-up", || {
+        let status = started.status();
+        !status.from_backup && status.failing_since.is_none() && status.hints != HintHealth::Down
+    })
+    .await;
+    let caught_up = ready.elapsed();
+    assert!(caught_up < Duration::from_secs(1), "caught up {caught_up:?} after the store came back");
+    assert_eq!(view(&started), expected);
+    // The file follows the store again.
+    let version = started.insert("after", json!(1)).await.expect("a write after the catch-up");
+    wait_until("the backup to follow", || read_backup(&path).is_ok_and(|backup| backup.version == version)).await;
+    caught_up
 }

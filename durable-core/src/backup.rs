@@ -1,0 +1,202 @@
+//! The local backup file ([`Builder::backup_file`](crate::Builder::backup_file)): the last
+//! snapshot on disk, so that a service whose store is unreachable when it starts serves its
+//! last known flags instead of failing to start — as Unleash's SDKs do.
+//!
+//! After every change to the snapshot (a sync that changed something, or a local write) a
+//! background task writes the whole snapshot to `<path>.tmp`, syncs it to disk and renames
+//! it over `<path>`, so the file is always one whole snapshot. Changes that arrive while a
+//! write is under way are folded into the next write.
+//!
+//! The format (all integers little-endian):
+//!
+//! ```text
+//! "DURABLE-BACKUP\n" (15 bytes)  format (u8, = 1)  version (u64)  entries (u64)
+//! per entry: key length (u32), key (UTF-8), value length (u32), value (the dict's codec)
+//! CRC-32 of everything before it (u32)
+//! ```
+//!
+//! A file that is truncated, corrupt, of another format, or whose values the dict's codec
+//! cannot decode is ignored with a warning: never trusted, never a crash.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use thiserror::Error as ThisError;
+
+use crate::backend::{Durables, Version};
+
+const MAGIC: &[u8] = b"DURABLE-BACKUP\n";
+const FORMAT: u8 = 1;
+const HEADER: usize = MAGIC.len() + 1 + 8 + 8;
+
+/// Why a backup file was not used.
+#[derive(Debug, ThisError)]
+#[allow(missing_docs)] // the fields say what they are
+pub enum BackupError {
+    /// The file could not be read (a missing file included).
+    #[error("cannot read {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// Not a backup file, or one of a format this version does not read.
+    #[error("{} is not a durable backup file (format {format})", path.display())]
+    Format { path: PathBuf, format: String },
+    /// Truncated, corrupt, or forged.
+    #[error("{} is truncated or corrupt: {what}", path.display())]
+    Corrupt { path: PathBuf, what: &'static str },
+    /// A value the dict's codec cannot decode (written with another codec?).
+    #[error("{}: the value of {key:?} cannot be decoded: {reason}", path.display())]
+    Undecodable { path: PathBuf, key: String, reason: String },
+}
+
+/// Encodes a snapshot's entries (already encoded with the dict's codec).
+pub(crate) fn encode<'a>(version: Version, entries: impl ExactSizeIterator<Item = (&'a str, Bytes)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + entries.len() * 32 + 4);
+    out.extend_from_slice(MAGIC);
+    out.push(FORMAT);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    for (key, value) in entries {
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(&value);
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes a backup file's bytes into the entries (still encoded) and their version.
+pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Durables, BackupError> {
+    let corrupt = |what| BackupError::Corrupt { path: path.to_owned(), what };
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(BackupError::Format { path: path.to_owned(), format: "unknown".into() });
+    }
+    if bytes.len() < HEADER + 4 {
+        return Err(corrupt("shorter than its header"));
+    }
+    if bytes[MAGIC.len()] != FORMAT {
+        return Err(BackupError::Format { path: path.to_owned(), format: bytes[MAGIC.len()].to_string() });
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let mut reader = Reader { rest: &body[MAGIC.len() + 1..] };
+    let version = reader.u64().ok_or_else(|| corrupt("no version"))?;
+    let count = reader.u64().ok_or_else(|| corrupt("no entry count"))?;
+    // Every entry takes at least 8 bytes: a count beyond that is a lie, not an allocation.
+    if count > (reader.rest.len() / 8) as u64 {
+        return Err(corrupt("entry count larger than the file"));
+    }
+    let mut entries = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let key = reader.chunk().ok_or_else(|| corrupt("entry cut short"))?;
+        let key = std::str::from_utf8(key).map_err(|_| corrupt("a key is not UTF-8"))?;
+        let value = reader.chunk().ok_or_else(|| corrupt("entry cut short"))?;
+        entries.push((key.to_owned(), Bytes::copy_from_slice(value)));
+    }
+    if !reader.rest.is_empty() {
+        return Err(corrupt("bytes after the last entry"));
+    }
+    Ok(Durables { entries, version })
+}
+
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.rest.len() < n {
+            return None;
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Some(head)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    fn chunk(&mut self) -> Option<&'a [u8]> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
+        self.take(len)
+    }
+}
+
+/// Reads a backup file (see the [module docs](crate::Builder::backup_file)): its version and
+/// its entries, values still encoded with the codec of the dict that wrote it. For tools
+/// and tests; a dict reads its own file by itself.
+pub fn read_backup(path: &Path) -> Result<Durables, BackupError> {
+    let bytes = std::fs::read(path).map_err(|source| BackupError::Io { path: path.to_owned(), source })?;
+    decode(path, &bytes)
+}
+
+/// Reads and decodes the backup at `path`, off the async threads.
+pub(crate) async fn read(path: PathBuf) -> Result<Durables, BackupError> {
+    tokio::task::spawn_blocking(move || read_backup(&path)).await.unwrap_or_else(|join| {
+        Err(BackupError::Io { path: PathBuf::new(), source: std::io::Error::other(join.to_string()) })
+    })
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, synced, then renamed.
+pub(crate) async fn write(path: PathBuf, bytes: Vec<u8>) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, &path)
+    })
+    .await
+    .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let entries = [("a", Bytes::from_static(b"1")), ("b", Bytes::from_static(b"\"two\""))];
+        encode(7, entries.into_iter())
+    }
+
+    #[test]
+    fn round_trips() {
+        let decoded = decode(Path::new("f"), &sample()).unwrap();
+        assert_eq!(decoded.version, 7);
+        assert_eq!(
+            decoded.entries,
+            vec![("a".into(), Bytes::from_static(b"1")), ("b".into(), Bytes::from_static(b"\"two\""))]
+        );
+    }
+
+    #[test]
+    fn every_truncation_and_every_flipped_byte_is_refused() {
+        let good = sample();
+        for len in 0..good.len() {
+            assert!(decode(Path::new("f"), &good[..len]).is_err(), "truncated to {len}");
+        }
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x40;
+            assert!(decode(Path::new("f"), &bad).is_err(), "byte {at} flipped");
+        }
+    }
+
+    #[test]
+    fn a_forged_entry_count_is_refused_before_allocating() {
+        let mut forged = sample();
+        let at = MAGIC.len() + 1 + 8;
+        forged[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let body = forged.len() - 4;
+        let crc = crc32fast::hash(&forged[..body]);
+        forged[body..].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(decode(Path::new("f"), &forged), Err(BackupError::Corrupt { .. })));
+    }
+}
