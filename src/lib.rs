@@ -103,12 +103,8 @@ struct Target {
 impl Target {
     fn parse(url: &str, namespace: &str) -> Result<Self> {
         let invalid = |reason: &str| Error::InvalidUrl { url: redact_url(url), reason: reason.to_owned() };
-        if namespace.is_empty() {
-            return Err(Error::InvalidNamespace {
-                namespace: String::new(),
-                reason: "namespaces cannot be empty".into(),
-            });
-        }
+        // The common rule, now; each backend checks its own limits when it connects.
+        validate_namespace(namespace, usize::MAX)?;
         let scheme = scheme(url).ok_or_else(|| {
             invalid("no scheme; expected memory://, sqlite://, postgres://, mysql://, redis:// or zk://")
         })?;

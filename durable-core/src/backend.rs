@@ -97,6 +97,44 @@ pub(crate) fn default_key_rule(key: &str) -> Result<()> {
             format!("keys are at most {DEFAULT_MAX_KEY_LEN} bytes, this one is {}", key.len()),
         ));
     }
+    // PostgreSQL's text and ZooKeeper's paths cannot hold NUL: refusing it everywhere keeps
+    // keys portable between backends.
+    if key.contains('\0') {
+        return Err(Error::invalid_key(key, "keys cannot contain NUL"));
+    }
+    Ok(())
+}
+
+/// The namespace rule every backend applies before any I/O: 1 to `max_len` bytes, and no
+/// character that would need quoting somewhere a namespace travels — in SQL text, a shell
+/// command, a log line or an admin tool: no whitespace, no control character, no quote
+/// (`'`, `"`, `` ` ``), no `;` and no `\\`. Backends add their own rules (ZooKeeper: no `/`).
+///
+/// ```
+/// use durable_core::validate_namespace;
+/// assert!(validate_namespace("feature-flags:v2", 255).is_ok());
+/// assert!(validate_namespace("flags'; drop table x; --", 255).is_err());
+/// assert!(validate_namespace("my flags", 255).is_err());
+/// ```
+pub fn validate_namespace(namespace: &str, max_len: usize) -> Result<()> {
+    let shown = || namespace.chars().take(64).collect::<String>();
+    if namespace.is_empty() {
+        return Err(Error::InvalidNamespace { namespace: String::new(), reason: "namespaces cannot be empty".into() });
+    }
+    if namespace.len() > max_len {
+        return Err(Error::InvalidNamespace {
+            namespace: shown(),
+            reason: format!("namespaces are at most {max_len} bytes, this one is {}", namespace.len()),
+        });
+    }
+    if let Some(bad) = namespace.chars().find(|c| c.is_whitespace() || c.is_control() || "'\"`;\\".contains(*c)) {
+        return Err(Error::InvalidNamespace {
+            namespace: shown(),
+            reason: format!(
+                "namespaces cannot contain {bad:?} (no whitespace, control characters, quotes, `;` or `\\`)"
+            ),
+        });
+    }
     Ok(())
 }
 
@@ -110,7 +148,8 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// Refuses keys this store cannot hold, without I/O. The dict calls it before every
-    /// write. The default refuses empty keys and keys over [`DEFAULT_MAX_KEY_LEN`] bytes.
+    /// write. The default refuses empty keys, keys over [`DEFAULT_MAX_KEY_LEN`] bytes and
+    /// keys containing NUL.
     fn validate_key(&self, key: &str) -> Result<()> {
         default_key_rule(key)
     }

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 
 use crate::backend::{Backend, Changes, Version};
 use crate::dict::DurableDict;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::instrument::CountingBackend;
 
@@ -116,6 +116,29 @@ pub async fn run_python_helper(venv: &std::path::Path, args: &[&str]) -> String 
 /// How long the suite waits for something that should happen "soon" (a hint, a
 /// background refresh) before it calls it a failure. Generous: CI machines are noisy.
 pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Namespaces every backend refuses with [`Error::InvalidNamespace`] before any I/O: empty,
+/// overlong, and carrying quotes, semicolons, whitespace, control characters or a
+/// backslash. Backend tests connect with each to a port where nothing listens: an error
+/// other than `InvalidNamespace` would mean the backend did I/O first.
+pub fn bad_namespaces() -> Vec<String> {
+    let mut bad: Vec<String> = ["", "it's", "say \"hi\"", "a;b", "flags'; DROP TABLE x; --", "my flags", "tab\there"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    bad.extend(["nul\0", "new\nline", "back`tick", "back\\slash"].map(String::from));
+    bad.push("n".repeat(100_000));
+    bad
+}
+
+/// Asserts that `connecting` failed with [`Error::InvalidNamespace`].
+pub fn assert_invalid_namespace<T>(namespace: &str, connecting: Result<T>) {
+    match connecting {
+        Err(Error::InvalidNamespace { .. }) => {}
+        Err(other) => panic!("namespace {namespace:.40?}: want InvalidNamespace before any I/O, got {other}"),
+        Ok(_) => panic!("namespace {namespace:.40?} was accepted"),
+    }
+}
 
 /// A namespace no other test, process or earlier run uses: `durable-test-<pid>-<time>-<n>`.
 pub fn unique_namespace(label: &str) -> String {
@@ -625,7 +648,7 @@ pub async fn invalid_keys_are_refused_before_io(f: &dyn BackendFactory) {
     let dict = manual(counting.clone()).await;
     let before = counting.counts();
     let long = "k".repeat(100_000);
-    for key in ["", long.as_str()] {
+    for key in ["", "nul\0inside", long.as_str()] {
         let err = dict.insert(key, json!(1)).await.unwrap_err();
         assert!(matches!(err, Error::InvalidKey { .. }), "{key:.20}: {err}");
         assert!(matches!(dict.remove(key).await.unwrap_err(), Error::InvalidKey { .. }));
@@ -648,22 +671,39 @@ pub async fn invalid_keys_are_refused_before_io(f: &dyn BackendFactory) {
     assert_eq!(dict.snapshot().get("fine"), None, "the batch with a bad key wrote nothing");
 }
 
-/// Concurrency: 3 dicts × 4 writer tasks × 500 random mutations (insert, remove, pop,
-/// setdefault, insert_many, compare-and-swap) over 50 keys. Afterwards every dict's
-/// snapshot equals the store's contents, and every key holds the value of the last
-/// acknowledged write to it in version order.
-pub async fn concurrent_writers_converge(f: &dyn BackendFactory) {
-    random_mutations(f, 3, 4, 500, 50).await;
+/// The soak's size per writer task: `DURABLE_SOAK=full` runs the full soak (2,000
+/// mutations per task), anything else the scaled-down one CI runs (250).
+pub fn soak_ops() -> usize {
+    match std::env::var("DURABLE_SOAK").as_deref() {
+        Ok("full") => 2000,
+        _ => 250,
+    }
 }
 
-/// The body of [`concurrent_writers_converge`], with its sizes as parameters (the soak test
-/// runs it bigger).
+/// The concurrency soak: 3 dicts with background refresh × 4 writer tasks × [`soak_ops`]
+/// random mutations (insert, remove, pop, setdefault, insert_many, compare-and-swap) over
+/// 200 keys. Afterwards, without anyone calling `sync()`, every dict's snapshot equals the
+/// store's contents within 1 s, and every key holds the value of the last acknowledged
+/// write to it in version order (no two acknowledged mutations share a version).
+pub async fn concurrent_writers_converge(f: &dyn BackendFactory) {
+    random_mutations(f, 3, 4, soak_ops(), 200).await;
+}
+
+/// The body of [`concurrent_writers_converge`], with its sizes as parameters.
 pub async fn random_mutations(f: &dyn BackendFactory, dicts: usize, tasks: usize, ops: usize, keys: usize) {
     let ns = unique_namespace("soak");
     let mut all = Vec::new();
     for _ in 0..dicts {
-        all.push(manual(f.backend(&ns).await).await);
+        let dict = DurableDict::builder(f.backend(&ns).await)
+            .autosync(false)
+            .background_refresh(true)
+            .poll_interval(Duration::from_millis(200))
+            .build()
+            .await
+            .expect("build a refreshing dict");
+        all.push(dict);
     }
+    let started = std::time::Instant::now();
     let mut handles = Vec::new();
     for (d, dict) in all.iter().enumerate() {
         for t in 0..tasks {
@@ -682,6 +722,8 @@ pub async fn random_mutations(f: &dyn BackendFactory, dicts: usize, tasks: usize
             );
         }
     }
+    let mutations = ledger.len();
+    let writing = started.elapsed();
     let mut expected: BTreeMap<String, (Version, Option<Value>)> = BTreeMap::new();
     for ((version, key), value) in ledger {
         let slot = expected.entry(key).or_insert((0, None));
@@ -692,11 +734,22 @@ pub async fn random_mutations(f: &dyn BackendFactory, dicts: usize, tasks: usize
     let expected: BTreeMap<String, Value> = expected.into_iter().filter_map(|(k, (_, v))| v.map(|v| (k, v))).collect();
     let (stored, version) = store_contents(&*f.backend(&ns).await).await;
     assert_eq!(stored, expected, "the store holds the last acknowledged write of every key");
-    for dict in &all {
-        dict.resync().await.unwrap();
-        assert_eq!(snapshot_contents(dict), stored, "a dict's snapshot equals the store");
-        assert_eq!(dict.version(), version);
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    for (i, dict) in all.iter().enumerate() {
+        while dict.version() != version || snapshot_contents(dict) != stored {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dict {i} did not converge within 1 s: at version {} of {version}",
+                dict.version()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
+    eprintln!(
+        "soak on {}: {} tasks x {ops} operations ({mutations} key mutations acknowledged) in {writing:?}; converged",
+        all[0].backend().name(),
+        dicts * tasks
+    );
 }
 
 async fn writer_task(

@@ -33,7 +33,9 @@ pub mod conformance;
 #[cfg(feature = "conformance")]
 pub mod testing;
 
-pub use backend::{Backend, Changes, DEFAULT_MAX_KEY_LEN, Durables, Hint, HintStream, KeyChange, Version};
+pub use backend::{
+    Backend, Changes, DEFAULT_MAX_KEY_LEN, Durables, Hint, HintStream, KeyChange, Version, validate_namespace,
+};
 pub use backup::{BackupError, read_backup};
 pub use codec::{Codec, Json, Lz4, MsgPack, Raw};
 pub use dict::{Builder, DurableDict};

@@ -50,17 +50,21 @@ async fn snapshot_version_is_never_newer_than_its_data() {
         }
     });
     let mut observed = 0;
-    while !writes.is_finished() {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // Watch the reader while the writes go on and until it has caught up with the last.
+    while !writes.is_finished() || reader.version() < base + 500 {
         let snap = reader.snapshot();
         if let Some(counter) = snap.get("counter") {
             // The counter written at version base + n is n: data at least as new as version.
             assert!(base + counter >= snap.version(), "version {} with counter {counter}", snap.version());
             observed += 1;
         }
+        assert!(tokio::time::Instant::now() < deadline, "the reader never caught up");
         tokio::task::yield_now().await;
     }
     writes.await.unwrap();
     assert!(observed > 0);
+    assert_eq!(reader.snapshot().get("counter"), Some(&500));
 }
 
 // ---- invariant 3: hints are only hints --------------------------------------------------

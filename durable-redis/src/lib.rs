@@ -179,16 +179,10 @@ impl RedisBackendBuilder {
     }
 }
 
-/// Refuses namespaces Redis keys cannot sensibly be made from: empty or over
-/// [`MAX_NAMESPACE_LEN`] bytes.
+/// Refuses namespaces that break [the common rule](durable_core::validate_namespace) or are
+/// over [`MAX_NAMESPACE_LEN`] bytes.
 pub fn validate_namespace(namespace: &str) -> Result<()> {
-    if namespace.is_empty() || namespace.len() > MAX_NAMESPACE_LEN {
-        return Err(Error::InvalidNamespace {
-            namespace: namespace.chars().take(64).collect(),
-            reason: format!("namespaces are 1 to {MAX_NAMESPACE_LEN} bytes"),
-        });
-    }
-    Ok(())
+    durable_core::validate_namespace(namespace, MAX_NAMESPACE_LEN)
 }
 
 struct Scripts {

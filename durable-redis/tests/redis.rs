@@ -327,3 +327,11 @@ async fn debug_output_shows_no_password() {
     let connected = backend("ns-debug").await;
     assert!(!format!("{connected:?}").contains("s3cr3tpw"));
 }
+
+#[tokio::test]
+async fn bad_namespaces_are_refused_before_any_io() {
+    let nothing = format!("redis://127.0.0.1:{}/", durable_testkit::spare_port());
+    for ns in durable_core::conformance::bad_namespaces() {
+        durable_core::conformance::assert_invalid_namespace(&ns, RedisBackend::connect(&nothing, &ns).await);
+    }
+}

@@ -186,19 +186,10 @@ impl SqlBackendBuilder {
     }
 }
 
-/// Refuses namespaces the schema cannot hold: empty, over [`MAX_NAMESPACE_LEN`] bytes, or
-/// containing NUL.
+/// Refuses namespaces that break [the common rule](durable_core::validate_namespace) or are
+/// over [`MAX_NAMESPACE_LEN`] bytes (the schema's column).
 pub fn validate_namespace(namespace: &str) -> Result<()> {
-    let reason = if namespace.is_empty() {
-        "namespaces cannot be empty".to_owned()
-    } else if namespace.len() > MAX_NAMESPACE_LEN {
-        format!("namespaces are at most {MAX_NAMESPACE_LEN} bytes, this one is {}", namespace.len())
-    } else if namespace.contains('\0') {
-        "namespaces cannot contain NUL".to_owned()
-    } else {
-        return Ok(());
-    };
-    Err(Error::InvalidNamespace { namespace: namespace.to_owned(), reason })
+    durable_core::validate_namespace(namespace, MAX_NAMESPACE_LEN)
 }
 
 /// What every handle on one database shares: the pool and the statements.

@@ -382,3 +382,21 @@ async fn a_sync_after_one_change_among_many_is_a_delta() {
         drop_tables(&url, &prefix).await;
     }
 }
+
+#[tokio::test]
+async fn bad_namespaces_are_refused_before_any_io() {
+    let port = durable_testkit::spare_port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("never-created.db");
+    let urls = [
+        format!("postgres://postgres@127.0.0.1:{port}/test"),
+        format!("mysql://root@127.0.0.1:{port}/test"),
+        format!("sqlite://{}?mode=rwc", file.display()),
+    ];
+    for url in &urls {
+        for ns in durable_core::conformance::bad_namespaces() {
+            durable_core::conformance::assert_invalid_namespace(&ns, SqlBackend::connect(url, &ns).await);
+        }
+    }
+    assert!(!file.exists(), "no SQLite file was created");
+}

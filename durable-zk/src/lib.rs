@@ -115,11 +115,12 @@ impl ZkBackendBuilder {
     /// Connects, creates the namespace node if missing, starts the watch, and returns a
     /// backend on `namespace`.
     pub async fn connect(self, namespace: &str) -> Result<ZkBackend> {
-        let (cluster, base) = parse_url(&self.url)?;
+        let ZkUrl { cluster, base, auth } = parse_url(&self.url)?;
         validate_namespace(namespace)?;
         let ns_path = if base.is_empty() { format!("/{namespace}") } else { format!("{base}/{namespace}") };
         let config = Config {
             cluster,
+            auth,
             ns_path,
             timeout: self.timeout,
             session_timeout: self.session_timeout,
@@ -144,8 +145,19 @@ impl ZkBackendBuilder {
     }
 }
 
-/// `zk://h1:p1,h2:p2/base/path` → (`h1:p1,h2:p2`, `/base/path`).
-fn parse_url(url: &str) -> Result<(String, String)> {
+/// The parts of a ZooKeeper URL.
+#[derive(Debug, PartialEq, Eq)]
+struct ZkUrl {
+    /// `h1:p1,h2:p2`
+    cluster: String,
+    /// `/base/path`, or empty.
+    base: String,
+    /// `user:password` from `zk://user:password@hosts/...`, sent as digest auth.
+    auth: Option<String>,
+}
+
+/// `zk://[user:password@]h1:p1,h2:p2/base/path`.
+fn parse_url(url: &str) -> Result<ZkUrl> {
     let invalid = |reason: &str| Error::InvalidUrl { url: durable_core::redact_url(url), reason: reason.to_owned() };
     let rest = match url.split_once("://") {
         Some(("zk" | "zookeeper", rest)) => rest,
@@ -155,6 +167,11 @@ fn parse_url(url: &str) -> Result<(String, String)> {
         Some(at) => rest.split_at(at),
         None => (rest, ""),
     };
+    let (auth, hosts) = match hosts.rsplit_once('@') {
+        Some((userinfo, hosts)) if userinfo.contains(':') => (Some(userinfo.to_owned()), hosts),
+        Some(_) => return Err(invalid("credentials must be user:password")),
+        None => (None, hosts),
+    };
     if hosts.is_empty() {
         return Err(invalid("no hosts"));
     }
@@ -162,7 +179,7 @@ fn parse_url(url: &str) -> Result<(String, String)> {
     for part in base.split('/').skip(1) {
         validate_node_name(part).map_err(|reason| invalid(&format!("bad path element {part:?}: {reason}")))?;
     }
-    Ok((hosts.to_owned(), base.to_owned()))
+    Ok(ZkUrl { cluster: hosts.to_owned(), base: base.to_owned(), auth })
 }
 
 /// Why `name` cannot be a znode name, if it cannot.
@@ -189,6 +206,7 @@ fn validate_node_name(name: &str) -> std::result::Result<(), String> {
 
 /// Refuses namespaces that are not valid znode names.
 pub fn validate_namespace(namespace: &str) -> Result<()> {
+    durable_core::validate_namespace(namespace, MAX_KEY_LEN)?;
     validate_node_name(namespace)
         .map_err(|reason| Error::InvalidNamespace { namespace: namespace.to_owned(), reason })?;
     if namespace.len() > MAX_KEY_LEN {
@@ -224,6 +242,8 @@ fn to_version(version: i32) -> Version {
 
 struct Config {
     cluster: String,
+    /// Digest credentials (`user:password`); never shown.
+    auth: Option<String>,
     ns_path: String,
     timeout: Duration,
     session_timeout: Duration,
@@ -231,7 +251,6 @@ struct Config {
 }
 
 impl Config {
-    /// A new session with the namespace node in place and the watch on it.
     /// Whether any server of the ensemble accepts a TCP connection.
     async fn reachable(&self) -> bool {
         let hosts = self.cluster.split('/').next().unwrap_or_default();
@@ -244,12 +263,14 @@ impl Config {
         false
     }
 
+    /// A new session with the namespace node in place and the watch on it.
     async fn open(&self) -> std::result::Result<(zk::Client, zk::PersistentWatcher), zk::Error> {
-        let client = zk::Client::connector()
-            .with_session_timeout(self.session_timeout)
-            .with_connection_timeout(self.timeout)
-            .connect(&self.cluster)
-            .await?;
+        let mut connector =
+            zk::Client::connector().with_session_timeout(self.session_timeout).with_connection_timeout(self.timeout);
+        if let Some(auth) = &self.auth {
+            connector = connector.with_auth("digest", auth.as_bytes());
+        }
+        let client = connector.connect(&self.cluster).await?;
         match client.mkdir(&self.ns_path, &PERSISTENT).await {
             Ok(()) | Err(zk::Error::NodeExists) => {}
             Err(err) => return Err(err),
@@ -862,12 +883,16 @@ mod tests {
 
     #[test]
     fn urls_give_hosts_and_a_base_path() {
-        assert_eq!(
-            parse_url("zk://a:2181,b:2181/durable/app").unwrap(),
-            ("a:2181,b:2181".into(), "/durable/app".into())
-        );
-        assert_eq!(parse_url("zookeeper://127.0.0.1:2181").unwrap(), ("127.0.0.1:2181".into(), String::new()));
-        assert_eq!(parse_url("zk://h:1/").unwrap(), ("h:1".into(), String::new()));
+        let url = |cluster: &str, base: &str, auth: Option<&str>| ZkUrl {
+            cluster: cluster.into(),
+            base: base.into(),
+            auth: auth.map(Into::into),
+        };
+        assert_eq!(parse_url("zk://a:2181,b:2181/durable/app").unwrap(), url("a:2181,b:2181", "/durable/app", None));
+        assert_eq!(parse_url("zookeeper://127.0.0.1:2181").unwrap(), url("127.0.0.1:2181", "", None));
+        assert_eq!(parse_url("zk://h:1/").unwrap(), url("h:1", "", None));
+        assert_eq!(parse_url("zk://u:p@w@h:1,g:2/x").unwrap(), url("h:1,g:2", "/x", Some("u:p@w")));
+        assert!(parse_url("zk://justuser@h:1/x").is_err());
         assert!(parse_url("zk:///x").is_err());
         assert!(parse_url("redis://h").is_err());
         assert!(parse_url("zk://h:1/a/../b").is_err());

@@ -198,3 +198,25 @@ async fn an_ensemble_that_never_answers_fails_within_the_timeout() {
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     assert!(err.is_unavailable(), "{err}");
 }
+
+#[tokio::test]
+async fn bad_namespaces_are_refused_before_any_io() {
+    let nothing = format!("zk://127.0.0.1:{}/durable-test", durable_testkit::spare_port());
+    let mut bad = durable_core::conformance::bad_namespaces();
+    bad.extend(["a/b", ".", ".."].map(String::from));
+    for ns in bad {
+        durable_core::conformance::assert_invalid_namespace(&ns, ZkBackend::connect(&nothing, &ns).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_url_authenticate_the_session_and_are_never_shown() {
+    if !zk_available().await {
+        return;
+    }
+    let url = zk_url().replacen("://", "://durable:s3cret-pw@", 1);
+    let backend = ZkBackend::connect(&url, &unique_namespace("auth")).await.expect("connect with digest auth");
+    let dict = DurableDict::<Value>::builder(Arc::new(backend.clone())).autosync(false).build().await.unwrap();
+    dict.insert("k", json!(1)).await.unwrap();
+    assert!(!format!("{backend:?} {dict:?}").contains("s3cret-pw"));
+}
