@@ -14,6 +14,9 @@ echo "== cargo test (all features)"
 cargo test --workspace --all-features
 echo "== facade without default features (the 'enable this feature' errors)"
 cargo test -p durable --no-default-features --test facade
+echo "== fuzz targets: they build (running them is by hand: see fuzz/README.md)"
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+cargo build --quiet --manifest-path fuzz/Cargo.toml --bins
 echo "== quickstart example"
 cargo run --quiet --example quickstart
 echo "== flags service: the README's commands against the real binary"

@@ -65,8 +65,10 @@ pub(crate) fn encode<'a>(version: Version, entries: impl ExactSizeIterator<Item 
     out
 }
 
-/// Decodes a backup file's bytes into the entries (still encoded) and their version.
-pub(crate) fn decode(path: &Path, bytes: &[u8]) -> Result<Durables, BackupError> {
+/// Decodes a backup file's bytes (as [`read_backup`] does after reading the file; `path`
+/// only names it in errors). Never panics and never allocates more than the input
+/// justifies, whatever the bytes; fuzzed by `fuzz/fuzz_targets/backup.rs`.
+pub fn decode_backup(path: &Path, bytes: &[u8]) -> Result<Durables, BackupError> {
     let corrupt = |what| BackupError::Corrupt { path: path.to_owned(), what };
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(BackupError::Format { path: path.to_owned(), format: "unknown".into() });
@@ -130,7 +132,7 @@ impl<'a> Reader<'a> {
 /// and tests; a dict reads its own file by itself.
 pub fn read_backup(path: &Path) -> Result<Durables, BackupError> {
     let bytes = std::fs::read(path).map_err(|source| BackupError::Io { path: path.to_owned(), source })?;
-    decode(path, &bytes)
+    decode_backup(path, &bytes)
 }
 
 /// Reads and decodes the backup at `path`, off the async threads.
@@ -168,7 +170,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let decoded = decode(Path::new("f"), &sample()).unwrap();
+        let decoded = decode_backup(Path::new("f"), &sample()).unwrap();
         assert_eq!(decoded.version, 7);
         assert_eq!(
             decoded.entries,
@@ -180,12 +182,12 @@ mod tests {
     fn every_truncation_and_every_flipped_byte_is_refused() {
         let good = sample();
         for len in 0..good.len() {
-            assert!(decode(Path::new("f"), &good[..len]).is_err(), "truncated to {len}");
+            assert!(decode_backup(Path::new("f"), &good[..len]).is_err(), "truncated to {len}");
         }
         for at in 0..good.len() {
             let mut bad = good.clone();
             bad[at] ^= 0x40;
-            assert!(decode(Path::new("f"), &bad).is_err(), "byte {at} flipped");
+            assert!(decode_backup(Path::new("f"), &bad).is_err(), "byte {at} flipped");
         }
     }
 
@@ -197,6 +199,6 @@ mod tests {
         let body = forged.len() - 4;
         let crc = crc32fast::hash(&forged[..body]);
         forged[body..].copy_from_slice(&crc.to_le_bytes());
-        assert!(matches!(decode(Path::new("f"), &forged), Err(BackupError::Corrupt { .. })));
+        assert!(matches!(decode_backup(Path::new("f"), &forged), Err(BackupError::Corrupt { .. })));
     }
 }

@@ -36,7 +36,7 @@ pub mod testing;
 pub use backend::{
     Backend, Changes, DEFAULT_MAX_KEY_LEN, Durables, Hint, HintStream, KeyChange, Version, validate_namespace,
 };
-pub use backup::{BackupError, read_backup};
+pub use backup::{BackupError, decode_backup, read_backup};
 pub use codec::{Codec, Json, Lz4, MsgPack, Raw};
 pub use dict::{Builder, DurableDict};
 pub use error::{Error, KeyName, Result, Source};

@@ -204,6 +204,18 @@ fn validate_node_name(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The ZooKeeper key rule: a key is one znode name (no `/`, not `.` or `..`, none of the
+/// characters ZooKeeper forbids in paths, nothing past U+FFFF) of at most [`MAX_KEY_LEN`]
+/// bytes. `ZkBackend::validate_key` applies it; fuzzed by `fuzz/fuzz_targets/zk_key.rs`.
+pub fn validate_key(key: &str) -> Result<()> {
+    validate_node_name(key)
+        .map_err(|reason| Error::invalid_key(key, format!("not a ZooKeeper node name: {reason}")))?;
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::invalid_key(key, format!("keys are at most {MAX_KEY_LEN} bytes")));
+    }
+    Ok(())
+}
+
 /// Refuses namespaces that are not valid znode names.
 pub fn validate_namespace(namespace: &str) -> Result<()> {
     durable_core::validate_namespace(namespace, MAX_KEY_LEN)?;
@@ -638,12 +650,7 @@ impl Backend for ZkBackend {
     }
 
     fn validate_key(&self, key: &str) -> Result<()> {
-        validate_node_name(key)
-            .map_err(|reason| Error::invalid_key(key, format!("not a ZooKeeper node name: {reason}")))?;
-        if key.len() > MAX_KEY_LEN {
-            return Err(Error::invalid_key(key, format!("keys are at most {MAX_KEY_LEN} bytes")));
-        }
-        Ok(())
+        validate_key(key)
     }
 
     fn max_value_size(&self) -> Option<usize> {
