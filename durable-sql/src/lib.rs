@@ -57,11 +57,15 @@
 //! # Change hints
 //!
 //! PostgreSQL: each mutation sends `NOTIFY` on the channel `<prefix>durable_changes` inside
-//! its transaction (delivered at commit) with `"<version> <namespace>"`; `watch()` opens a
-//! `PgListener` on it. When the listener's connection is lost the hint stream ends; the
-//! dict then asks the store on every `sync()` until it has subscribed again, and checks
-//! once after that. SQLite and MySQL push nothing: `watch()` returns `None`, and dicts
-//! poll (see `DurableDict`'s background refresh).
+//! its transaction (delivered at commit) with `"<version> <namespace>"`. Every dict of a
+//! process listens through **one shared `LISTEN` connection** per database URL and channel,
+//! however many dicts, backends or pools it has (tested with 50 dicts: one connection in
+//! `pg_stat_activity`); each dict's stream keeps its own namespace's notifications, and the
+//! connection closes with the last dict. When it is lost, every stream says `Interrupted`
+//! (the dicts then ask the store on every `sync()`), the shared task reconnects within
+//! 250 ms of the server answering and says `Resumed`, and each dict checks once. SQLite and
+//! MySQL push nothing: `watch()` returns `None`, and dicts poll (see `DurableDict`'s
+//! background refresh).
 //!
 //! # SQLite
 //!
@@ -201,6 +205,10 @@ struct Shared {
     retention: i64,
     max_value_size: usize,
     secrets: Redactor,
+    /// The URL as given (password included; never shown): with the channel, it names the
+    /// process-wide shared LISTEN connection.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    url: String,
 }
 
 impl Shared {
@@ -241,6 +249,7 @@ impl Shared {
             retention: i64::try_from(options.tombstone_retention).unwrap_or(i64::MAX),
             max_value_size: options.max_value_size,
             secrets,
+            url: options.url.clone(),
         };
         shared.run("migrate", || shared.migrate()).await?;
         Ok(shared)
@@ -708,7 +717,8 @@ impl Backend for SqlBackend {
         match &self.shared.pool {
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let listening = listen::subscribe(pool, &self.shared.statements.channel, &self.namespace);
+                let listening =
+                    listen::subscribe(pool, &self.shared.url, &self.shared.statements.channel, &self.namespace);
                 match tokio::time::timeout(self.shared.timeout, listening).await {
                     Ok(Ok(stream)) => Ok(Some(stream)),
                     Ok(Err(err)) => Err(error::map(&self.shared.secrets, "postgres", Fail::Sql(err))),
@@ -730,37 +740,118 @@ impl Backend for SqlBackend {
 
 #[cfg(feature = "postgres")]
 mod listen {
-    //! PostgreSQL change hints: a `PgListener` on the backend's channel, filtered to one
-    //! namespace. The stream ends when the listener's connection is lost (notifications
-    //! sent meanwhile are gone), which makes the dict resubscribe and check the store.
+    //! PostgreSQL change hints: one `LISTEN` connection per process for each database URL and
+    //! channel, shared by every dict of that process (PostgreSQL holds a connection per
+    //! listener, and a thousand dicts must not cost a thousand connections). Each
+    //! subscriber's stream keeps the notifications of its own namespace. When the connection
+    //! is lost (notifications sent meanwhile are gone), every stream says `Interrupted`; the
+    //! shared task reconnects (50 ms, doubling to 250 ms) and says `Resumed`, and each dict
+    //! then checks the store. The connection closes when the last stream is dropped.
+
+    use std::collections::HashMap;
+    use std::sync::{Arc, OnceLock, Weak};
+    use std::time::Duration;
 
     use durable_core::{Hint, HintStream};
-    use futures::stream;
+    use futures::StreamExt;
     use sqlx::postgres::{PgListener, PgPool};
+    use tokio::sync::{Mutex, broadcast};
+    use tokio_stream::wrappers::BroadcastStream;
 
-    pub(crate) async fn subscribe(pool: &PgPool, channel: &str, namespace: &str) -> Result<HintStream, sqlx::Error> {
+    #[derive(Clone, Debug)]
+    enum Note {
+        /// A notification's payload: `"<version> <namespace>"`.
+        Payload(Arc<str>),
+        Lost,
+        Back,
+    }
+
+    /// One shared LISTEN connection: its task, and the notes it sends to every subscriber.
+    struct Listener {
+        notes: broadcast::Sender<Note>,
+        task: tokio::task::AbortHandle,
+    }
+
+    impl Drop for Listener {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    type Registry = Mutex<HashMap<(String, String), Weak<Listener>>>;
+
+    fn registry() -> &'static Registry {
+        static REGISTRY: OnceLock<Registry> = OnceLock::new();
+        REGISTRY.get_or_init(Registry::default)
+    }
+
+    async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
         let mut listener = PgListener::connect_with(pool).await?;
         listener.ignore_pool_close_event(true);
         listener.listen(channel).await?;
-        let namespace = namespace.to_owned();
-        let hints = stream::unfold(Some(listener), move |state| {
-            let namespace = namespace.clone();
-            async move {
-                let mut listener = state?;
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(notification)) => {
-                            if let Some(version) = parse(notification.payload(), &namespace) {
-                                return Some((Hint::Changed { version: Some(version) }, Some(listener)));
-                            }
+        Ok(listener)
+    }
+
+    async fn shared(pool: &PgPool, url: &str, channel: &str) -> Result<Arc<Listener>, sqlx::Error> {
+        let mut registry = registry().lock().await;
+        registry.retain(|_, listener| listener.strong_count() > 0);
+        let key = (url.to_owned(), channel.to_owned());
+        if let Some(listener) = registry.get(&key).and_then(Weak::upgrade) {
+            return Ok(listener);
+        }
+        let connection = listen(pool, channel).await?;
+        let notes = broadcast::channel(1024).0;
+        let task = tokio::spawn(follow(connection, pool.clone(), channel.to_owned(), notes.clone())).abort_handle();
+        let listener = Arc::new(Listener { notes, task });
+        registry.insert(key, Arc::downgrade(&listener));
+        Ok(listener)
+    }
+
+    async fn follow(mut connection: PgListener, pool: PgPool, channel: String, notes: broadcast::Sender<Note>) {
+        loop {
+            match connection.try_recv().await {
+                Ok(Some(notification)) => {
+                    let _ = notes.send(Note::Payload(notification.payload().into()));
+                }
+                Ok(None) | Err(_) => {
+                    tracing::debug!(channel = %channel, "durable-sql: the shared LISTEN connection was lost");
+                    let _ = notes.send(Note::Lost);
+                    let mut delay = Duration::from_millis(50);
+                    connection = loop {
+                        tokio::time::sleep(delay).await;
+                        match tokio::time::timeout(Duration::from_secs(5), listen(&pool, &channel)).await {
+                            Ok(Ok(connection)) => break connection,
+                            _ => delay = (delay * 2).min(Duration::from_millis(250)),
                         }
-                        Ok(None) | Err(_) => {
-                            tracing::debug!("durable-sql: the LISTEN connection was lost");
-                            return None;
-                        }
-                    }
+                    };
+                    let _ = notes.send(Note::Back);
                 }
             }
+        }
+    }
+
+    pub(crate) async fn subscribe(
+        pool: &PgPool,
+        url: &str,
+        channel: &str,
+        namespace: &str,
+    ) -> Result<HintStream, sqlx::Error> {
+        let listener = shared(pool, url, channel).await?;
+        let notes = BroadcastStream::new(listener.notes.subscribe());
+        let namespace: Arc<str> = namespace.into();
+        let hints = notes.filter_map(move |note| {
+            // The stream holds the shared listener: the last stream dropped closes it.
+            let _alive = &listener;
+            let hint = match note {
+                Ok(Note::Payload(payload)) => {
+                    parse(&payload, &namespace).map(|version| Hint::Changed { version: Some(version) })
+                }
+                Ok(Note::Lost) => Some(Hint::Interrupted),
+                Ok(Note::Back) => Some(Hint::Resumed),
+                // Missed notes: look for yourself.
+                Err(_) => Some(Hint::Resumed),
+            };
+            std::future::ready(hint)
         });
         Ok(Box::pin(hints))
     }

@@ -171,6 +171,63 @@ async fn postgres_changes_are_found_after_the_listener_is_cut() {
     drop_tables(&postgres_url(), &prefix).await;
 }
 
+/// The LISTEN connections PostgreSQL holds on `channel`, from any process.
+async fn listeners_on(admin: &sqlx::PgPool, channel: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE query = $1")
+        .bind(format!("LISTEN \"{channel}\""))
+        .fetch_one(admin)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dict_of_a_process_shares_one_listen_connection() {
+    if !postgres_available().await {
+        return;
+    }
+    const DICTS: usize = 50;
+    let prefix = unique_prefix();
+    let admin = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+    let mut dicts = Vec::new();
+    let mut channel = String::new();
+    for i in 0..DICTS {
+        // Each with a backend (and pool) of its own, on namespaces of their own: as a
+        // service that calls durable::connect per dict.
+        let backend =
+            SqlBackend::builder(&postgres_url()).table_prefix(&prefix).connect(&format!("ns-{}", i % 5)).await.unwrap();
+        channel = backend.channel().to_owned();
+        let dict = DurableDict::<Value>::builder(Arc::new(backend))
+            .autosync(false)
+            .background_refresh(true)
+            .build()
+            .await
+            .unwrap();
+        dicts.push(dict);
+    }
+    assert_eq!(listeners_on(&admin, &channel).await, 1, "one LISTEN connection for {DICTS} dicts");
+    // A change to one namespace reaches exactly its dicts.
+    let mut events: Vec<_> = dicts.iter().map(|dict| dict.watch_key("flag")).collect();
+    let writer = SqlBackend::builder(&postgres_url()).table_prefix(&prefix).connect("ns-3").await.unwrap();
+    writer.persist("flag", Bytes::from_static(b"true")).await.unwrap();
+    for (i, events) in events.iter_mut().enumerate().filter(|(i, _)| i % 5 == 3) {
+        let event = tokio::time::timeout(PATIENCE, futures::StreamExt::next(events)).await;
+        assert!(event.is_ok(), "dict {i} heard of the change");
+    }
+    for (i, dict) in dicts.iter().enumerate() {
+        let want = (i % 5 == 3).then_some(&json!(true));
+        assert_eq!(dict.snapshot().get("flag"), want, "dict {i}");
+    }
+    // The connection goes when the last dict does.
+    drop(events);
+    drop(dicts);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while listeners_on(&admin, &channel).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the shared LISTEN connection outlived its dicts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop_tables(&postgres_url(), &prefix).await;
+}
+
 #[tokio::test]
 async fn sqlite_and_mysql_push_no_hints() {
     let sqlite = SqlBackend::connect(&sqlite_url(&sqlite_file("nohints")), "ns").await.unwrap();
