@@ -355,32 +355,66 @@ async fn backend_figures(config: &Config, name: &str, url: &str, out: &mut Resul
 
     // Propagation: from a write returning in one dict to the change event in another.
     let samples = config.samples();
-    let p = propagation(url, &unique(&format!("bench-{name}-prop")), samples, 1).await;
+    let ns = unique(&format!("bench-{name}-prop"));
+    let listener = vec![connect(url, &ns).await];
+    let p = propagation(connect(url, &ns).await, listener, samples).await;
     out.put(format!("{name}.propagation_p50_us"), percentile(&p, 0.50));
     out.put(format!("{name}.propagation_p99_us"), percentile(&p, 0.99));
-    if name == "redis" {
-        let p = propagation(url, &unique("bench-redis-fanout"), samples / 4, 100).await;
-        out.put("redis.propagation_p99_us_100subscribers", percentile(&p, 0.99));
+    if name == "redis" || name == "postgres" {
+        // Many dicts in one process, each on a backend handle of its own over one shared
+        // command connection pool and the process's one shared hint subscription.
+        let fanouts: &[usize] = if name == "redis" { &[100, 1000] } else { &[1000] };
+        for &listeners in fanouts {
+            let ns = unique(&format!("bench-{name}-fanout"));
+            let dicts = shared_handles(name, url, &ns, listeners).await;
+            let samples = if config.quick {
+                5
+            } else if listeners > 100 {
+                50
+            } else {
+                samples / 4
+            };
+            let p = propagation(connect(url, &ns).await, dicts, samples).await;
+            out.put(format!("{name}.propagation_p50_us_{listeners}subscribers"), percentile(&p, 0.50));
+            out.put(format!("{name}.propagation_p99_us_{listeners}subscribers"), percentile(&p, 0.99));
+        }
+    }
+}
+
+/// `n` backend handles on `ns` sharing one connection (Redis) or one pool (PostgreSQL).
+async fn shared_handles(name: &str, url: &str, ns: &str, n: usize) -> Vec<Arc<dyn Backend>> {
+    match name {
+        "redis" => {
+            let backend = durable::RedisBackend::connect(url, ns).await.unwrap();
+            (0..n).map(|_| Arc::new(backend.clone()) as Arc<dyn Backend>).collect()
+        }
+        "postgres" => {
+            let backend = durable::SqlBackend::connect(url, ns).await.unwrap();
+            (0..n).map(|_| Arc::new(backend.namespace(ns).unwrap()) as Arc<dyn Backend>).collect()
+        }
+        other => panic!("no shared handles for {other}"),
     }
 }
 
 /// Sorted microseconds from `writer.insert` returning to the change event arriving in
-/// each of `listeners` dicts with background refresh.
-async fn propagation(url: &str, ns: &str, samples: usize, listeners: usize) -> Vec<f64> {
-    let writer = DurableDict::<u64>::builder(connect(url, ns).await).autosync(false).build().await.unwrap();
-    let mut subscriptions = Vec::with_capacity(listeners);
-    let mut dicts = Vec::with_capacity(listeners);
-    for _ in 0..listeners {
-        let dict = DurableDict::<u64>::builder(connect(url, ns).await)
-            .autosync(false)
-            .background_refresh(true)
-            .poll_interval(Duration::from_millis(1))
-            .build()
-            .await
-            .unwrap();
+/// each listener's dict (background refresh on). Backends with hints keep the default poll
+/// interval, so the figure is the hint's; polled backends poll every millisecond.
+async fn propagation(writer: Arc<dyn Backend>, listeners: Vec<Arc<dyn Backend>>, samples: usize) -> Vec<f64> {
+    let hinted = matches!(writer.name(), "redis" | "postgres" | "zookeeper" | "memory");
+    let writer = DurableDict::<u64>::builder(writer).autosync(false).build().await.unwrap();
+    let mut subscriptions = Vec::with_capacity(listeners.len());
+    let mut dicts = Vec::with_capacity(listeners.len());
+    let listeners_count = listeners.len();
+    for backend in listeners {
+        let mut builder = DurableDict::<u64>::builder(backend).autosync(false).background_refresh(true);
+        if !hinted {
+            builder = builder.poll_interval(Duration::from_millis(1));
+        }
+        let dict = builder.build().await.unwrap();
         subscriptions.push(dict.watch_key("p"));
         dicts.push(dict);
     }
+    let listeners = listeners_count;
     let mut times = Vec::with_capacity(samples * listeners);
     for i in 0..samples as u64 {
         writer.insert("p", i).await.unwrap();

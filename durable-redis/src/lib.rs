@@ -166,6 +166,7 @@ impl RedisBackendBuilder {
         let keys = Keys::new(namespace);
         Ok(RedisBackend {
             shared: Arc::new(Shared {
+                url: self.url.clone(),
                 client,
                 manager,
                 timeout: self.timeout,
@@ -208,6 +209,9 @@ impl Scripts {
 }
 
 struct Shared {
+    /// The URL as given (password included; never shown): with the channel, it names the
+    /// process-wide shared subscription.
+    url: String,
     client: redis::Client,
     manager: ConnectionManager,
     timeout: Duration,
@@ -307,6 +311,31 @@ impl RedisBackend {
             }
             Err(_) => false,
         }
+    }
+
+    /// One pub/sub connection subscribed to the namespace's channel (and to the counter's
+    /// keyspace events when the server publishes them), as hints.
+    async fn subscribe_once(&self) -> Result<HintStream> {
+        let keyspace = self.keyspace_channel();
+        let subscribing = async {
+            let mut pubsub = self.shared.client.get_async_pubsub().await?;
+            pubsub.subscribe(&self.keys.channel).await?;
+            if self.keyspace_events_enabled().await {
+                pubsub.subscribe(&keyspace).await?;
+            }
+            Ok::<_, redis::RedisError>(pubsub.into_on_message())
+        };
+        let messages = self.run("watch", subscribing).await?;
+        let ours = self.keys.channel.clone();
+        let hints = messages.map(move |message| {
+            // Our own hints carry the version; a keyspace event ("incr" by any writer,
+            // durabledict's included) only says "look".
+            let version = (message.get_channel_name() == ours)
+                .then(|| message.get_payload::<String>().ok().and_then(|payload| payload.parse::<u64>().ok()))
+                .flatten();
+            Hint::Changed { version }
+        });
+        Ok(Box::pin(hints))
     }
 
     /// Runs one command or script with the operation timeout.
@@ -471,26 +500,7 @@ impl Backend for RedisBackend {
     }
 
     async fn watch(&self) -> Result<Option<HintStream>> {
-        let keyspace = self.keyspace_channel();
-        let subscribing = async {
-            let mut pubsub = self.shared.client.get_async_pubsub().await?;
-            pubsub.subscribe(&self.keys.channel).await?;
-            if self.keyspace_events_enabled().await {
-                pubsub.subscribe(&keyspace).await?;
-            }
-            Ok::<_, redis::RedisError>(pubsub.into_on_message())
-        };
-        let messages = self.run("watch", subscribing).await?;
-        let ours = self.keys.channel.clone();
-        let hints = messages.map(move |message| {
-            // Our own hints carry the version; a keyspace event ("incr" by any writer,
-            // durabledict's included) only says "look".
-            let version = (message.get_channel_name() == ours)
-                .then(|| message.get_payload::<String>().ok().and_then(|payload| payload.parse::<u64>().ok()))
-                .flatten();
-            Hint::Changed { version }
-        });
-        Ok(Some(Box::pin(hints)))
+        Ok(Some(listen::subscribe(self).await?))
     }
 
     async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
@@ -518,5 +528,104 @@ fn map_error(secrets: &Redactor, err: redis::RedisError) -> Error {
         Error::StoreUnavailable { backend: NAME, source }
     } else {
         Error::Store { backend: NAME, source }
+    }
+}
+
+mod listen {
+    //! One pub/sub connection per process for each Redis URL and namespace, shared by every
+    //! dict of that process on that namespace: a thousand dicts cost Redis one subscriber
+    //! and one message per change, not a thousand. When the connection is lost every stream
+    //! says `Interrupted`; the shared task subscribes again (50 ms, doubling to 250 ms) and
+    //! says `Resumed`. The connection closes when the last stream is dropped.
+
+    use std::collections::HashMap;
+    use std::sync::{Arc, OnceLock, Weak};
+    use std::time::Duration;
+
+    use durable_core::{Hint, HintStream, Result};
+    use futures::StreamExt;
+    use tokio::sync::{Mutex, broadcast};
+    use tokio_stream::wrappers::BroadcastStream;
+
+    use super::RedisBackend;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Note {
+        Hint(Hint),
+        Lost,
+        Back,
+    }
+
+    struct Listener {
+        notes: broadcast::Sender<Note>,
+        task: tokio::task::AbortHandle,
+    }
+
+    impl Drop for Listener {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    type Registry = Mutex<HashMap<(String, String), Weak<Listener>>>;
+
+    fn registry() -> &'static Registry {
+        static REGISTRY: OnceLock<Registry> = OnceLock::new();
+        REGISTRY.get_or_init(Registry::default)
+    }
+
+    async fn shared(backend: &RedisBackend) -> Result<Arc<Listener>> {
+        let mut registry = registry().lock().await;
+        registry.retain(|_, listener| listener.strong_count() > 0);
+        let key = (backend.shared.url.clone(), backend.keys.channel.clone());
+        if let Some(listener) = registry.get(&key).and_then(Weak::upgrade) {
+            return Ok(listener);
+        }
+        let hints = backend.subscribe_once().await?;
+        let notes = broadcast::channel(1024).0;
+        let task = tokio::spawn(follow(backend.clone(), hints, notes.clone())).abort_handle();
+        let listener = Arc::new(Listener { notes, task });
+        registry.insert(key, Arc::downgrade(&listener));
+        Ok(listener)
+    }
+
+    async fn follow(backend: RedisBackend, mut hints: HintStream, notes: broadcast::Sender<Note>) {
+        loop {
+            match hints.next().await {
+                Some(hint) => {
+                    let _ = notes.send(Note::Hint(hint));
+                }
+                None => {
+                    tracing::debug!(namespace = %backend.keys.namespace, "durable-redis: the shared subscription was lost");
+                    let _ = notes.send(Note::Lost);
+                    let mut delay = Duration::from_millis(50);
+                    hints = loop {
+                        tokio::time::sleep(delay).await;
+                        match backend.subscribe_once().await {
+                            Ok(hints) => break hints,
+                            Err(_) => delay = (delay * 2).min(Duration::from_millis(250)),
+                        }
+                    };
+                    let _ = notes.send(Note::Back);
+                }
+            }
+        }
+    }
+
+    pub(super) async fn subscribe(backend: &RedisBackend) -> Result<HintStream> {
+        let listener = shared(backend).await?;
+        let notes = BroadcastStream::new(listener.notes.subscribe());
+        let hints = notes.map(move |note| {
+            // The stream holds the shared listener: the last stream dropped closes it.
+            let _alive = &listener;
+            match note {
+                Ok(Note::Hint(hint)) => hint,
+                Ok(Note::Lost) => Hint::Interrupted,
+                Ok(Note::Back) => Hint::Resumed,
+                // Missed notes: look for yourself.
+                Err(_) => Hint::Resumed,
+            }
+        });
+        Ok(Box::pin(hints))
     }
 }

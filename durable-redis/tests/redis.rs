@@ -335,3 +335,49 @@ async fn bad_namespaces_are_refused_before_any_io() {
         durable_core::conformance::assert_invalid_namespace(&ns, RedisBackend::connect(&nothing, &ns).await);
     }
 }
+
+/// Subscribers Redis counts on `channel`, from any process.
+async fn subscribers(channel: &str) -> i64 {
+    let (_, count): (String, i64) =
+        redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut raw().await).await.unwrap();
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_dicts_of_a_process_share_one_subscription_and_all_hear_a_change() {
+    if !redis_available().await {
+        return;
+    }
+    // Scaled down here; `DURABLE_SOAK=full` runs the thousand.
+    let n = if std::env::var("DURABLE_SOAK").as_deref() == Ok("full") { 1000 } else { 200 };
+    let ns = unique_namespace("many");
+    let channel = format!("{ns}:changes");
+    let mut dicts = Vec::new();
+    for _ in 0..n {
+        // Each with a backend (and connection) of its own, as separate durable::connect calls.
+        let backend = RedisBackend::connect(&redis_url(), &ns).await.unwrap();
+        dicts.push(
+            DurableDict::<Value>::builder(Arc::new(backend))
+                .autosync(false)
+                .background_refresh(true)
+                .build()
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(subscribers(&channel).await, 1, "one subscription for {n} dicts");
+    let mut events: Vec<_> = dicts.iter().map(|dict| dict.watch_key("flag")).collect();
+    let writer = backend(&ns).await;
+    writer.persist("flag", bytes::Bytes::from_static(b"true")).await.unwrap();
+    for (i, events) in events.iter_mut().enumerate() {
+        let event = tokio::time::timeout(PATIENCE, futures::StreamExt::next(events)).await;
+        assert!(matches!(event, Ok(Some(durable_core::Event::Changed(_)))), "dict {i}: {event:?}");
+    }
+    drop(events);
+    drop(dicts);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while subscribers(&channel).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the shared subscription outlived its dicts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
