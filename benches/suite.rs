@@ -245,6 +245,48 @@ async fn raw_roundtrip_us(backend: &str, url: &str, rounds: usize, ops: usize) -
     }
 }
 
+/// The polled sync's own request (the namespace's version) through the raw client.
+async fn raw_version_read_us(backend: &str, url: &str, ns: &str, rounds: usize, ops: usize) -> Option<f64> {
+    macro_rules! version_read {
+        ($pool:expr, $sql:expr) => {{
+            let pool = $pool;
+            let sql = $sql;
+            time_ns_async(rounds, ops, |_| {
+                let pool = &pool;
+                async move {
+                    black_box(sqlx::query(sql).bind(ns).fetch_optional(pool).await.unwrap());
+                }
+            })
+            .await
+                / 1_000.0
+        }};
+    }
+    Some(match backend {
+        "postgres" => version_read!(
+            sqlx::PgPool::connect(url).await.unwrap(),
+            "SELECT version FROM \"durable_namespaces\" WHERE namespace = $1"
+        ),
+        "mysql" => version_read!(
+            sqlx::MySqlPool::connect(url).await.unwrap(),
+            "SELECT version FROM `durable_namespaces` WHERE namespace = ?"
+        ),
+        "redis" => {
+            let client = redis::Client::open(url).unwrap();
+            let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
+            let counter = format!("{ns}last_updated");
+            time_ns_async(rounds, ops, |_| {
+                let (mut connection, counter) = (connection.clone(), &counter);
+                async move {
+                    let _: Option<Vec<u8>> = redis::cmd("GET").arg(counter).query_async(&mut connection).await.unwrap();
+                }
+            })
+            .await
+                / 1_000.0
+        }
+        _ => return None,
+    })
+}
+
 /// `SELECT 1` through a pool of any SQL database, in microseconds.
 async fn select_one<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, rounds: usize, ops: usize) -> f64
 where
@@ -301,6 +343,12 @@ async fn backend_figures(config: &Config, name: &str, url: &str, out: &mut Resul
     out.put(format!("{name}.raw_roundtrip_us"), raw_us);
     if raw_us > 0.0 && name != "memory" {
         out.put(format!("{name}.polled_vs_raw_ratio"), polled_us / raw_us);
+        // The same version read the polled sync makes, through the raw client: what the
+        // store charges for it, apart from the library.
+        if let Some(version_us) = raw_version_read_us(name, url, &ns, rounds, ops).await {
+            out.put(format!("{name}.raw_version_read_us"), version_us);
+            out.put(format!("{name}.polled_vs_raw_version_read_ratio"), polled_us / version_us);
+        }
     }
 
     // A write of one small value.
