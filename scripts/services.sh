@@ -2,7 +2,8 @@
 # Installs (from Debian's packages) and starts whatever is missing of the stores the tests
 # talk to: Redis on 127.0.0.1:6379, PostgreSQL on 127.0.0.1:5432 (database `test`, trust
 # auth for local tests), MariaDB on 127.0.0.1:3306 (root, empty password, database
-# `test`) and ZooKeeper on 127.0.0.1:2181. Idempotent: a service that already answers is
+# `test`), ZooKeeper on 127.0.0.1:2181 and a three-server ZooKeeper ensemble on
+# 127.0.0.1:2191-2193. Idempotent: a service that already answers is
 # left alone. Waits until every service accepts connections, or fails saying which did not.
 set -euo pipefail
 
@@ -117,13 +118,53 @@ CFG
   wait_for zookeeper 60 zk_ok || { tail -n 30 "$dir/zookeeper.log" >&2; return 1; }
 }
 
-want=${*:-redis postgres mariadb zookeeper}
+# A three-server ensemble on loopback for the ensemble tests: client ports 2191-2193,
+# quorum ports 2881-2883 and election ports 3881-3883, data under $STATE_DIR/ensemble/zkN.
+ensemble_ok() { for port in 2191 2192 2193; do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf srvr >&3 && timeout 2 cat <&3) 2>/dev/null | grep -q '^Mode: ' || return 1
+done; }
+
+start_zookeeper_ensemble() {
+  ensemble_ok && { log "zookeeper ensemble already up"; return 0; }
+  [ -f /usr/share/java/zookeeper.jar ] || apt_install zookeeper
+  command -v java >/dev/null || apt_install default-jre-headless
+  local i
+  for i in 1 2 3; do
+    local dir="$STATE_DIR/ensemble/zk$i"
+    if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then continue; fi
+    mkdir -p "$dir/data"
+    echo "$i" >"$dir/data/myid"
+    cat >"$dir/zoo.cfg" <<CFG
+tickTime=1000
+initLimit=10
+syncLimit=2
+dataDir=$dir/data
+clientPort=219$i
+clientPortAddress=127.0.0.1
+maxSessionTimeout=60000
+admin.enableServer=false
+4lw.commands.whitelist=ruok,srvr
+forceSync=no
+server.1=127.0.0.1:2881:3881
+server.2=127.0.0.1:2882:3882
+server.3=127.0.0.1:2883:3883
+CFG
+    nohup java -Xmx256m -XX:+UseSerialGC -Dzookeeper.log.dir="$dir" -Dzookeeper.root.logger=INFO,CONSOLE \
+      -cp "/etc/zookeeper/conf_example:/usr/share/java/zookeeper.jar" \
+      org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" >"$dir/zookeeper.log" 2>&1 &
+    echo $! >"$dir/pid"
+  done
+  wait_for "zookeeper ensemble" 90 ensemble_ok || { tail -n 30 "$STATE_DIR"/ensemble/zk*/zookeeper.log >&2; return 1; }
+}
+
+want=${*:-redis postgres mariadb zookeeper zookeeper-ensemble}
 for svc in $want; do
   case $svc in
     redis) start_redis ;;
     postgres) start_postgres ;;
     mariadb | mysql) start_mariadb ;;
     zookeeper | zk) start_zookeeper ;;
+    zookeeper-ensemble | zk-ensemble) start_zookeeper_ensemble ;;
     *) log "unknown service $svc"; exit 2 ;;
   esac
 done
