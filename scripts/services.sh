@@ -157,7 +157,29 @@ CFG
   wait_for "zookeeper ensemble" 90 ensemble_ok || { tail -n 30 "$STATE_DIR"/ensemble/zk*/zookeeper.log >&2; return 1; }
 }
 
-want=${*:-redis postgres mariadb zookeeper zookeeper-ensemble}
+# A Redis Cluster on loopback for the cluster tests: 3 masters and 3 replicas on ports
+# 7001-7006, data under $STATE_DIR/redis-cluster/<port>.
+cluster_ok() { redis-cli -p 7001 cluster info 2>/dev/null | grep -q '^cluster_state:ok'; }
+
+start_redis_cluster() {
+  cluster_ok && { log "redis cluster already up"; return 0; }
+  command -v redis-server >/dev/null || apt_install redis-server
+  local port
+  for port in 7001 7002 7003 7004 7005 7006; do
+    local dir="$STATE_DIR/redis-cluster/$port"
+    port_open "$port" && continue
+    rm -rf "$dir" && mkdir -p "$dir"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
+      --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 2000 --save "" \
+      --appendonly yes --dir "$dir" --logfile "$dir/redis.log"
+  done
+  for port in 7001 7002 7003 7004 7005 7006; do wait_for "redis cluster node $port" 30 redis-cli -p "$port" ping; done
+  redis-cli --cluster create 127.0.0.1:7001 127.0.0.1:7002 127.0.0.1:7003 127.0.0.1:7004 \
+    127.0.0.1:7005 127.0.0.1:7006 --cluster-replicas 1 --cluster-yes >/dev/null
+  wait_for "redis cluster" 60 cluster_ok
+}
+
+want=${*:-redis postgres mariadb zookeeper zookeeper-ensemble redis-cluster}
 for svc in $want; do
   case $svc in
     redis) start_redis ;;
@@ -165,6 +187,7 @@ for svc in $want; do
     mariadb | mysql) start_mariadb ;;
     zookeeper | zk) start_zookeeper ;;
     zookeeper-ensemble | zk-ensemble) start_zookeeper_ensemble ;;
+    redis-cluster) start_redis_cluster ;;
     *) log "unknown service $svc"; exit 2 ;;
   esac
 done

@@ -113,7 +113,7 @@ impl Target {
             "sqlite" => ("sqlite", cfg!(feature = "sqlite")),
             "postgres" | "postgresql" => ("postgres", cfg!(feature = "postgres")),
             "mysql" | "mariadb" => ("mysql", cfg!(feature = "mysql")),
-            "redis" | "rediss" => ("redis", cfg!(feature = "redis")),
+            "redis" | "rediss" | "redis+cluster" => ("redis", cfg!(feature = "redis")),
             "zk" | "zookeeper" => ("zookeeper", cfg!(feature = "zookeeper")),
             _ => return Err(invalid(&format!("unknown scheme {scheme}://"))),
         };

@@ -152,36 +152,134 @@ impl RedisBackendBuilder {
     pub async fn connect(self, namespace: &str) -> Result<RedisBackend> {
         validate_namespace(namespace)?;
         let redactor = Redactor::new(&self.url);
-        let client = self.client().map_err(|err| Error::InvalidUrl {
-            url: redactor.url().to_owned(),
-            reason: redactor.scrub(&err.to_string()),
-        })?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let connecting = ConnectionManager::new_with_config(client.clone(), config);
-        let manager = match tokio::time::timeout(self.timeout, connecting).await {
-            Ok(Ok(manager)) => manager,
+        let invalid = |reason: String| Error::InvalidUrl { url: redactor.url().to_owned(), reason };
+        let (mode, connecting) = match cluster_nodes(&self.url) {
+            Some(nodes) => {
+                let nodes = nodes.map_err(invalid)?;
+                validate_cluster_namespace(namespace)?;
+                let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                    .connection_timeout(self.timeout)
+                    .response_timeout(self.timeout)
+                    .build()
+                    .map_err(|err| invalid(redactor.scrub(&err.to_string())))?;
+                let connecting: futures::future::BoxFuture<'_, redis::RedisResult<Commands>> =
+                    Box::pin(async move { client.get_async_connection().await.map(Commands::Cluster) });
+                (Mode::Cluster { nodes, timeout: self.timeout }, connecting)
+            }
+            None => {
+                let client = self.client().map_err(|err| invalid(redactor.scrub(&err.to_string())))?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                let manager = client.clone();
+                let connecting: futures::future::BoxFuture<'_, redis::RedisResult<Commands>> =
+                    Box::pin(
+                        async move { ConnectionManager::new_with_config(manager, config).await.map(Commands::Single) },
+                    );
+                (Mode::Single { client }, connecting)
+            }
+        };
+        let commands = match tokio::time::timeout(self.timeout, connecting).await {
+            Ok(Ok(commands)) => commands,
             Ok(Err(err)) => return Err(map_error(&redactor, err)),
             Err(_) => return Err(Error::Timeout { backend: NAME, operation: "connect", after: self.timeout }),
         };
+        let cluster = matches!(mode, Mode::Cluster { .. });
         let keys = Keys::new(namespace);
         Ok(RedisBackend {
             shared: Arc::new(Shared {
                 url: self.url.clone(),
-                client,
-                manager,
+                mode,
+                commands,
                 timeout: self.timeout,
                 change_log_len: self.change_log_len,
                 max_value_size: self.max_value_size,
                 redactor,
-                scripts: Scripts::new(),
+                scripts: Scripts::new(cluster),
             }),
             keys,
         })
     }
+}
+
+/// `redis+cluster://[user:password@]host:port,host:port[/]` → one `redis://` URL per node;
+/// `None` for any other URL.
+fn cluster_nodes(url: &str) -> Option<std::result::Result<Vec<String>, String>> {
+    let rest = url.strip_prefix("redis+cluster://")?;
+    let rest = rest.trim_end_matches('/');
+    if rest.contains('/') {
+        return Some(Err("a cluster URL names no database: redis+cluster://host:port,host:port".into()));
+    }
+    let (userinfo, hosts) = match rest.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let nodes: Vec<String> =
+        hosts.split(',').filter(|host| !host.is_empty()).map(|host| format!("redis://{userinfo}{host}/")).collect();
+    if nodes.is_empty() {
+        return Some(Err("no cluster nodes".into()));
+    }
+    Some(Ok(nodes))
+}
+
+/// On a cluster every key of a namespace must hash to one slot, so that a mutation stays
+/// one atomic script: the namespace must carry a hash tag, e.g. `{flags}`.
+fn validate_cluster_namespace(namespace: &str) -> Result<()> {
+    let tagged =
+        namespace.find('{').and_then(|open| namespace[open + 1..].find('}').map(|close| close > 0)).unwrap_or(false);
+    if tagged {
+        return Ok(());
+    }
+    Err(Error::InvalidNamespace {
+        namespace: namespace.to_owned(),
+        reason: "on a Redis Cluster the namespace needs a hash tag, e.g. `{flags}`, so that its hash, \
+                 counter and change log share one slot"
+            .into(),
+    })
+}
+
+/// The command connection: redis-rs's `ConnectionManager` on one server, its cluster
+/// connection on a cluster (which follows MOVED and failovers by itself).
+#[derive(Clone)]
+enum Commands {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Commands {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Commands::Single(connection) => connection.req_packed_command(cmd),
+            Commands::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Commands::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Commands::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Commands::Single(connection) => connection.get_db(),
+            Commands::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+/// One server, or a cluster (what the hint subscription needs to know).
+enum Mode {
+    Single { client: redis::Client },
+    Cluster { nodes: Vec<String>, timeout: Duration },
 }
 
 /// Refuses namespaces that break [the common rule](durable_core::validate_namespace) or are
@@ -200,13 +298,17 @@ struct Scripts {
 }
 
 impl Scripts {
-    fn new() -> Self {
+    /// On a cluster the hint goes out with `SPUBLISH`, on the namespace's shard channel.
+    fn new(cluster: bool) -> Self {
+        let script = |source: String| {
+            if cluster { Script::new(&source.replace("'PUBLISH'", "'SPUBLISH'")) } else { Script::new(&source) }
+        };
         Self {
-            persist: Script::new(&scripts::persist()),
-            depersist: Script::new(&scripts::depersist()),
-            pop: Script::new(&scripts::pop()),
-            setdefault: Script::new(&scripts::setdefault()),
-            compare_and_swap: Script::new(&scripts::compare_and_swap()),
+            persist: script(scripts::persist()),
+            depersist: script(scripts::depersist()),
+            pop: script(scripts::pop()),
+            setdefault: script(scripts::setdefault()),
+            compare_and_swap: script(scripts::compare_and_swap()),
             changes: Script::new(scripts::CHANGES),
         }
     }
@@ -216,8 +318,8 @@ struct Shared {
     /// The URL as given (password included; never shown): with the channel, it names the
     /// process-wide shared subscription.
     url: String,
-    client: redis::Client,
-    manager: ConnectionManager,
+    mode: Mode,
+    commands: Commands,
     timeout: Duration,
     change_log_len: usize,
     max_value_size: usize,
@@ -297,8 +399,8 @@ impl RedisBackend {
     }
 
     /// The keyspace-notification channel of the counter, `__keyspace@<db>__:<ns>last_updated`.
-    fn keyspace_channel(&self) -> String {
-        let db = self.shared.client.get_connection_info().redis_settings().db();
+    fn keyspace_channel(&self, client: &redis::Client) -> String {
+        let db = client.get_connection_info().redis_settings().db();
         format!("__keyspace@{db}__:{}", self.keys.counter)
     }
 
@@ -306,7 +408,7 @@ impl RedisBackend {
     /// containing `K` and `$` or `A`), so that writers that publish no hint of their own —
     /// durabledict's — are heard too. A server that refuses CONFIG GET counts as no.
     async fn keyspace_events_enabled(&self) -> bool {
-        let mut connection = self.shared.manager.clone();
+        let mut connection = self.shared.commands.clone();
         let reply: redis::RedisResult<Vec<String>> =
             redis::cmd("CONFIG").arg("GET").arg("notify-keyspace-events").query_async(&mut connection).await;
         match reply {
@@ -318,11 +420,16 @@ impl RedisBackend {
     }
 
     /// One pub/sub connection subscribed to the namespace's channel (and to the counter's
-    /// keyspace events when the server publishes them), as hints.
+    /// keyspace events when the server publishes them), as hints. On a cluster: sharded
+    /// pub/sub (`SSUBSCRIBE`), so hints stay in the namespace's shard.
     async fn subscribe_once(&self) -> Result<HintStream> {
-        let keyspace = self.keyspace_channel();
+        let client = match &self.shared.mode {
+            Mode::Single { client } => client,
+            Mode::Cluster { nodes, timeout } => return self.subscribe_sharded(nodes, *timeout).await,
+        };
+        let keyspace = self.keyspace_channel(client);
         let subscribing = async {
-            let mut pubsub = self.shared.client.get_async_pubsub().await?;
+            let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&self.keys.channel).await?;
             if self.keyspace_events_enabled().await {
                 pubsub.subscribe(&keyspace).await?;
@@ -338,6 +445,50 @@ impl RedisBackend {
                 .then(|| message.get_payload::<String>().ok().and_then(|payload| payload.parse::<u64>().ok()))
                 .flatten();
             Hint::Changed { version }
+        });
+        Ok(Box::pin(hints))
+    }
+
+    /// The cluster's hints: a RESP3 cluster connection subscribed to the shard channel.
+    /// redis-rs subscribes again by itself after a failover or a resharding; the first
+    /// confirmation after that is a `Resumed` (messages in between are gone), a dropped
+    /// node connection an `Interrupted`.
+    async fn subscribe_sharded(&self, nodes: &[String], timeout: Duration) -> Result<HintStream> {
+        let (pushes, received) = tokio::sync::mpsc::unbounded_channel::<redis::PushInfo>();
+        let subscribing = async {
+            let client = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(pushes)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .build()?;
+            let mut connection = client.get_async_connection().await?;
+            connection.ssubscribe(&self.keys.channel).await?;
+            Ok::<_, redis::RedisError>(connection)
+        };
+        let connection = self.run("watch", subscribing).await?;
+        let state = (connection, received, false);
+        let hints = futures::stream::unfold(state, |(connection, mut received, mut confirmed)| async move {
+            loop {
+                let push = received.recv().await?;
+                let hint = match push.kind {
+                    redis::PushKind::SMessage => {
+                        let payload =
+                            push.data.get(1).cloned().and_then(|value| redis::from_redis_value::<String>(value).ok());
+                        Some(Hint::Changed { version: payload.and_then(|payload| payload.parse().ok()) })
+                    }
+                    redis::PushKind::SSubscribe if confirmed => Some(Hint::Resumed),
+                    redis::PushKind::SSubscribe => {
+                        confirmed = true;
+                        None
+                    }
+                    redis::PushKind::Disconnection => Some(Hint::Interrupted),
+                    _ => None,
+                };
+                if let Some(hint) = hint {
+                    return Some((hint, (connection, received, confirmed)));
+                }
+            }
         });
         Ok(Box::pin(hints))
     }
@@ -363,7 +514,7 @@ impl RedisBackend {
         for arg in args {
             invocation.arg(*arg);
         }
-        let mut connection = self.shared.manager.clone();
+        let mut connection = self.shared.commands.clone();
         self.run(operation, invocation.invoke_async(&mut connection)).await
     }
 }
@@ -416,7 +567,7 @@ impl Backend for RedisBackend {
     }
 
     async fn durables(&self) -> Result<Durables> {
-        let mut connection = self.shared.manager.clone();
+        let mut connection = self.shared.commands.clone();
         let query = redis::pipe().atomic().get(&self.keys.counter).hgetall(&self.keys.hash).to_owned();
         let (counter, entries): (Option<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>) =
             self.run("durables", query.query_async(&mut connection)).await?;
@@ -436,7 +587,7 @@ impl Backend for RedisBackend {
     }
 
     async fn last_updated(&self) -> Result<Version> {
-        let mut connection = self.shared.manager.clone();
+        let mut connection = self.shared.commands.clone();
         let raw: Option<Vec<u8>> = self.run("last_updated", connection.get(&self.keys.counter)).await?;
         parse_counter(raw)
     }
@@ -482,7 +633,7 @@ impl Backend for RedisBackend {
         let mut invocation = self.shared.scripts.changes.prepare_invoke();
         let k = &self.keys;
         invocation.key(&k.hash).key(&k.counter).key(&k.log).key(&k.head).key(&k.floor).arg(since);
-        let mut connection = self.shared.manager.clone();
+        let mut connection = self.shared.commands.clone();
         let reply: Value = self.run("changes_since", invocation.invoke_async(&mut connection)).await?;
         let Value::Array(items) = reply else {
             return Err(Error::store(NAME, format!("unexpected changes reply {reply:?}")));
