@@ -528,8 +528,19 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
         if catch_up {
             trip.failed();
         }
+        // While the listener is connected but interrupted (its store connection dropped), a
+        // refreshing dict checks the store at the retry cadence rather than at the poll.
+        let mut interrupted_poll = tokio::time::interval(RETRY_MAX);
+        interrupted_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let interrupted = self.refresh
+                && stream.is_some()
+                && self.inner.upgrade().is_some_and(|inner| inner.hints.health() == HintHealth::Down);
             tokio::select! {
+                _ = interrupted_poll.tick(), if interrupted => {
+                    let Some(inner) = self.inner.upgrade() else { return };
+                    Self::sync(&inner, &mut trip, true).await;
+                }
                 hint = next_hint(&mut stream) => {
                     let Some(inner) = self.inner.upgrade() else { return };
                     match hint {

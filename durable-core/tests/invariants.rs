@@ -285,6 +285,28 @@ async fn a_dict_recovers_on_its_own_soon_after_the_store_returns() {
     assert_eq!(dict.snapshot().get("k"), Some(&json!(1)), "the resync brought the change in");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshing_dict_checks_the_store_while_its_listener_is_interrupted() {
+    let store = MemoryStore::new();
+    let faulty = Arc::new(FaultyBackend::new(Arc::new(MemoryBackend::in_store(store.clone(), "ns"))));
+    let dict = DurableDict::<Value>::builder(faulty.clone())
+        .autosync(false)
+        .background_refresh(true)
+        .poll_interval(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    // The listener's connection dropped (its stream stays open, as a cluster's does while
+    // the shard fails over): no hint will come, yet a change must not wait for the poll.
+    faulty.set_dropping_hints(true);
+    faulty.inject_hint(Hint::Interrupted);
+    wait_until("the interruption", || dict.status().hints == HintHealth::Down).await;
+    MemoryBackend::in_store(store, "ns").persist("k", Bytes::from_static(b"1")).await.unwrap();
+    let started = tokio::time::Instant::now();
+    wait_until("the change", || dict.snapshot().get("k") == Some(&json!(1))).await;
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+}
+
 // ---- invariant 5: sync after k changes costs O(k) ---------------------------------------
 
 #[tokio::test]

@@ -449,10 +449,11 @@ impl RedisBackend {
         Ok(Box::pin(hints))
     }
 
-    /// The cluster's hints: a RESP3 cluster connection subscribed to the shard channel.
-    /// redis-rs subscribes again by itself after a failover or a resharding; the first
-    /// confirmation after that is a `Resumed` (messages in between are gone), a dropped
-    /// node connection an `Interrupted`.
+    /// The cluster's hints: a RESP3 cluster connection subscribed to the shard channel. When
+    /// the shard's node connection drops (a failover, a resharding) the stream ends, and the
+    /// shared listener subscribes again from the cluster's new layout, saying `Interrupted`
+    /// then `Resumed`, so every dict resyncs; a confirmation that redis-rs re-subscribed by
+    /// itself is a `Resumed` too.
     async fn subscribe_sharded(&self, nodes: &[String], timeout: Duration) -> Result<HintStream> {
         let (pushes, received) = tokio::sync::mpsc::unbounded_channel::<redis::PushInfo>();
         let subscribing = async {
@@ -482,7 +483,9 @@ impl RedisBackend {
                         confirmed = true;
                         None
                     }
-                    redis::PushKind::Disconnection => Some(Hint::Interrupted),
+                    // The shard's node went away (a failover, a resharding): end the stream,
+                    // so that the subscription is made again from the cluster's new layout.
+                    redis::PushKind::Disconnection => return None,
                     _ => None,
                 };
                 if let Some(hint) = hint {

@@ -46,3 +46,86 @@ async fn a_namespace_without_a_hash_tag_is_refused_on_a_cluster() {
         assert!(matches!(refused, Err(Error::InvalidNamespace { .. })), "{ns}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_is_replaced_by_its_replica_and_the_dict_recovers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    use durable_core::DurableDict;
+    use durable_core::conformance::{PATIENCE, unique_namespace};
+    use serde_json::{Value, json};
+
+    let Some(mut cluster) = durable_testkit::OwnCluster::start().await else { return };
+    let ns = format!("{{{}}}", unique_namespace("failover"));
+    let connect = || async {
+        RedisBackend::builder(&cluster.url()).timeout(Duration::from_secs(1)).connect(&ns).await.expect("connect")
+    };
+    let reader = DurableDict::<Value>::builder(Arc::new(connect().await))
+        .autosync(false)
+        .background_refresh(true)
+        .poll_interval(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let writer = DurableDict::<Value>::builder(Arc::new(connect().await)).autosync(false).build().await.unwrap();
+    for i in 0..20 {
+        writer.insert(&format!("k{i}"), json!(i)).await.unwrap();
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while reader.snapshot().len() < 20 {
+        assert!(Instant::now() < deadline, "the reader never caught up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = tokio::spawn({
+        let (reader, stop) = (reader.clone(), stop.clone());
+        async move {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                assert!(reader.snapshot().len() >= 20, "a read lost keys");
+                reads += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            reads
+        }
+    });
+
+    let master = cluster.master_of(&ns).await.expect("the namespace's master");
+    cluster.kill(master).await;
+    let killed = Instant::now();
+    let resumed = loop {
+        match writer.insert("after", json!("failover")).await {
+            Ok(version) => break version,
+            Err(err) => {
+                assert!(err.is_unavailable(), "a write during the failover: {err}");
+                assert!(killed.elapsed() < PATIENCE * 3, "writes never resumed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let writes_back_after = killed.elapsed();
+    assert_ne!(cluster.master_of(&ns).await, Some(master), "the replica took over");
+    // The refreshing dict hears of it without a poll (a minute away): the sharded
+    // subscription followed the slot to its new master, or the dict resynced on resuming.
+    let deadline = Instant::now() + PATIENCE;
+    while reader.snapshot().get("after") != Some(&json!("failover")) || reader.version() < resumed {
+        assert!(Instant::now() < deadline, "the write after the failover never reached the reader");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reached_reader_after = killed.elapsed();
+    // And a later change too, through the hints.
+    let again = writer.insert("later", json!(1)).await.unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while reader.version() < again {
+        assert!(Instant::now() < deadline, "hints did not come back after the failover");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let reads = reads.await.expect("no read failed");
+    eprintln!(
+        "cluster failover: writes resumed {writes_back_after:?} after the master was killed, the reader had the \
+         change {reached_reader_after:?} after; {reads} reads meanwhile"
+    );
+}

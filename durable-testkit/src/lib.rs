@@ -6,4 +6,4 @@ pub mod scenarios;
 pub mod servers;
 
 pub use scenarios::{Recovery, backup_stands_in_for_an_unreachable_store, outage_and_recovery, wait_until};
-pub use servers::{Engine, OwnEnsemble, OwnServer, spare_port};
+pub use servers::{Engine, OwnCluster, OwnEnsemble, OwnServer, spare_port};
