@@ -42,6 +42,32 @@
 //! to cover: after FLUSHDB, a dict that saw no hint while the counter climbed back past its
 //! version.
 //!
+//! # Redis Cluster
+//!
+//! `redis+cluster://[user:password@]host:port,host:port,...` (any reachable nodes; the
+//! client discovers the rest) connects to a cluster. Every key of a namespace must live in
+//! one slot so that each mutation stays one atomic script, so **a namespace on a cluster
+//! carries a hash tag**: `{flags}`, or `app:{flags}` — any namespace with a non-empty
+//! `{...}`. The hash (`{flags}`), the counter (`{flags}last_updated`), the change log and the
+//! channel (`{flags}:changes`) then hash to the slot of `flags`. One without a tag is refused
+//! with `InvalidNamespace` before any I/O.
+//!
+//! To share a namespace with durabledict on a cluster, give the Python side the same
+//! tagged string (`RedisDict("{flags}", cluster_connection, encoding=JSONEncoding)`): its
+//! hash and counter land in the same slot, so its pipelines stay in one slot too.
+//!
+//! Hints use sharded pub/sub: the scripts `SPUBLISH` on the namespace's shard channel, and
+//! the shared subscription is an `SSUBSCRIBE` through a RESP3 cluster connection, so hints
+//! never leave the namespace's shard. When the shard's master dies or the slot moves, that
+//! subscription's node connection drops; every dict hears `Interrupted` (a refreshing dict
+//! then checks the store every 250 ms) and, once the subscription is made again from the
+//! cluster's new layout, `Resumed` and a resync — never a stale dict. Tested: the
+//! conformance suite on a 3-master, 3-replica cluster, and a master killed under live
+//! dicts (writes resumed about 4.5 s later with a 2 s `cluster-node-timeout`; the reader
+//! had the next change within milliseconds of that). Keyspace events are not used on a
+//! cluster (they stay on the node that produced them): durabledict writers there are
+//! heard at the next poll or `resync()`, or use `.hints(false)`.
+//!
 //! # Hints and failures
 //!
 //! Every dict of a process on one URL and namespace listens through **one shared pub/sub
