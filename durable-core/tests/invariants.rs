@@ -52,12 +52,16 @@ async fn snapshot_version_is_never_newer_than_its_data() {
     let mut observed = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     // Watch the reader while the writes go on and until it has caught up with the last.
-    while !writes.is_finished() || reader.version() < base + 500 {
+    loop {
+        let done = writes.is_finished() && reader.version() >= base + 500;
         let snap = reader.snapshot();
         if let Some(counter) = snap.get("counter") {
             // The counter written at version base + n is n: data at least as new as version.
             assert!(base + counter >= snap.version(), "version {} with counter {counter}", snap.version());
             observed += 1;
+        }
+        if done {
+            break;
         }
         assert!(tokio::time::Instant::now() < deadline, "the reader never caught up");
         tokio::task::yield_now().await;
