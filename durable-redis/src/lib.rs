@@ -58,8 +58,10 @@
 //!
 //! Hints use sharded pub/sub: the scripts `SPUBLISH` on the namespace's shard channel, and
 //! the shared subscription is an `SSUBSCRIBE` through a RESP3 cluster connection, so hints
-//! never leave the namespace's shard. When the shard's master dies or the slot moves, that
-//! subscription's node connection drops; every dict hears `Interrupted` (a refreshing dict
+//! never leave the namespace's shard. When the shard's master dies, that subscription's
+//! node connection drops; when the slot moves, the node sends `sunsubscribe` (handled the
+//! same way, but not yet tested against a real slot migration). Every dict hears
+//! `Interrupted` (a refreshing dict
 //! then checks the store every 250 ms) and, once the subscription is made again from the
 //! cluster's new layout, `Resumed` and a resync — never a stale dict. Tested: the
 //! conformance suite on a 3-master, 3-replica cluster, and a master killed under live
@@ -509,9 +511,11 @@ impl RedisBackend {
                         confirmed = true;
                         None
                     }
-                    // The shard's node went away (a failover, a resharding): end the stream,
-                    // so that the subscription is made again from the cluster's new layout.
-                    redis::PushKind::Disconnection => return None,
+                    // The shard's node went away (a failover), or the slot moved and the
+                    // node dropped the subscription (a resharding sends `sunsubscribe`): end
+                    // the stream, so that the subscription is made again from the cluster's
+                    // new layout.
+                    redis::PushKind::Disconnection | redis::PushKind::SUnsubscribe => return None,
                     _ => None,
                 };
                 if let Some(hint) = hint {
