@@ -59,14 +59,17 @@
 //! Hints use sharded pub/sub: the scripts `SPUBLISH` on the namespace's shard channel, and
 //! the shared subscription is an `SSUBSCRIBE` through a RESP3 cluster connection, so hints
 //! never leave the namespace's shard. When the shard's master dies, that subscription's
-//! node connection drops; when the slot moves, the node sends `sunsubscribe` (handled the
-//! same way, but not yet tested against a real slot migration). Every dict hears
-//! `Interrupted` (a refreshing dict
-//! then checks the store every 250 ms) and, once the subscription is made again from the
-//! cluster's new layout, `Resumed` and a resync — never a stale dict. Tested: the
-//! conformance suite on a 3-master, 3-replica cluster, and a master killed under live
-//! dicts (writes resumed about 4.5 s later with a 2 s `cluster-node-timeout`; the reader
-//! had the next change within milliseconds of that). Keyspace events are not used on a
+//! node connection drops; when the slot moves to another master (a resharding), the old
+//! node sends `sunsubscribe` and is treated the same way. Every dict hears `Interrupted`
+//! (a refreshing dict then checks the store every 250 ms) and, once the subscription is
+//! made again from the cluster's new layout, `Resumed` and a resync — never a stale dict.
+//! Tested (`tests/cluster.rs`): the conformance suite on a 3-master, 3-replica cluster; a
+//! master killed under live dicts (writes resumed about 4.5 s later with a 2 s
+//! `cluster-node-timeout`; the reader had the next change within milliseconds of that);
+//! and the namespace's slot migrated to another master under a live dict (`SETSLOT
+//! IMPORTING`/`MIGRATING`, `MIGRATE`, `SETSLOT NODE`) whose only poll is a minute away —
+//! it had the next write about 45 ms after the move and keeps hearing hints from the new
+//! master. Keyspace events are not used on a
 //! cluster (they stay on the node that produced them): durabledict writers there are
 //! heard at the next poll or `resync()`, or use `.hints(false)`.
 //!

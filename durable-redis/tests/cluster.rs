@@ -129,3 +129,64 @@ async fn a_killed_master_is_replaced_by_its_replica_and_the_dict_recovers() {
          change {reached_reader_after:?} after; {reads} reads meanwhile"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharded_slot_ends_in_a_resync_on_its_new_master() {
+    use std::time::Instant;
+
+    use durable_core::DurableDict;
+    use durable_core::conformance::{PATIENCE, unique_namespace};
+    use serde_json::{Value, json};
+
+    let Some(cluster) = durable_testkit::OwnCluster::start().await else { return };
+    let ns = format!("{{{}}}", unique_namespace("reshard"));
+    let connect = || async {
+        RedisBackend::builder(&cluster.url()).timeout(Duration::from_secs(1)).connect(&ns).await.expect("connect")
+    };
+    // A minute between polls: whatever the reader learns after the move, it learns from
+    // the hints or from the resync that follows losing them.
+    let reader = DurableDict::<Value>::builder(Arc::new(connect().await))
+        .autosync(false)
+        .background_refresh(true)
+        .poll_interval(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let writer = DurableDict::<Value>::builder(Arc::new(connect().await)).autosync(false).build().await.unwrap();
+    let before = writer.insert("before", json!(1)).await.unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while reader.version() < before {
+        assert!(Instant::now() < deadline, "the reader never heard of the first write");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let (from, to) = cluster.move_slot_of(&ns).await.expect("the slot moved");
+    assert_eq!(cluster.master_of(&ns).await, Some(to), "the cluster serves the slot from its new master");
+    let moved = Instant::now();
+    // The keys moved with the slot: the writer's next write follows the redirect and
+    // continues the same version sequence.
+    let after = writer.insert("after", json!("moved")).await.unwrap();
+    assert_eq!(after, before + 1, "the namespace's counter moved with its slot");
+    let deadline = Instant::now() + PATIENCE;
+    while reader.version() < after {
+        assert!(Instant::now() < deadline, "the write after the move never reached the reader");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let reached = moved.elapsed();
+    assert_eq!(reader.snapshot().get("after"), Some(&json!("moved")));
+    assert_eq!(reader.snapshot().get("before"), Some(&json!(1)));
+    // The subscription now lives on the new master: later changes keep arriving.
+    for i in 0..5 {
+        let version = writer.insert(&format!("later{i}"), json!(i)).await.unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while reader.version() < version {
+            assert!(Instant::now() < deadline, "hint {i} after the move never arrived");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let status = reader.status();
+    assert!(status.last_error.is_none() && status.hints == durable_core::HintHealth::Healthy, "{status:?}");
+    eprintln!(
+        "cluster resharding: slot moved {from} -> {to}; the reader had the next write {reached:?} after the move"
+    );
+}

@@ -434,6 +434,50 @@ impl OwnCluster {
         })
     }
 
+    /// Moves `key`'s slot, with its keys, from its master to another live master the way
+    /// `redis-cli --cluster reshard` does: `SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE` of
+    /// every key in the slot, then `SETSLOT NODE` on every master. Returns (from, to).
+    pub async fn move_slot_of(&self, key: &str) -> Option<(u16, u16)> {
+        let from = self.master_of(key).await?;
+        let slot = self.cli(from, &["cluster", "keyslot", key]).await?.trim().to_owned();
+        let mut masters = Vec::new();
+        for (i, port) in self.ports.iter().enumerate() {
+            let live = self.children[i].is_some();
+            if live && self.cli(*port, &["role"]).await.is_some_and(|role| role.starts_with("master")) {
+                masters.push(*port);
+            }
+        }
+        let to = *masters.iter().find(|port| **port != from)?;
+        let from_id = self.cli(from, &["cluster", "myid"]).await?.trim().to_owned();
+        let to_id = self.cli(to, &["cluster", "myid"]).await?.trim().to_owned();
+        self.cli_ok(to, &["cluster", "setslot", &slot, "importing", &from_id]).await?;
+        self.cli_ok(from, &["cluster", "setslot", &slot, "migrating", &to_id]).await?;
+        loop {
+            let keys = self.cli(from, &["cluster", "getkeysinslot", &slot, "100"]).await?;
+            let keys: Vec<&str> = keys.lines().filter(|line| !line.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let port = to.to_string();
+            let mut migrate = vec!["migrate", "127.0.0.1", port.as_str(), "", "0", "5000", "keys"];
+            migrate.extend(keys);
+            self.cli_ok(from, &migrate).await?;
+        }
+        for port in [to, from].into_iter().chain(masters.iter().copied().filter(|p| *p != to && *p != from)) {
+            self.cli_ok(port, &["cluster", "setslot", &slot, "node", &to_id]).await?;
+        }
+        Some((from, to))
+    }
+
+    /// Runs a command whose reply must not be an error.
+    async fn cli_ok(&self, port: u16, args: &[&str]) -> Option<()> {
+        let reply = self.cli(port, args).await?;
+        if reply.starts_with("ERR") || reply.contains("(error)") {
+            panic!("redis-cli -p {port} {args:?}: {reply}");
+        }
+        Some(())
+    }
+
     /// `CLUSTER NODES` as a live node sees it (for diagnostics).
     pub async fn nodes(&self) -> String {
         let port = self.ports.iter().enumerate().find(|(i, _)| self.children[*i].is_some()).map(|(_, p)| *p);
