@@ -1,16 +1,18 @@
 //! `SyncLayer` (feature `tower`): sync once per request, and hand the request one snapshot.
 //!
-//! Before each request the layer calls [`DurableDict::sync`] — free while change hints are
-//! healthy and nothing changed, one cheap round trip otherwise, shared by all concurrent
-//! requests — and puts the dict's [`Snapshot`] into the request's extensions, so every read
+//! Before each request the layer syncs the dict — free while change hints are healthy and
+//! nothing changed (then the layer adds no allocation and no await of its own, through
+//! [`DurableDict::fresh_snapshot`]), otherwise a [`DurableDict::sync`]: one cheap round trip,
+//! shared by all concurrent requests — and puts the dict's [`Snapshot`] into the request's
+//! extensions, so every read
 //! during the request sees one version. It is a plain `tower::Layer` over `http` requests,
 //! so it serves axum, tonic and hyper alike; with the `axum` feature, handlers take the
 //! snapshot as a [`crate::Flags`] argument.
 //!
 //! When the store cannot be reached the layer follows its [`OutagePolicy`]: serve the last
 //! good snapshot (the default; the dict logs the outage once), answer 503, or serve it only
-//! while it is younger than a maximum staleness. The sync's latency is recorded in the
-//! `durable.sync` span's `latency_us` field.
+//! while it is younger than a maximum staleness. A sync that goes to the store is
+//! recorded in a `durable.sync` span, its latency in the `latency_us` field.
 //!
 //! ```
 //! use std::time::Duration;
@@ -32,7 +34,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either};
 use http::{Request, Response, StatusCode};
 use tracing::Instrument;
 
@@ -138,23 +140,33 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+    /// The inner service's own future when the sync was free (hints healthy, nothing
+    /// changed: the common case, with no allocation of the layer's own); a boxed future
+    /// that syncs first otherwise.
+    type Future = Either<S::Future, BoxFuture<'static, Result<Self::Response, Self::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        if let Some(skip) = &self.skip {
+            let (parts, body) = request.into_parts();
+            let skipped = skip(&parts);
+            request = Request::from_parts(parts, body);
+            if skipped {
+                return Either::Left(self.inner.call(request));
+            }
+        }
+        if let Some(snapshot) = self.dict.fresh_snapshot() {
+            request.extensions_mut().insert(snapshot);
+            return Either::Left(self.inner.call(request));
+        }
         // The clone is not driven to readiness: take the one that is (tower's usual dance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (dict, policy, skip) = (self.dict.clone(), self.policy, self.skip.clone());
-        Box::pin(async move {
-            let (parts, body) = request.into_parts();
-            if skip.as_ref().is_some_and(|skip| skip(&parts)) {
-                return inner.call(Request::from_parts(parts, body)).await;
-            }
-            let mut request = Request::from_parts(parts, body);
+        let (dict, policy) = (self.dict.clone(), self.policy);
+        Either::Right(Box::pin(async move {
             match sync_for_request(&dict, policy).await {
                 Ok(snapshot) => {
                     request.extensions_mut().insert(snapshot);
@@ -166,7 +178,7 @@ where
                     Ok(response)
                 }
             }
-        })
+        }))
     }
 }
 

@@ -89,6 +89,63 @@ async fn concurrent_requests_each_see_one_version_on_redis() {
     }
 }
 
+/// With hints healthy the layer asks the store nothing while nothing changes (its fast
+/// path), and a change written by another instance is served on a later request all the
+/// same: the hint turns the fast path off until a sync has brought the change in.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_asks_nothing_until_a_hint_then_serves_the_change() {
+    use durable::CountingBackend;
+    if !server_available("Redis", "127.0.0.1:6379").await {
+        return;
+    }
+    let url = "redis://127.0.0.1:6379";
+    let ns = durable::conformance::unique_namespace("mw-fast");
+    let writer =
+        DurableDict::<u64>::builder(durable::connect(url, &ns).await.unwrap()).autosync(false).build().await.unwrap();
+    let counting = Arc::new(CountingBackend::new(durable::connect(url, &ns).await.unwrap()));
+    // No background refresh and no poll: only a request's sync can bring a change in.
+    let served = DurableDict::<u64>::builder(counting.clone())
+        .autosync(false)
+        .background_refresh(false)
+        .poll_interval(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + durable::conformance::PATIENCE;
+    while served.status().hints != durable::HintHealth::Healthy {
+        assert!(tokio::time::Instant::now() < deadline, "hints never became healthy");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let app = Router::new().route("/batch", get(batch)).layer(SyncLayer::new(served.clone()));
+    let before = counting.counts();
+    for _ in 0..100 {
+        let (status, body) = get_status(&app, "/batch").await;
+        assert_eq!((status, body.contains("[null,null,null]")), (200, true), "{body}");
+    }
+    let after = counting.counts();
+    assert_eq!(
+        (after.last_updated, after.changes_since, after.durables),
+        (before.last_updated, before.changes_since, before.durables),
+        "100 requests with nothing changed asked the store nothing"
+    );
+
+    let version = writer.insert_many(KEYS.map(|k| (k, 7u64))).await.unwrap();
+    let deadline = tokio::time::Instant::now() + durable::conformance::PATIENCE;
+    loop {
+        let (status, body) = get_status(&app, "/batch").await;
+        assert_eq!(status, 200, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        if body["version"].as_u64() == Some(version) {
+            assert_eq!(body["values"], json!([7, 7, 7]), "the change came in whole");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the change never reached a request: {body}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(counting.counts().changes_since > after.changes_since, "a request's sync fetched the change");
+}
+
 /// A dict on a SQLite file behind a fault switch, holding `flag = 1`, and a router on it.
 async fn faulty_app(policy: OutagePolicy) -> (Arc<FaultyBackend>, Router) {
     let store = durable::connect(&sqlite_url("outage"), "flags").await.unwrap();

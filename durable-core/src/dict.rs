@@ -99,6 +99,30 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
         self.inner.sync(true).await
     }
 
+    /// The snapshot `sync()` would leave, when the dict knows without asking the store that
+    /// nothing changed (hints healthy, none pending); `None` when a `sync()` has work to do.
+    ///
+    /// No await and no I/O: for code that cannot await, and for middleware that takes this
+    /// fast path and falls back to `sync().await` otherwise.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use durable_core::{DurableDict, MemoryBackend};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> durable_core::Result<()> {
+    /// let flags = DurableDict::<bool>::builder(Arc::new(MemoryBackend::new("flags"))).build().await?;
+    /// let snapshot = match flags.fresh_snapshot() {
+    ///     Some(snapshot) => snapshot,
+    ///     None => {
+    ///         flags.sync().await?;
+    ///         flags.snapshot()
+    ///     }
+    /// };
+    /// # let _ = snapshot; Ok(()) }
+    /// ```
+    pub fn fresh_snapshot(&self) -> Option<Snapshot<V>> {
+        self.inner.hints.quiet().then(|| self.snapshot())
+    }
+
     /// The current snapshot: one atomic load. Every read on it sees one version.
     pub fn snapshot(&self) -> Snapshot<V> {
         Snapshot { data: self.inner.current.load_full() }

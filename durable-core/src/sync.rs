@@ -148,7 +148,7 @@ impl Hints {
     }
 
     /// True when the listener is healthy and nothing arrived since the last trip.
-    fn quiet(&self) -> bool {
+    pub(crate) fn quiet(&self) -> bool {
         self.state.load(Ordering::Acquire) == HINTS_HEALTHY
             && self.received.load(Ordering::Acquire) == self.handled.load(Ordering::Acquire)
     }
