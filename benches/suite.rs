@@ -210,94 +210,99 @@ fn unique(label: &str) -> String {
     durable::conformance::unique_namespace(label)
 }
 
-/// The cheapest request the backend's own client can make, timed the same way.
-async fn raw_roundtrip_us(backend: &str, url: &str, rounds: usize, ops: usize) -> f64 {
-    match backend {
-        "memory" => time_ns_async(rounds, ops, |_| async { black_box(()) }).await / 1_000.0,
-        "sqlite" => select_one(&sqlx::SqlitePool::connect(url).await.unwrap(), rounds, ops).await,
-        "postgres" => select_one(&sqlx::PgPool::connect(url).await.unwrap(), rounds, ops).await,
-        "mysql" => select_one(&sqlx::MySqlPool::connect(url).await.unwrap(), rounds, ops).await,
-        "redis" => {
-            let client = redis::Client::open(url).unwrap();
-            let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
-            time_ns_async(rounds, ops, |_| {
-                let mut connection = connection.clone();
-                async move {
-                    let _: String = redis::cmd("PING").query_async(&mut connection).await.unwrap();
-                }
-            })
-            .await
-                / 1_000.0
+/// The backend's own client, beside the library: its cheapest request (PING, `SELECT 1`,
+/// `exists` of the root) and the polled sync's own request (the namespace's version: `GET`
+/// of the counter, `SELECT version ...`, `exists` of the namespace znode).
+enum Raw {
+    None,
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+    Mysql(sqlx::MySqlPool),
+    Redis(redis::aio::ConnectionManager, String),
+    Zk(zookeeper_client::Client, String),
+}
+
+impl Raw {
+    async fn connect(backend: &str, url: &str, ns: &str) -> Self {
+        match backend {
+            "memory" => Self::None,
+            "sqlite" => Self::Sqlite(sqlx::SqlitePool::connect(url).await.unwrap()),
+            "postgres" => Self::Postgres(sqlx::PgPool::connect(url).await.unwrap()),
+            "mysql" => Self::Mysql(sqlx::MySqlPool::connect(url).await.unwrap()),
+            "redis" => {
+                let client = redis::Client::open(url).unwrap();
+                Self::Redis(redis::aio::ConnectionManager::new(client).await.unwrap(), format!("{ns}last_updated"))
+            }
+            "zk" => {
+                let rest = url.trim_start_matches("zk://");
+                let (hosts, base) = rest.split_once('/').unwrap_or((rest, ""));
+                let path = if base.is_empty() { format!("/{ns}") } else { format!("/{base}/{ns}") };
+                Self::Zk(zookeeper_client::Client::connect(hosts).await.unwrap(), path)
+            }
+            other => panic!("unknown backend {other}"),
         }
-        "zk" => {
-            let hosts = url.trim_start_matches("zk://").split('/').next().unwrap().to_owned();
-            let client = zookeeper_client::Client::connect(&hosts).await.unwrap();
-            time_ns_async(rounds, ops, |_| {
-                let client = &client;
-                async move {
-                    black_box(client.check_stat("/").await.unwrap());
-                }
-            })
-            .await
-                / 1_000.0
+    }
+
+    async fn roundtrip(&self) {
+        match self {
+            Self::None => {}
+            Self::Sqlite(pool) => drop(sqlx::query("SELECT 1").execute(pool).await.unwrap()),
+            Self::Postgres(pool) => drop(sqlx::query("SELECT 1").execute(pool).await.unwrap()),
+            Self::Mysql(pool) => drop(sqlx::query("SELECT 1").execute(pool).await.unwrap()),
+            Self::Redis(connection, _) => {
+                let _: String = redis::cmd("PING").query_async(&mut connection.clone()).await.unwrap();
+            }
+            Self::Zk(client, _) => drop(black_box(client.check_stat("/").await.unwrap())),
         }
-        other => panic!("unknown backend {other}"),
+    }
+
+    async fn version_read(&self, ns: &str) {
+        const SQL: &str = "SELECT version FROM \"durable_namespaces\" WHERE namespace = $1";
+        match self {
+            Self::None => {}
+            Self::Sqlite(pool) => drop(black_box(sqlx::query(SQL).bind(ns).fetch_optional(pool).await.unwrap())),
+            Self::Postgres(pool) => drop(black_box(sqlx::query(SQL).bind(ns).fetch_optional(pool).await.unwrap())),
+            Self::Mysql(pool) => {
+                let sql = "SELECT version FROM `durable_namespaces` WHERE namespace = ?";
+                drop(black_box(sqlx::query(sql).bind(ns).fetch_optional(pool).await.unwrap()));
+            }
+            Self::Redis(connection, counter) => {
+                let _: Option<Vec<u8>> =
+                    redis::cmd("GET").arg(counter).query_async(&mut connection.clone()).await.unwrap();
+            }
+            Self::Zk(client, path) => {
+                assert!(client.check_stat(path).await.unwrap().is_some(), "the namespace znode exists");
+            }
+        }
     }
 }
 
-/// The polled sync's own request (the namespace's version) through the raw client.
-async fn raw_version_read_us(backend: &str, url: &str, ns: &str, rounds: usize, ops: usize) -> Option<f64> {
-    macro_rules! version_read {
-        ($pool:expr, $sql:expr) => {{
-            let pool = $pool;
-            let sql = $sql;
-            time_ns_async(rounds, ops, |_| {
-                let pool = &pool;
-                async move {
-                    black_box(sqlx::query(sql).bind(ns).fetch_optional(pool).await.unwrap());
-                }
-            })
-            .await
-                / 1_000.0
-        }};
-    }
-    Some(match backend {
-        "postgres" => version_read!(
-            sqlx::PgPool::connect(url).await.unwrap(),
-            "SELECT version FROM \"durable_namespaces\" WHERE namespace = $1"
-        ),
-        "mysql" => version_read!(
-            sqlx::MySqlPool::connect(url).await.unwrap(),
-            "SELECT version FROM `durable_namespaces` WHERE namespace = ?"
-        ),
-        "redis" => {
-            let client = redis::Client::open(url).unwrap();
-            let connection = redis::aio::ConnectionManager::new(client).await.unwrap();
-            let counter = format!("{ns}last_updated");
-            time_ns_async(rounds, ops, |_| {
-                let (mut connection, counter) = (connection.clone(), &counter);
-                async move {
-                    let _: Option<Vec<u8>> = redis::cmd("GET").arg(counter).query_async(&mut connection).await.unwrap();
-                }
-            })
-            .await
-                / 1_000.0
+/// The mean time of one call of each of `ops` in microseconds, and each one's ratio to the
+/// first: rounds of the three interleaved (one round of each in turn), so that the store's
+/// and the machine's noise — a JVM's collections, another process — falls on all alike;
+/// medians over the rounds.
+async fn interleaved_us<'a>(
+    rounds: usize,
+    ops: usize,
+    mut calls: Vec<Box<dyn FnMut() -> futures::future::BoxFuture<'a, ()> + 'a>>,
+) -> Vec<(f64, f64)> {
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); calls.len()];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); calls.len()];
+    for _ in 0..rounds {
+        let mut round = Vec::with_capacity(calls.len());
+        for call in calls.iter_mut() {
+            let started = Instant::now();
+            for _ in 0..ops {
+                call().await;
+            }
+            round.push(started.elapsed().as_nanos() as f64 / ops as f64 / 1_000.0);
         }
-        _ => return None,
-    })
-}
-
-/// `SELECT 1` through a pool of any SQL database, in microseconds.
-async fn select_one<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, rounds: usize, ops: usize) -> f64
-where
-    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
-{
-    time_ns_async(rounds, ops, |_| async move {
-        sqlx::query::<DB>("SELECT 1").execute(pool).await.unwrap();
-    })
-    .await
-        / 1_000.0
+        for (i, t) in round.iter().enumerate() {
+            times[i].push(*t);
+            ratios[i].push(round[0] / t);
+        }
+    }
+    times.into_iter().zip(ratios).map(|(t, r)| (median(t), median(r))).collect()
 }
 
 async fn connect(url: &str, ns: &str) -> Arc<dyn Backend> {
@@ -330,25 +335,32 @@ async fn backend_figures(config: &Config, name: &str, url: &str, out: &mut Resul
 
     let polled =
         DurableDict::<u64>::builder(connect(url, &ns).await).autosync(false).hints(false).build().await.unwrap();
-    let polled_us = time_ns_async(rounds, ops, |_| {
-        let polled = &polled;
-        async move {
-            black_box(polled.sync().await.unwrap());
-        }
-    })
-    .await
-        / 1_000.0;
-    let raw_us = raw_roundtrip_us(name, url, rounds, ops).await;
+    let raw = Raw::connect(name, url, &ns).await;
+    let figures = interleaved_us(
+        rounds * 2,
+        ops / 2,
+        vec![
+            Box::new(|| {
+                Box::pin(async {
+                    black_box(polled.sync().await.unwrap());
+                })
+            }),
+            Box::new(|| Box::pin(raw.roundtrip())),
+            Box::new(|| Box::pin(raw.version_read(&ns))),
+        ],
+    )
+    .await;
+    let [(polled_us, _), (raw_us, polled_vs_raw), (version_us, polled_vs_version)] = figures[..] else {
+        unreachable!()
+    };
     out.put(format!("{name}.sync_nochange_polled_us"), polled_us);
     out.put(format!("{name}.raw_roundtrip_us"), raw_us);
-    if raw_us > 0.0 && name != "memory" {
-        out.put(format!("{name}.polled_vs_raw_ratio"), polled_us / raw_us);
+    if name != "memory" {
+        out.put(format!("{name}.polled_vs_raw_ratio"), polled_vs_raw);
         // The same version read the polled sync makes, through the raw client: what the
         // store charges for it, apart from the library.
-        if let Some(version_us) = raw_version_read_us(name, url, &ns, rounds, ops).await {
-            out.put(format!("{name}.raw_version_read_us"), version_us);
-            out.put(format!("{name}.polled_vs_raw_version_read_ratio"), polled_us / version_us);
-        }
+        out.put(format!("{name}.raw_version_read_us"), version_us);
+        out.put(format!("{name}.polled_vs_raw_version_read_ratio"), polled_vs_version);
     }
 
     // A write of one small value.
@@ -364,9 +376,6 @@ async fn backend_figures(config: &Config, name: &str, url: &str, out: &mut Resul
 
     // Delta vs full reload, one key changed in dicts of growing size.
     for &(size, label) in config.sizes() {
-        if name == "zk" && size > 10_000 {
-            continue; // 100k znodes take minutes to create; the figure is stated as missing.
-        }
         let ns = unique(&format!("bench-{name}-{label}"));
         let writer =
             DurableDict::<u64>::builder(connect(url, &ns).await).autosync(false).hints(false).build().await.unwrap();
@@ -562,6 +571,70 @@ async fn middleware_figures(config: &Config, out: &mut Results) {
     out.put("middleware.with_vs_without_ratio", median(ratios));
 }
 
+// ---- durabledict ----------------------------------------------------------------------
+
+/// durabledict 0.9.4's Redis figures (benches/durabledict_bench.py, with the interpreter
+/// scripts/bench.sh installs it into) beside ours on the same Redis, and their ratios.
+async fn durabledict_figures(config: &Config, out: &mut Results) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let python =
+        std::env::var("DURABLE_BENCH_PYTHON").unwrap_or_else(|_| format!("{root}/target/bench/venv/bin/python"));
+    let importable = std::process::Command::new(&python)
+        .args(["-c", "import durabledict, redis"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !importable {
+        println!("durabledict: skipped ({python} cannot import durabledict; scripts/bench.sh installs it)");
+        return;
+    }
+    let url = url_of("redis", std::path::Path::new(""));
+    let mut command = std::process::Command::new(&python);
+    command.arg(format!("{root}/benches/durabledict_bench.py")).arg(&url);
+    if config.quick {
+        command.arg("--quick");
+    }
+    let output = command.output().expect("running the durabledict benchmark");
+    assert!(output.status.success(), "durabledict_bench.py failed: {}", String::from_utf8_lossy(&output.stderr));
+    let figures: BTreeMap<String, f64> = serde_json::from_slice(&output.stdout).expect("one JSON object of figures");
+    for (name, value) in figures {
+        out.put(name, value);
+    }
+
+    // Ours, on the same Redis: a read with autosync on (the default), hints healthy.
+    let ns = unique("bench-durabledict-ours");
+    let dict = DurableDict::<bool>::builder(connect(&url, &ns).await).build().await.unwrap();
+    dict.insert("flag", true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ops = if config.quick { 20_000 } else { 200_000 };
+    let get_ns = time_ns_async(config.rounds(), ops, |_| {
+        let dict = &dict;
+        async move {
+            black_box(dict.get("flag").await);
+        }
+    })
+    .await;
+    out.put("redis.get_autosync_hinted_ns", get_ns);
+    let theirs = |name: &str| out.0.get(name).copied();
+    let ratios = [
+        ("durabledict.get_autosync_vs_durable_ratio", theirs("durabledict.get_autosync_us"), Some(get_ns / 1_000.0)),
+        (
+            "durabledict.sync_nochange_vs_durable_polled_ratio",
+            theirs("durabledict.sync_nochange_us"),
+            theirs("redis.sync_nochange_polled_us"),
+        ),
+        (
+            "durabledict.sync_after_1_change_100k_vs_durable_delta_ratio",
+            theirs("durabledict.sync_after_1_change_100k_ms").map(|ms| ms * 1_000.0),
+            theirs("redis.sync_delta_us_100k"),
+        ),
+    ];
+    for (name, theirs, ours) in ratios {
+        if let (Some(theirs), Some(ours)) = (theirs, ours) {
+            out.put(name, theirs / ours);
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -592,6 +665,9 @@ async fn main() {
     }
     for backend in config.backends.iter().filter(|_| wanted("backends")) {
         backend_figures(&config, backend, &url_of(backend, &dir), &mut results).await;
+    }
+    if wanted("durabledict") && config.backends.iter().any(|b| b == "redis") {
+        durabledict_figures(&config, &mut results).await;
     }
     if let Some(parent) = out_path.parent() {
         std::fs::create_dir_all(parent).unwrap();

@@ -22,4 +22,4 @@ cargo run --quiet --example quickstart
 echo "== flags service: the README's commands against the real binary"
 scripts/try-flags-service.sh
 echo "== benchmark suite, quick smoke run (no thresholds: CI machines are noisy)"
-cargo bench --quiet --all-features --bench suite -- --quick
+scripts/bench.sh --quick
