@@ -47,6 +47,8 @@ mod snapshot;
 mod sync;
 mod url;
 
+pub mod shared;
+
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "conformance")]

@@ -724,99 +724,32 @@ fn map_error(secrets: &Redactor, err: redis::RedisError) -> Error {
 
 mod listen {
     //! One pub/sub connection per process for each Redis URL and namespace, shared by every
-    //! dict of that process on that namespace: a thousand dicts cost Redis one subscriber
-    //! and one message per change, not a thousand. When the connection is lost every stream
-    //! says `Interrupted`; the shared task subscribes again (50 ms, doubling to 250 ms) and
-    //! says `Resumed`. The connection closes when the last stream is dropped.
+    //! dict of that process on that namespace (through durable-core's `SharedFeeds`): a
+    //! thousand dicts cost Redis one subscriber and one message per change, not a thousand.
+    //! When the connection is lost every stream says `Interrupted`; the shared task
+    //! subscribes again (50 ms, doubling to 250 ms) and says `Resumed`. The connection closes
+    //! when the last stream is dropped.
 
-    use std::collections::HashMap;
-    use std::sync::{Arc, OnceLock, Weak};
-    use std::time::Duration;
-
+    use durable_core::shared::{Note, SharedFeeds};
     use durable_core::{Hint, HintStream, Result};
     use futures::StreamExt;
-    use tokio::sync::{Mutex, broadcast};
-    use tokio_stream::wrappers::BroadcastStream;
 
-    use super::RedisBackend;
+    use super::{NAME, RedisBackend};
 
-    #[derive(Clone, Copy, Debug)]
-    enum Note {
-        Hint(Hint),
-        Lost,
-        Back,
-    }
-
-    struct Listener {
-        notes: broadcast::Sender<Note>,
-        task: tokio::task::AbortHandle,
-    }
-
-    impl Drop for Listener {
-        fn drop(&mut self) {
-            self.task.abort();
-        }
-    }
-
-    type Registry = Mutex<HashMap<(String, String), Weak<Listener>>>;
-
-    fn registry() -> &'static Registry {
-        static REGISTRY: OnceLock<Registry> = OnceLock::new();
-        REGISTRY.get_or_init(Registry::default)
-    }
-
-    async fn shared(backend: &RedisBackend) -> Result<Arc<Listener>> {
-        let mut registry = registry().lock().await;
-        registry.retain(|_, listener| listener.strong_count() > 0);
-        let key = (backend.shared.url.clone(), backend.keys.channel.clone());
-        if let Some(listener) = registry.get(&key).and_then(Weak::upgrade) {
-            return Ok(listener);
-        }
-        let hints = backend.subscribe_once().await?;
-        let notes = broadcast::channel(1024).0;
-        let task = tokio::spawn(follow(backend.clone(), hints, notes.clone())).abort_handle();
-        let listener = Arc::new(Listener { notes, task });
-        registry.insert(key, Arc::downgrade(&listener));
-        Ok(listener)
-    }
-
-    async fn follow(backend: RedisBackend, mut hints: HintStream, notes: broadcast::Sender<Note>) {
-        loop {
-            match hints.next().await {
-                Some(hint) => {
-                    let _ = notes.send(Note::Hint(hint));
-                }
-                None => {
-                    tracing::debug!(namespace = %backend.keys.namespace, "durable-redis: the shared subscription was lost");
-                    let _ = notes.send(Note::Lost);
-                    let mut delay = Duration::from_millis(50);
-                    hints = loop {
-                        tokio::time::sleep(delay).await;
-                        match backend.subscribe_once().await {
-                            Ok(hints) => break hints,
-                            Err(_) => delay = (delay * 2).min(Duration::from_millis(250)),
-                        }
-                    };
-                    let _ = notes.send(Note::Back);
-                }
-            }
-        }
-    }
+    static FEEDS: SharedFeeds<Hint> = SharedFeeds::new(NAME);
 
     pub(super) async fn subscribe(backend: &RedisBackend) -> Result<HintStream> {
-        let listener = shared(backend).await?;
-        let notes = BroadcastStream::new(listener.notes.subscribe());
-        let hints = notes.map(move |note| {
-            // The stream holds the shared listener: the last stream dropped closes it.
-            let _alive = &listener;
-            match note {
-                Ok(Note::Hint(hint)) => hint,
-                Ok(Note::Lost) => Hint::Interrupted,
-                Ok(Note::Back) => Hint::Resumed,
-                // Missed notes: look for yourself.
-                Err(_) => Hint::Resumed,
-            }
-        });
-        Ok(Box::pin(hints))
+        let key = format!("{}\n{}", backend.shared.url, backend.keys.channel);
+        let backend = backend.clone();
+        let connect = move || {
+            let backend = backend.clone();
+            async move { backend.subscribe_once().await }
+        };
+        let notes = FEEDS.subscribe(key, connect).await?;
+        Ok(Box::pin(notes.map(|note| match note {
+            Note::Message(hint) => hint,
+            Note::Lost => Hint::Interrupted,
+            Note::Back => Hint::Resumed,
+        })))
     }
 }

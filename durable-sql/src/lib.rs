@@ -741,93 +741,45 @@ impl Backend for SqlBackend {
 #[cfg(feature = "postgres")]
 mod listen {
     //! PostgreSQL change hints: one `LISTEN` connection per process for each database URL and
-    //! channel, shared by every dict of that process (PostgreSQL holds a connection per
-    //! listener, and a thousand dicts must not cost a thousand connections). Each
-    //! subscriber's stream keeps the notifications of its own namespace. When the connection
-    //! is lost (notifications sent meanwhile are gone), every stream says `Interrupted`; the
-    //! shared task reconnects (50 ms, doubling to 250 ms) and says `Resumed`, and each dict
-    //! then checks the store. The connection closes when the last stream is dropped.
+    //! channel, shared by every dict of that process (through durable-core's `SharedFeeds`:
+    //! PostgreSQL holds a connection per listener, and a thousand dicts must not cost a
+    //! thousand connections). Each subscriber's stream keeps the notifications of its own
+    //! namespace. When the connection is lost (notifications sent meanwhile are gone), every
+    //! stream says `Interrupted`; the shared task reconnects (50 ms, doubling to 250 ms) and
+    //! says `Resumed`, and each dict then checks the store. The connection closes when the
+    //! last stream is dropped.
 
-    use std::collections::HashMap;
-    use std::sync::{Arc, OnceLock, Weak};
+    use std::sync::Arc;
     use std::time::Duration;
 
+    use durable_core::shared::{Note, SharedFeeds};
     use durable_core::{Hint, HintStream};
     use futures::StreamExt;
+    use futures::stream::BoxStream;
     use sqlx::postgres::{PgListener, PgPool};
-    use tokio::sync::{Mutex, broadcast};
-    use tokio_stream::wrappers::BroadcastStream;
 
-    #[derive(Clone, Debug)]
-    enum Note {
-        /// A notification's payload: `"<version> <namespace>"`.
-        Payload(Arc<str>),
-        Lost,
-        Back,
-    }
+    /// Notification payloads, `"<version> <namespace>"`, by database URL and channel.
+    static FEEDS: SharedFeeds<Arc<str>> = SharedFeeds::new("postgres");
 
-    /// One shared LISTEN connection: its task, and the notes it sends to every subscriber.
-    struct Listener {
-        notes: broadcast::Sender<Note>,
-        task: tokio::task::AbortHandle,
-    }
+    /// How long one attempt to open the `LISTEN` connection may take.
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-    impl Drop for Listener {
-        fn drop(&mut self) {
-            self.task.abort();
-        }
-    }
-
-    type Registry = Mutex<HashMap<(String, String), Weak<Listener>>>;
-
-    fn registry() -> &'static Registry {
-        static REGISTRY: OnceLock<Registry> = OnceLock::new();
-        REGISTRY.get_or_init(Registry::default)
-    }
-
-    async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.ignore_pool_close_event(true);
-        listener.listen(channel).await?;
-        Ok(listener)
-    }
-
-    async fn shared(pool: &PgPool, url: &str, channel: &str) -> Result<Arc<Listener>, sqlx::Error> {
-        let mut registry = registry().lock().await;
-        registry.retain(|_, listener| listener.strong_count() > 0);
-        let key = (url.to_owned(), channel.to_owned());
-        if let Some(listener) = registry.get(&key).and_then(Weak::upgrade) {
-            return Ok(listener);
-        }
-        let connection = listen(pool, channel).await?;
-        let notes = broadcast::channel(1024).0;
-        let task = tokio::spawn(follow(connection, pool.clone(), channel.to_owned(), notes.clone())).abort_handle();
-        let listener = Arc::new(Listener { notes, task });
-        registry.insert(key, Arc::downgrade(&listener));
-        Ok(listener)
-    }
-
-    async fn follow(mut connection: PgListener, pool: PgPool, channel: String, notes: broadcast::Sender<Note>) {
-        loop {
-            match connection.try_recv().await {
-                Ok(Some(notification)) => {
-                    let _ = notes.send(Note::Payload(notification.payload().into()));
-                }
-                Ok(None) | Err(_) => {
-                    tracing::debug!(channel = %channel, "durable-sql: the shared LISTEN connection was lost");
-                    let _ = notes.send(Note::Lost);
-                    let mut delay = Duration::from_millis(50);
-                    connection = loop {
-                        tokio::time::sleep(delay).await;
-                        match tokio::time::timeout(Duration::from_secs(5), listen(&pool, &channel)).await {
-                            Ok(Ok(connection)) => break connection,
-                            _ => delay = (delay * 2).min(Duration::from_millis(250)),
-                        }
-                    };
-                    let _ = notes.send(Note::Back);
-                }
-            }
-        }
+    async fn listen(pool: PgPool, channel: String) -> Result<BoxStream<'static, Arc<str>>, sqlx::Error> {
+        let connecting = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.ignore_pool_close_event(true);
+            listener.listen(&channel).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let listener = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await.map_err(|_| {
+            sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "opening the LISTEN connection"))
+        })??;
+        // The stream ends when the connection is lost (`Ok(None)` or an error).
+        let payloads = futures::stream::unfold(listener, |mut listener| async move {
+            let notification = listener.try_recv().await.ok()??;
+            Some((Arc::<str>::from(notification.payload()), listener))
+        });
+        Ok(payloads.boxed())
     }
 
     pub(crate) async fn subscribe(
@@ -836,20 +788,17 @@ mod listen {
         channel: &str,
         namespace: &str,
     ) -> Result<HintStream, sqlx::Error> {
-        let listener = shared(pool, url, channel).await?;
-        let notes = BroadcastStream::new(listener.notes.subscribe());
+        let (pool, channel_name) = (pool.clone(), channel.to_owned());
+        let connect = move || listen(pool.clone(), channel_name.clone());
+        let notes = FEEDS.subscribe(format!("{url}\n{channel}"), connect).await?;
         let namespace: Arc<str> = namespace.into();
         let hints = notes.filter_map(move |note| {
-            // The stream holds the shared listener: the last stream dropped closes it.
-            let _alive = &listener;
             let hint = match note {
-                Ok(Note::Payload(payload)) => {
+                Note::Message(payload) => {
                     parse(&payload, &namespace).map(|version| Hint::Changed { version: Some(version) })
                 }
-                Ok(Note::Lost) => Some(Hint::Interrupted),
-                Ok(Note::Back) => Some(Hint::Resumed),
-                // Missed notes: look for yourself.
-                Err(_) => Some(Hint::Resumed),
+                Note::Lost => Some(Hint::Interrupted),
+                Note::Back => Some(Hint::Resumed),
             };
             std::future::ready(hint)
         });
