@@ -54,7 +54,9 @@
 //! expires, the backend builds a new session, re-creates the watch and says `Resumed`; the
 //! application sees nothing but a staleness window. Every operation is bounded by the
 //! operation timeout (default 5 s) and fails with `Error::Timeout` or
-//! `Error::StoreUnavailable` meanwhile — never hangs.
+//! `Error::StoreUnavailable` meanwhile — never hangs. A full or delta read is one request
+//! per key, pipelined 1,000 at a time; the timeout bounds each batch, so a reload of 100k
+//! keys (about 3–5 s on loopback) is not cut off while the store keeps answering.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -70,6 +72,8 @@ use zookeeper_client as zk;
 
 /// Default bound on every operation.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many reads a full or delta read keeps in flight at once; see `ZkBackend::read_many`.
+const READ_BATCH: usize = 1_000;
 /// Default ZooKeeper session timeout.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default largest value accepted, under ZooKeeper's default 1 MB request limit.
@@ -94,7 +98,9 @@ pub struct ZkBackendBuilder {
 }
 
 impl ZkBackendBuilder {
-    /// Bound on every operation, connecting included (default 5 s).
+    /// Bound on every operation, connecting included (default 5 s). A full or delta read,
+    /// one request per key, is bounded per batch of 1,000 pipelined reads instead, so a big
+    /// namespace's reload is cut off when the store stops answering, not for its size.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -566,12 +572,35 @@ impl ZkBackend {
         format!("{}/{key}", self.shared.config.ns_path)
     }
 
+    /// Runs a whole operation within the operation timeout.
     async fn run<T>(&self, operation: &'static str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        self.bounded(operation, call).await?
+    }
+
+    /// Waits for one answer from the store (a request, or one batch of pipelined requests)
+    /// within the operation timeout.
+    async fn bounded<F: std::future::Future>(&self, operation: &'static str, call: F) -> Result<F::Output> {
         let after = self.shared.config.timeout;
-        match tokio::time::timeout(after, call).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout { backend: NAME, operation, after }),
+        tokio::time::timeout(after, call).await.map_err(|_| Error::Timeout { backend: NAME, operation, after })
+    }
+
+    /// Reads `keys` ([`None`] for one deleted meanwhile), [`READ_BATCH`] requests in flight
+    /// at a time. The operation timeout bounds each batch, so reading a big namespace is cut
+    /// off when the store stops answering, not for its size.
+    async fn read_many<'k>(
+        &self,
+        operation: &'static str,
+        client: &zk::Client,
+        keys: &'k [String],
+    ) -> Result<Vec<(&'k String, Option<Vec<u8>>)>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for batch in keys.chunks(READ_BATCH) {
+            let reads = batch.iter().map(|key| async move { (key, self.read(client, key).await) });
+            for (key, read) in self.bounded(operation, futures::future::join_all(reads)).await? {
+                found.push((key, read?.map(|(data, _)| data)));
+            }
         }
+        Ok(found)
     }
 
     /// Commits `multi` + the namespace bump; returns the new version, or which operation
@@ -681,41 +710,36 @@ impl Backend for ZkBackend {
     }
 
     async fn durables(&self) -> Result<Durables> {
-        let work = async {
-            let client = self.shared.state.client();
-            for _ in 0..MAX_ATTEMPTS {
-                // Every change whose event is processed after this point is re-fetched by
-                // the next delta; every earlier one is in what we read now.
-                let (epoch, seq) = {
-                    let tracker = self.shared.state.tracker();
-                    (tracker.epoch, tracker.seq)
-                };
-                let (children, before) = match client.get_children(self.path()).await {
-                    Ok(found) => found,
-                    Err(zk::Error::NoNode) => return Ok(Durables::default()),
-                    Err(err) => return Err(map_error(err)),
-                };
-                let reads = children.iter().map(|key| {
-                    let client = &client;
-                    async move { (key, self.read(client, key).await) }
-                });
-                let mut entries = Vec::with_capacity(children.len());
-                for (key, read) in futures::future::join_all(reads).await {
-                    if let Some((data, _)) = read? {
-                        entries.push((key.clone(), Bytes::from(data)));
-                    }
-                }
-                let after = client.check_stat(self.path()).await.map_err(map_error)?;
-                if after.map(|stat| stat.version) != Some(before.version) {
-                    continue; // A mutation landed during the read: read again.
-                }
-                let version = to_version(before.version);
-                self.shared.state.tracker().anchor(epoch, version, seq);
-                return Ok(Durables { entries, version });
+        const OPERATION: &str = "durables";
+        let client = self.shared.state.client();
+        for _ in 0..MAX_ATTEMPTS {
+            // Every change whose event is processed after this point is re-fetched by the
+            // next delta; every earlier one is in what we read now.
+            let (epoch, seq) = {
+                let tracker = self.shared.state.tracker();
+                (tracker.epoch, tracker.seq)
+            };
+            let (children, before) = match self.bounded(OPERATION, client.get_children(self.path())).await {
+                Ok(Ok(found)) => found,
+                Ok(Err(zk::Error::NoNode)) => return Ok(Durables::default()),
+                Ok(Err(err)) => return Err(map_error(err)),
+                Err(timeout) => return Err(timeout),
+            };
+            let entries = self
+                .read_many(OPERATION, &client, &children)
+                .await?
+                .into_iter()
+                .filter_map(|(key, data)| Some((key.clone(), Bytes::from(data?))))
+                .collect();
+            let after = self.bounded(OPERATION, client.check_stat(self.path())).await?.map_err(map_error)?;
+            if after.map(|stat| stat.version) != Some(before.version) {
+                continue; // A mutation landed during the read: read again.
             }
-            Err(Error::store(NAME, "the namespace kept changing during a full read"))
-        };
-        self.run("durables", work).await
+            let version = to_version(before.version);
+            self.shared.state.tracker().anchor(epoch, version, seq);
+            return Ok(Durables { entries, version });
+        }
+        Err(Error::store(NAME, "the namespace kept changing during a full read"))
     }
 
     async fn last_updated(&self) -> Result<Version> {
@@ -791,57 +815,52 @@ impl Backend for ZkBackend {
     }
 
     async fn changes_since(&self, since: Version) -> Result<Changes> {
-        let work = async {
-            let state = &self.shared.state;
-            let client = state.client();
-            let (epoch, anchor) = {
-                let tracker = state.tracker();
-                match tracker.anchors.get(&since) {
-                    Some(anchor) => (tracker.epoch, *anchor),
-                    None => return Ok(Changes::TooOld),
-                }
-            };
-            for _ in 0..MAX_ATTEMPTS {
-                let Some(now) = client.check_stat(self.path()).await.map_err(map_error)? else {
-                    return Ok(Changes::TooOld);
-                };
-                let version = to_version(now.version);
-                if version < since {
-                    return Ok(Changes::TooOld);
-                }
-                // ZooKeeper delivers the events of every change up to `now` before the reply
-                // to the stat read: process them all, so that none can be missed.
-                state.drain().await;
-                let (keys, covered) = {
-                    let tracker = state.tracker();
-                    if tracker.epoch != epoch {
-                        return Ok(Changes::TooOld);
-                    }
-                    let keys: Vec<String> =
-                        tracker.changed.iter().filter(|(_, seq)| **seq > anchor).map(|(key, _)| key.clone()).collect();
-                    (keys, tracker.seq)
-                };
-                let reads = keys.iter().map(|key| {
-                    let client = &client;
-                    async move { (key, self.read(client, key).await) }
-                });
-                let mut changes = Vec::with_capacity(keys.len());
-                for (key, read) in futures::future::join_all(reads).await {
-                    let value = read?.map(|(data, _)| Bytes::from(data));
-                    changes.push(KeyChange { key: key.clone(), value, version });
-                }
-                // A mutation that landed during the reads could show in some keys and not
-                // others (an insert_many half seen): read again.
-                let after = client.check_stat(self.path()).await.map_err(map_error)?;
-                if after.map(|stat| stat.version) != Some(now.version) {
-                    continue;
-                }
-                state.tracker().anchor(epoch, version, covered);
-                return Ok(Changes::Delta { changes, version });
+        const OPERATION: &str = "changes_since";
+        let state = &self.shared.state;
+        let client = state.client();
+        let (epoch, anchor) = {
+            let tracker = state.tracker();
+            match tracker.anchors.get(&since) {
+                Some(anchor) => (tracker.epoch, *anchor),
+                None => return Ok(Changes::TooOld),
             }
-            Ok(Changes::TooOld)
         };
-        self.run("changes_since", work).await
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(now) = self.bounded(OPERATION, client.check_stat(self.path())).await?.map_err(map_error)? else {
+                return Ok(Changes::TooOld);
+            };
+            let version = to_version(now.version);
+            if version < since {
+                return Ok(Changes::TooOld);
+            }
+            // ZooKeeper delivers the events of every change up to `now` before the reply to
+            // the stat read: process them all, so that none can be missed.
+            self.bounded(OPERATION, state.drain()).await?;
+            let (keys, covered) = {
+                let tracker = state.tracker();
+                if tracker.epoch != epoch {
+                    return Ok(Changes::TooOld);
+                }
+                let keys: Vec<String> =
+                    tracker.changed.iter().filter(|(_, seq)| **seq > anchor).map(|(key, _)| key.clone()).collect();
+                (keys, tracker.seq)
+            };
+            let changes = self
+                .read_many(OPERATION, &client, &keys)
+                .await?
+                .into_iter()
+                .map(|(key, data)| KeyChange { key: key.clone(), value: data.map(Bytes::from), version })
+                .collect();
+            // A mutation that landed during the reads could show in some keys and not others
+            // (an insert_many half seen): read again.
+            let after = self.bounded(OPERATION, client.check_stat(self.path())).await?.map_err(map_error)?;
+            if after.map(|stat| stat.version) != Some(now.version) {
+                continue;
+            }
+            state.tracker().anchor(epoch, version, covered);
+            return Ok(Changes::Delta { changes, version });
+        }
+        Ok(Changes::TooOld)
     }
 
     async fn watch(&self) -> Result<Option<HintStream>> {

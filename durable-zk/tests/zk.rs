@@ -220,3 +220,46 @@ async fn credentials_in_the_url_authenticate_the_session_and_are_never_shown() {
     dict.insert("k", json!(1)).await.unwrap();
     assert!(!format!("{backend:?} {dict:?}").contains("s3cret-pw"));
 }
+
+/// A full or delta read is one request per key. The operation timeout bounds each batch of
+/// pipelined reads, not the whole read, so a namespace big enough that reading it outlasts
+/// the timeout still loads — while a store that stops answering still fails within it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_outlasts_the_timeout_still_loads_while_the_store_answers() {
+    if !zk_available().await {
+        return;
+    }
+    const KEYS: usize = 30_000;
+    let ns = unique_namespace("big");
+    let writer = ZkBackend::connect(&zk_url(), &ns).await.unwrap();
+    let entries = |round: u8| (0..KEYS).map(move |i| (format!("k{i:05}"), durable_core::Bytes::from(vec![round; 8])));
+    let all: Vec<_> = entries(1).collect();
+    for part in all.chunks(1_000) {
+        writer.persist_many(part.to_vec()).await.unwrap();
+    }
+    // The timeout is a third of what one full read takes here, whatever this machine's speed.
+    let started = std::time::Instant::now();
+    assert_eq!(writer.durables().await.unwrap().entries.len(), KEYS);
+    let timeout = started.elapsed() / 3;
+
+    let reader = ZkBackend::builder(&zk_url()).timeout(timeout).connect(&ns).await.unwrap();
+    let started = std::time::Instant::now();
+    let loaded = reader.durables().await.unwrap();
+    assert!(started.elapsed() > timeout, "the read took {:?}, not over {timeout:?}", started.elapsed());
+    assert_eq!(loaded.entries.len(), KEYS);
+    assert!(loaded.entries.iter().all(|(_, value)| value[..] == [1; 8]));
+
+    let changed: Vec<_> = entries(2).collect();
+    for part in changed.chunks(1_000) {
+        writer.persist_many(part.to_vec()).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    match reader.changes_since(loaded.version).await.unwrap() {
+        durable_core::Changes::Delta { changes, .. } => {
+            assert_eq!(changes.len(), KEYS);
+            assert!(changes.iter().all(|change| change.value.as_deref() == Some(&[2u8; 8][..])));
+        }
+        other => panic!("expected every key in one delta, got {other:?}"),
+    }
+    assert!(started.elapsed() > timeout, "the delta took {:?}, not over {timeout:?}", started.elapsed());
+}
