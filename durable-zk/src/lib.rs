@@ -72,8 +72,9 @@ use zookeeper_client as zk;
 
 /// Default bound on every operation.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How many reads a full or delta read keeps in flight at once; see `ZkBackend::read_many`.
-const READ_BATCH: usize = 1_000;
+/// How many requests a read or write of many keys keeps in flight at once; see
+/// `ZkBackend::batched`.
+const BATCH: usize = 1_000;
 /// Default ZooKeeper session timeout.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default largest value accepted, under ZooKeeper's default 1 MB request limit.
@@ -584,23 +585,25 @@ impl ZkBackend {
         tokio::time::timeout(after, call).await.map_err(|_| Error::Timeout { backend: NAME, operation, after })
     }
 
-    /// Reads `keys` ([`None`] for one deleted meanwhile), [`READ_BATCH`] requests in flight
-    /// at a time. The operation timeout bounds each batch, so reading a big namespace is cut
-    /// off when the store stops answering, not for its size.
-    async fn read_many<'k>(
+    /// Makes one request per item, [`BATCH`] of them in flight at a time, and returns the
+    /// answers in order. The operation timeout bounds each batch, so going through a big
+    /// namespace is cut off when the store stops answering, not for its size.
+    async fn batched<'i, I, T, Fut>(
         &self,
         operation: &'static str,
-        client: &zk::Client,
-        keys: &'k [String],
-    ) -> Result<Vec<(&'k String, Option<Vec<u8>>)>> {
-        let mut found = Vec::with_capacity(keys.len());
-        for batch in keys.chunks(READ_BATCH) {
-            let reads = batch.iter().map(|key| async move { (key, self.read(client, key).await) });
-            for (key, read) in self.bounded(operation, futures::future::join_all(reads)).await? {
-                found.push((key, read?.map(|(data, _)| data)));
+        items: &'i [I],
+        call: impl Fn(&'i I) -> Fut,
+    ) -> Result<Vec<T>>
+    where
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut answers = Vec::with_capacity(items.len());
+        for batch in items.chunks(BATCH) {
+            for answer in self.bounded(operation, futures::future::join_all(batch.iter().map(&call))).await? {
+                answers.push(answer?);
             }
         }
-        Ok(found)
+        Ok(answers)
     }
 
     /// Commits `multi` + the namespace bump; returns the new version, or which operation
@@ -641,23 +644,23 @@ impl ZkBackend {
     }
 
     /// Writes `entries` as one mutation, creating or overwriting each key's znode.
-    async fn write_all(&self, entries: &[(String, Bytes)]) -> Result<Version> {
+    async fn write_all(&self, operation: &'static str, entries: &[(String, Bytes)]) -> Result<Version> {
         let client = self.shared.state.client();
+        let paths: Vec<String> = entries.iter().map(|(key, _)| self.key_path(key)).collect();
         for _ in 0..MAX_ATTEMPTS {
-            let existing: std::collections::HashSet<String> = match client.list_children(self.path()).await {
-                Ok(children) => children.into_iter().collect(),
-                Err(zk::Error::NoNode) => Default::default(),
-                Err(err) => return Err(map_error(err)),
-            };
-            let paths: Vec<String> = entries.iter().map(|(key, _)| self.key_path(key)).collect();
+            // Which of these keys exist: one request per key written, whatever the
+            // namespace's size.
+            let existing = self
+                .batched(operation, &paths, |path| async { client.check_stat(path).await.map_err(map_error) })
+                .await?;
             let ops: Vec<Op<'_>> = entries
                 .iter()
                 .zip(&paths)
-                .map(
-                    |((key, value), path)| {
-                        if existing.contains(key) { Op::Set(path, value, None) } else { Op::Create(path, value) }
-                    },
-                )
+                .zip(existing)
+                .map(|(((_, value), path), stat)| match stat {
+                    Some(_) => Op::Set(path, value, None),
+                    None => Op::Create(path, value),
+                })
                 .collect();
             match self.commit(&client, &ops).await {
                 Ok(version) => return Ok(version),
@@ -692,7 +695,7 @@ impl Backend for ZkBackend {
 
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
         self.check_key(key)?;
-        self.run("persist", self.write_all(&[(key.to_owned(), value)])).await
+        self.run("persist", self.write_all("persist", &[(key.to_owned(), value)])).await
     }
 
     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
@@ -725,11 +728,11 @@ impl Backend for ZkBackend {
                 Ok(Err(err)) => return Err(map_error(err)),
                 Err(timeout) => return Err(timeout),
             };
-            let entries = self
-                .read_many(OPERATION, &client, &children)
-                .await?
-                .into_iter()
-                .filter_map(|(key, data)| Some((key.clone(), Bytes::from(data?))))
+            let reads = self.batched(OPERATION, &children, |key| self.read(&client, key)).await?;
+            let entries = children
+                .iter()
+                .zip(reads)
+                .filter_map(|(key, read)| Some((key.clone(), Bytes::from(read?.0))))
                 .collect();
             let after = self.bounded(OPERATION, client.check_stat(self.path())).await?.map_err(map_error)?;
             if after.map(|stat| stat.version) != Some(before.version) {
@@ -773,7 +776,7 @@ impl Backend for ZkBackend {
         if unique.is_empty() {
             return self.last_updated().await;
         }
-        self.run("persist_many", self.write_all(&unique)).await
+        self.run("persist_many", self.write_all("persist_many", &unique)).await
     }
 
     async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
@@ -845,11 +848,15 @@ impl Backend for ZkBackend {
                     tracker.changed.iter().filter(|(_, seq)| **seq > anchor).map(|(key, _)| key.clone()).collect();
                 (keys, tracker.seq)
             };
-            let changes = self
-                .read_many(OPERATION, &client, &keys)
-                .await?
-                .into_iter()
-                .map(|(key, data)| KeyChange { key: key.clone(), value: data.map(Bytes::from), version })
+            let reads = self.batched(OPERATION, &keys, |key| self.read(&client, key)).await?;
+            let changes = keys
+                .iter()
+                .zip(reads)
+                .map(|(key, read)| KeyChange {
+                    key: key.clone(),
+                    value: read.map(|(data, _)| Bytes::from(data)),
+                    version,
+                })
                 .collect();
             // A mutation that landed during the reads could show in some keys and not others
             // (an insert_many half seen): read again.
