@@ -1,7 +1,7 @@
 //! `SyncLayer` (feature `tower`): sync once per request, and hand the request one snapshot.
 //!
 //! Before each request the layer syncs the dict — free while change hints are healthy and
-//! nothing changed (then the layer adds no allocation and no await of its own, through
+//! nothing changed (then the layer adds no boxed future and no await of its own, through
 //! [`DurableDict::fresh_snapshot`]), otherwise a [`DurableDict::sync`]: one cheap round trip,
 //! shared by all concurrent requests — and puts the dict's [`Snapshot`] into the request's
 //! extensions, so every read
