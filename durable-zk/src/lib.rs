@@ -56,7 +56,7 @@
 //! operation timeout (default 5 s) and fails with `Error::Timeout` or
 //! `Error::StoreUnavailable` meanwhile — never hangs. A full or delta read is one request
 //! per key, pipelined 1,000 at a time; the timeout bounds each batch, so a reload of 100k
-//! keys (about 3–5 s on loopback) is not cut off while the store keeps answering.
+//! keys (6–9 s on the benchmark's 2-core machine) is not cut off while the store answers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -613,6 +613,20 @@ impl ZkBackend {
         client: &zk::Client,
         ops: &[Op<'_>],
     ) -> std::result::Result<Version, (Option<usize>, zk::Error)> {
+        // A request made while the session is disconnected waits in the client and is sent
+        // if that session reconnects — long after this call has failed with a timeout. A
+        // failed write must not land later: while disconnected, fail at once, send nothing.
+        let refusal = match client.state() {
+            zk::SessionState::SyncConnected => None,
+            zk::SessionState::ConnectedReadOnly => Some(zk::Error::NotReadOnly),
+            zk::SessionState::Expired => Some(zk::Error::SessionExpired),
+            zk::SessionState::AuthFailed => Some(zk::Error::AuthFailed),
+            zk::SessionState::Closed => Some(zk::Error::ClientClosed),
+            _ => Some(zk::Error::ConnectionLoss),
+        };
+        if let Some(err) = refusal {
+            return Err((None, err));
+        }
         let mut writer = client.new_multi_writer();
         let ns = self.shared.config.ns_path.as_str();
         let add = |writer: &mut zk::MultiWriter<'_>, op: &Op<'_>| match op {
@@ -722,11 +736,10 @@ impl Backend for ZkBackend {
                 let tracker = self.shared.state.tracker();
                 (tracker.epoch, tracker.seq)
             };
-            let (children, before) = match self.bounded(OPERATION, client.get_children(self.path())).await {
-                Ok(Ok(found)) => found,
-                Ok(Err(zk::Error::NoNode)) => return Ok(Durables::default()),
-                Ok(Err(err)) => return Err(map_error(err)),
-                Err(timeout) => return Err(timeout),
+            let (children, before) = match self.bounded(OPERATION, client.get_children(self.path())).await? {
+                Ok(found) => found,
+                Err(zk::Error::NoNode) => return Ok(Durables::default()),
+                Err(err) => return Err(map_error(err)),
             };
             let reads = self.batched(OPERATION, &children, |key| self.read(&client, key)).await?;
             let entries = children
