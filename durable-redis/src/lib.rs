@@ -63,6 +63,10 @@
 //! node sends `sunsubscribe` and is treated the same way. Every dict hears `Interrupted`
 //! (a refreshing dict then checks the store every 250 ms) and, once the subscription is
 //! made again from the cluster's new layout, `Resumed` and a resync — never a stale dict.
+//! Redis replicates asynchronously: a write the master acknowledged but had not yet sent to
+//! its replica is lost when the replica takes over, and after the resync the dicts show the
+//! store as the new master has it, without that write. (The failover test waits for the
+//! replica before killing the master, so that it tests the dict, not Redis's replication.)
 //! Tested (`tests/cluster.rs`): the conformance suite on a 3-master, 3-replica cluster; a
 //! master killed under live dicts (writes resumed about 4.5 s later with a 2 s
 //! `cluster-node-timeout`; the reader had the next change within milliseconds of that);

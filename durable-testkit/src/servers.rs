@@ -487,6 +487,33 @@ impl OwnCluster {
         }
     }
 
+    /// Waits until every replica of the master on `port` has acknowledged all it was sent
+    /// (the replication offsets `INFO replication` lists are the master's own), so that
+    /// killing the master loses nothing to Redis's asynchronous replication.
+    pub async fn wait_for_replicas(&self, port: u16) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let info = self.cli(port, &["info", "replication"]).await.unwrap_or_default();
+            let field = |line: &str, name: &str| {
+                line.split([',', ':']).find_map(|part| part.strip_prefix(name)?.trim().parse::<u64>().ok())
+            };
+            let master: Option<u64> =
+                info.lines().find_map(|line| line.strip_prefix("master_repl_offset:")?.trim().parse().ok());
+            let replicas: Vec<u64> = info
+                .lines()
+                .filter(|line| line.starts_with("slave"))
+                .filter_map(|line| field(line, "offset="))
+                .collect();
+            if let Some(master) = master {
+                if !replicas.is_empty() && replicas.iter().all(|offset| *offset >= master) {
+                    return;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "the replicas of {port} never caught up:\n{info}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Kills the node on `port` (SIGKILL).
     pub async fn kill(&mut self, port: u16) {
         let i = self.ports.iter().position(|p| *p == port).expect("a node of this cluster");
