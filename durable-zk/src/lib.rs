@@ -54,9 +54,11 @@
 //! expires, the backend builds a new session, re-creates the watch and says `Resumed`; the
 //! application sees nothing but a staleness window. Every operation is bounded by the
 //! operation timeout (default 5 s) and fails with `Error::Timeout` or
-//! `Error::StoreUnavailable` meanwhile — never hangs. A full or delta read is one request
-//! per key, pipelined 1,000 at a time; the timeout bounds each batch, so a reload of 100k
-//! keys (6–9 s on the benchmark's 2-core machine) is not cut off while the store answers.
+//! `Error::StoreUnavailable` meanwhile — never hangs. A full read of up to 1,000 keys is
+//! one atomic multi-read, which writers cannot starve; past that, and for a delta, it is one
+//! request per key, pipelined 1,000 at a time, retried if a write landed meanwhile. The
+//! timeout bounds each batch, so a reload of 100k keys (6–9 s on the benchmark's 2-core
+//! machine) is not cut off while the store answers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -657,6 +659,52 @@ impl ZkBackend {
         }
     }
 
+    /// Reads the namespace's children and version and the data of every key of `children`
+    /// in one multi-read, which ZooKeeper answers as of one moment: no write can land in
+    /// between, so a steady stream of writes cannot starve a full read. `None` when keys
+    /// came or went since `children` was listed (or the namespace is gone).
+    async fn read_at_once(&self, client: &zk::Client, children: &[String]) -> Result<Option<Durables>> {
+        use zk::MultiReadResult as Read;
+        let unexpected = |answer: Option<Read>| Error::store(NAME, format!("a multi-read answered {answer:?}"));
+        let mut reader = client.new_multi_reader();
+        reader.add_get_children(self.path()).map_err(map_error)?;
+        reader.add_get_data(self.path()).map_err(map_error)?;
+        for key in children {
+            reader.add_get_data(&self.key_path(key)).map_err(map_error)?;
+        }
+        let mut answers = self.bounded("durables", reader.commit()).await?.map_err(map_error)?.into_iter();
+        let mut now = match answers.next() {
+            Some(Read::Children { children }) => children,
+            Some(Read::Error { err: zk::Error::NoNode }) => return Ok(None),
+            other => return Err(unexpected(other)),
+        };
+        let version = match answers.next() {
+            Some(Read::Data { stat, .. }) => to_version(stat.version),
+            other => return Err(unexpected(other)),
+        };
+        if answers.len() != children.len() {
+            return Err(Error::store(
+                NAME,
+                format!("a multi-read of {} keys answered {}", children.len(), answers.len()),
+            ));
+        }
+        let mut listed: Vec<&String> = children.iter().collect();
+        listed.sort_unstable();
+        now.sort_unstable();
+        if !listed.into_iter().eq(now.iter()) {
+            return Ok(None);
+        }
+        let entries = children
+            .iter()
+            .zip(answers)
+            .map(|(key, answer)| match answer {
+                Read::Data { data, .. } => Ok((key.clone(), Bytes::from(data))),
+                other => Err(unexpected(Some(other))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Durables { entries, version }))
+    }
+
     /// Writes `entries` as one mutation, creating or overwriting each key's znode.
     async fn write_all(&self, operation: &'static str, entries: &[(String, Bytes)]) -> Result<Version> {
         let client = self.shared.state.client();
@@ -741,6 +789,19 @@ impl Backend for ZkBackend {
                 Err(zk::Error::NoNode) => return Ok(Durables::default()),
                 Err(err) => return Err(map_error(err)),
             };
+            if children.len() <= BATCH {
+                match self.read_at_once(&client, &children).await {
+                    Ok(Some(durables)) => {
+                        self.shared.state.tracker().anchor(epoch, durables.version, seq);
+                        return Ok(durables);
+                    }
+                    Ok(None) => continue, // Keys came or went since the listing: list again.
+                    Err(err) if err.is_unavailable() => return Err(err),
+                    // Refused by the server (an answer too large, an old server without
+                    // multi-read): read key by key instead.
+                    Err(err) => tracing::debug!(%err, "zookeeper multi-read refused; reading key by key"),
+                }
+            }
             let reads = self.batched(OPERATION, &children, |key| self.read(&client, key)).await?;
             let entries = children
                 .iter()

@@ -263,3 +263,41 @@ async fn a_read_that_outlasts_the_timeout_still_loads_while_the_store_answers() 
     }
     assert!(started.elapsed() > timeout, "the delta took {:?}, not over {timeout:?}", started.elapsed());
 }
+
+/// A full read is one atomic multi-read for a namespace of up to 1,000 keys, so writers
+/// that never pause cannot starve it: every read succeeds (key by key, each attempt would
+/// see a write land mid-read and give up after 64). Version and data agreeing is the
+/// conformance suite's `version_and_data_move_together`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_writers_cannot_starve_a_full_read() {
+    if !zk_available().await {
+        return;
+    }
+    let ns = unique_namespace("starve");
+    let reader = ZkBackend::connect(&zk_url(), &ns).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..3 {
+        let (backend, stop) = (ZkBackend::connect(&zk_url(), &ns).await.unwrap(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                backend.persist(&format!("w{w}"), n.to_string().into_bytes().into()).await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut last = 0;
+    for _ in 0..100 {
+        let read = reader.durables().await.expect("a full read under steady writes");
+        assert!(read.version >= last, "versions never go back");
+        last = read.version;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = 0;
+    for writer in writers {
+        written += writer.await.unwrap();
+    }
+    assert!(written > 100, "the writers kept writing meanwhile ({written} writes)");
+}
