@@ -237,10 +237,15 @@ async fn a_read_that_outlasts_the_timeout_still_loads_while_the_store_answers() 
     for part in all.chunks(1_000) {
         writer.persist_many(part.to_vec()).await.unwrap();
     }
-    // The timeout is a third of what one full read takes here, whatever this machine's speed.
-    let started = std::time::Instant::now();
-    assert_eq!(writer.durables().await.unwrap().entries.len(), KEYS);
-    let timeout = started.elapsed() / 3;
+    // The timeout is a third of what a full read takes here (the faster of two), whatever
+    // this machine's speed.
+    let mut fastest = Duration::MAX;
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        assert_eq!(writer.durables().await.unwrap().entries.len(), KEYS);
+        fastest = fastest.min(started.elapsed());
+    }
+    let timeout = fastest / 3;
 
     let reader = ZkBackend::builder(&zk_url()).timeout(timeout).connect(&ns).await.unwrap();
     let started = std::time::Instant::now();
