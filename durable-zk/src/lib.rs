@@ -54,12 +54,12 @@
 //! expires, the backend builds a new session, re-creates the watch and says `Resumed`; the
 //! application sees nothing but a staleness window. Every operation is bounded by the
 //! operation timeout (default 5 s) and fails with `Error::Timeout` or
-//! `Error::StoreUnavailable` meanwhile — never hangs. A full read of up to 1,000 keys is
-//! one atomic multi-read, which writers cannot starve; past that it is one multi-read per
-//! 1,000 keys, retried if a write landed meanwhile (a delta reads its changed keys one
-//! request each, pipelined 1,000 at a time). The timeout bounds each batch, not the whole
-//! read, so a big reload (100k keys: about 0.2 s on the benchmark's 2-core machine) is cut
-//! off when the store stops answering, not for its size.
+//! `Error::StoreUnavailable` meanwhile — never hangs. A full or delta read is one request
+//! per key, pipelined 1,000 at a time, and a full read is retried when a write landed
+//! meanwhile — then, for a namespace of up to 1,000 keys and 512 KB, as one atomic
+//! multi-read, which no writer can overtake. The timeout bounds each batch, not the whole
+//! read, so a reload of 100k keys (6–9 s on the benchmark's 2-core machine) is cut off when
+//! the store stops answering, not for its size.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -78,6 +78,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many requests a read or write of many keys keeps in flight at once; see
 /// `ZkBackend::batched`.
 const BATCH: usize = 1_000;
+/// The largest multi-read (request and answer) a full read makes: half of ZooKeeper's
+/// default 1 MB `jute.maxbuffer` (a server drops a client whose request is larger).
+const MULTI_READ_BYTES: usize = 512 * 1024;
 /// Default ZooKeeper session timeout.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default largest value accepted, under ZooKeeper's default 1 MB request limit.
@@ -706,40 +709,6 @@ impl ZkBackend {
         Ok(Some(Durables { entries, version }))
     }
 
-    /// The data of each of `keys` ([`None`] for one that does not exist) in one multi-read,
-    /// or key by key (pipelined) when the server refuses it: an answer too large, a server
-    /// older than 3.6.
-    async fn read_batch(&self, client: &zk::Client, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        const OPERATION: &str = "durables";
-        let mut reader = client.new_multi_reader();
-        for key in keys {
-            reader.add_get_data(&self.key_path(key)).map_err(map_error)?;
-        }
-        let refused = match self.bounded(OPERATION, reader.commit()).await? {
-            Ok(answers) if answers.len() == keys.len() => {
-                return answers
-                    .into_iter()
-                    .map(|answer| match answer {
-                        zk::MultiReadResult::Data { data, .. } => Ok(Some(data)),
-                        zk::MultiReadResult::Error { err: zk::Error::NoNode } => Ok(None),
-                        zk::MultiReadResult::Error { err } => Err(map_error(err)),
-                        other => Err(Error::store(NAME, format!("a multi-read answered {other:?}"))),
-                    })
-                    .collect();
-            }
-            Ok(answers) => {
-                Error::store(NAME, format!("a multi-read of {} keys answered {}", keys.len(), answers.len()))
-            }
-            Err(err) => map_error(err),
-        };
-        if refused.is_unavailable() {
-            return Err(refused);
-        }
-        tracing::debug!(%refused, "zookeeper multi-read refused; reading key by key");
-        let reads = self.batched(OPERATION, keys, |key| self.read(client, key)).await?;
-        Ok(reads.into_iter().map(|read| read.map(|(data, _)| data)).collect())
-    }
-
     /// Writes `entries` as one mutation, creating or overwriting each key's znode.
     async fn write_all(&self, operation: &'static str, entries: &[(String, Bytes)]) -> Result<Version> {
         let client = self.shared.state.client();
@@ -812,6 +781,9 @@ impl Backend for ZkBackend {
     async fn durables(&self) -> Result<Durables> {
         const OPERATION: &str = "durables";
         let client = self.shared.state.client();
+        // Set once a key-by-key read was overtaken by a write and the namespace is known to
+        // fit in one answer: then it is read in one multi-read, which no write can overtake.
+        let mut at_once = false;
         for _ in 0..MAX_ATTEMPTS {
             // Every change whose event is processed after this point is re-fetched by the
             // next delta; every earlier one is in what we read now.
@@ -824,32 +796,30 @@ impl Backend for ZkBackend {
                 Err(zk::Error::NoNode) => return Ok(Durables::default()),
                 Err(err) => return Err(map_error(err)),
             };
-            if children.len() <= BATCH {
-                match self.read_at_once(&client, &children).await {
-                    Ok(Some(durables)) => {
+            if at_once {
+                match self.read_at_once(&client, &children).await? {
+                    Some(durables) => {
                         self.shared.state.tracker().anchor(epoch, durables.version, seq);
                         return Ok(durables);
                     }
-                    Ok(None) => continue, // Keys came or went since the listing: list again.
-                    Err(err) if err.is_unavailable() => return Err(err),
-                    // Refused by the server (an answer too large, an old server without
-                    // multi-read): read key by key instead.
-                    Err(err) => tracing::debug!(%err, "zookeeper multi-read refused; reading key by key"),
+                    None => continue, // Keys came or went since the listing: list again.
                 }
             }
-            // Too many for one answer: a multi-read per batch, each batch as of one moment,
-            // and the version checked around them all.
-            let mut entries = Vec::with_capacity(children.len());
-            for batch in children.chunks(BATCH) {
-                for (key, data) in batch.iter().zip(self.read_batch(&client, batch).await?) {
-                    if let Some(data) = data {
-                        entries.push((key.clone(), Bytes::from(data)));
-                    }
-                }
-            }
+            let reads = self.batched(OPERATION, &children, |key| self.read(&client, key)).await?;
+            let entries: Vec<(String, Bytes)> = children
+                .iter()
+                .zip(reads)
+                .filter_map(|(key, read)| Some((key.clone(), Bytes::from(read?.0))))
+                .collect();
             let after = self.bounded(OPERATION, client.check_stat(self.path())).await?.map_err(map_error)?;
             if after.map(|stat| stat.version) != Some(before.version) {
-                continue; // A mutation landed during the read: read again.
+                // A mutation landed during the read: read again — at once if the request
+                // and its answer are safely small (per key: its path, its name, its data, a
+                // stat and framing).
+                let ns = self.shared.config.ns_path.len();
+                let size: usize = entries.iter().map(|(key, value)| ns + 2 * key.len() + value.len() + 100).sum();
+                at_once = children.len() <= BATCH && size <= MULTI_READ_BYTES;
+                continue;
             }
             let version = to_version(before.version);
             self.shared.state.tracker().anchor(epoch, version, seq);

@@ -306,3 +306,23 @@ async fn steady_writers_cannot_starve_a_full_read() {
     }
     assert!(written > 100, "the writers kept writing meanwhile ({written} writes)");
 }
+
+/// A namespace too big for one ZooKeeper answer (over 1 MB here) still loads: a multi-read
+/// of it would get the connection dropped, so it is read key by key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_bigger_than_one_answer_loads() {
+    if !zk_available().await {
+        return;
+    }
+    let ns = unique_namespace("wide");
+    let writer = ZkBackend::connect(&zk_url(), &ns).await.unwrap();
+    let entries: Vec<_> =
+        (0..300).map(|i| (format!("k{i:03}"), durable_core::Bytes::from(vec![i as u8; 4_096]))).collect();
+    for part in entries.chunks(50) {
+        writer.persist_many(part.to_vec()).await.unwrap();
+    }
+    let reader = ZkBackend::connect(&zk_url(), &ns).await.unwrap();
+    let mut loaded = reader.durables().await.unwrap().entries;
+    loaded.sort();
+    assert_eq!(loaded, entries);
+}
