@@ -28,18 +28,38 @@
 //! node's data, so a write and its version bump are one atomic step. Conditional mutations
 //! (pop, setdefault, compare-and-swap) read the key's znode first and make the multi
 //! conditional on its version (or on its absence), retrying when another writer got there
-//! first. `last_updated()` is one stat read. `durables()` reads the children, their data and
-//! the namespace node's version again, and re-reads when the version moved in between, so
-//! the version it reports is never newer than the data.
+//! first. `last_updated()` is one stat read.
 //!
-//! # The watch, deltas and durabledict's writers
+//! # Reads, the watch and deltas
 //!
-//! Each backend holds one persistent recursive watch (ZooKeeper 3.6+) on the namespace node.
-//! Its events name the changed key and carry the zxid of the change; the backend records,
-//! per key, the zxid of its latest change. `changes_since(v)` returns just the keys changed
-//! after the point the dict's last read at version `v` covered (waiting, briefly, for the
-//! events up to the current version to arrive), fetched in one pipelined round of reads.
-//! Every event is also a change hint for the dict.
+//! Each backend holds one persistent recursive watch (ZooKeeper 3.6+) on the namespace node;
+//! every event is also a change hint for the dict. ZooKeeper 3.8 sends no zxid with these
+//! events, so the backend numbers them in the order they arrive and records, per key, the
+//! number of its latest event.
+//!
+//! Reads are multi-reads (ZooKeeper 3.6+), which ZooKeeper answers as of one moment. A
+//! multi-read stays under half of ZooKeeper's 1 MB request limit (`jute.maxbuffer`; a
+//! server drops a client whose request is larger) and at most 2,000 keys, and a read of
+//! many keys aims to keep each answer under 4 MB, judged from the largest value seen so far.
+//!
+//! - **`durables()`** lists the children and reads them in as many multi-reads as that
+//!   takes — a 100k-key namespace in about 50 — and then *settles*.
+//! - **`changes_since(v)`** just settles, from the point the dict's last read at `v`
+//!   covered.
+//!
+//! Settling reads again, in one multi-read with the namespace node's version, every key
+//! whose event came after the read began; the other keys have not changed since they were
+//! read. The events of every change up to that multi-read's moment arrive before its answer.
+//! If the ones that came meanwhile name only keys it read, every key is at the version it
+//! read: a snapshot never shows half of an `insert_many`, and its version is never newer
+//! than its data. Otherwise it settles again from there, and from the second round on the
+//! multi-read lists the children too, so that a key added after that moment is known to
+//! have been absent at it.
+//!
+//! Each round reads what changed during the last one. Writers that never pause therefore
+//! cannot starve a read, of any size, whether they rewrite keys or keep adding new ones
+//! (`tests/zk.rs::steady_writers_cannot_starve_or_tear_a_read`). A delta costs one
+//! multi-read when nothing else changes meanwhile.
 //!
 //! durabledict's Python writers change key znodes without touching the namespace node, so
 //! the version does not move. They are seen through the watch: its hints make the dict ask
@@ -54,12 +74,9 @@
 //! expires, the backend builds a new session, re-creates the watch and says `Resumed`; the
 //! application sees nothing but a staleness window. Every operation is bounded by the
 //! operation timeout (default 5 s) and fails with `Error::Timeout` or
-//! `Error::StoreUnavailable` meanwhile — never hangs. A full or delta read is one request
-//! per key, pipelined 1,000 at a time, and a full read is retried when a write landed
-//! meanwhile — then, for a namespace of up to 1,000 keys and 512 KB, as one atomic
-//! multi-read, which no writer can overtake. The timeout bounds each batch, not the whole
-//! read, so a reload of 100k keys (6–9 s on the benchmark's 2-core machine) is cut off when
-//! the store stops answering, not for its size.
+//! `Error::StoreUnavailable` meanwhile — never hangs. The timeout bounds each request of a
+//! read, not the read as a whole, so a read of any size finishes while the store answers
+//! and fails within the timeout when it stops answering.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -75,12 +92,25 @@ use zookeeper_client as zk;
 
 /// Default bound on every operation.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How many requests a read or write of many keys keeps in flight at once; see
+/// How many requests a write of many keys keeps in flight at once; see
 /// `ZkBackend::batched`.
 const BATCH: usize = 1_000;
-/// The largest multi-read (request and answer) a full read makes: half of ZooKeeper's
-/// default 1 MB `jute.maxbuffer` (a server drops a client whose request is larger).
+/// The most keys one multi-read asks for.
+const MULTI_READ_KEYS: usize = 2_000;
+/// The largest multi-read request: half of ZooKeeper's default 1 MB `jute.maxbuffer` (a
+/// server drops a client whose request is larger).
 const MULTI_READ_BYTES: usize = 512 * 1024;
+/// What a read of many keys aims to keep each multi-read's answer under, judged from the
+/// largest value it has seen so far.
+const MULTI_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// The value size a read of many keys assumes before its first answer.
+const FIRST_VALUE_GUESS: usize = 16 * 1024;
+/// One `getData` in a multi-read, besides its path: operation header (type, done, error)
+/// 9 bytes, path length 4, watch flag 1.
+const MULTI_OP_BYTES: usize = 14;
+/// One `getData` answer in a multi-read, besides its data: operation header 9, data length
+/// 4, stat 68.
+const MULTI_ANSWER_OP_BYTES: usize = 81;
 /// Default ZooKeeper session timeout.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default largest value accepted, under ZooKeeper's default 1 MB request limit.
@@ -147,8 +177,8 @@ impl ZkBackendBuilder {
         let state = Arc::new(State {
             ns_path: config.ns_path.clone(),
             client: RwLock::new(client),
-            watcher: tokio::sync::Mutex::new(Some(watcher)),
-            drain: tokio::sync::Notify::new(),
+            watcher: Mutex::new(Some(watcher)),
+            repoll: tokio::sync::Notify::new(),
             tracker: Mutex::new(Tracker::default()),
             hints: broadcast::channel(1024).0,
             disconnected: std::sync::atomic::AtomicBool::new(false),
@@ -311,9 +341,9 @@ impl Config {
 
 /// What the watch has told this backend. Events are numbered in the order they arrive
 /// (ZooKeeper 3.8 sends no zxid with them; the order is the order of the changes). Every
-/// change whose event comes after an anchor's number is recorded in `changed` (per key, the
-/// number of its latest event) for as long as the `epoch` lasts; a disconnect ends the epoch
-/// and forgets everything, since events may have been lost.
+/// change whose event comes after an anchor's or a read's starting number is recorded in
+/// `changed` (per key, the number of its latest event) for as long as the `epoch` lasts; a
+/// disconnect ends the epoch and forgets everything, since events may have been lost.
 #[derive(Default)]
 struct Tracker {
     epoch: u64,
@@ -323,6 +353,9 @@ struct Tracker {
     /// Snapshot version → the event number up to which a read at that version covered
     /// every change.
     anchors: BTreeMap<Version, u64>,
+    /// The starting event numbers of the reads under way (see [`Pinned`]): what changed
+    /// after them is kept for them.
+    pins: Vec<u64>,
 }
 
 impl Tracker {
@@ -340,10 +373,37 @@ impl Tracker {
         while self.anchors.len() > MAX_ANCHORS {
             self.anchors.pop_first();
         }
-        // Changes at or before every anchor are covered everywhere: forget them.
-        if let Some(oldest) = self.anchors.values().min().copied() {
+        self.prune();
+    }
+
+    /// Forgets the changes at or before every anchor and every read under way: no one needs
+    /// them.
+    fn prune(&mut self) {
+        if let Some(oldest) = self.anchors.values().chain(&self.pins).min().copied() {
             self.changed.retain(|_, seq| *seq > oldest);
         }
+    }
+
+    /// The keys changed after event `from`.
+    fn changed_after(&self, from: u64) -> Vec<String> {
+        self.changed.iter().filter(|(_, seq)| **seq > from).map(|(key, _)| key.clone()).collect()
+    }
+}
+
+/// Keeps the changes after event `from` recorded while a read that started there is under
+/// way, whatever other reads anchor meanwhile.
+struct Pinned<'s> {
+    state: &'s State,
+    from: u64,
+}
+
+impl Drop for Pinned<'_> {
+    fn drop(&mut self) {
+        let mut tracker = self.state.tracker();
+        if let Some(at) = tracker.pins.iter().position(|pin| *pin == self.from) {
+            tracker.pins.swap_remove(at);
+        }
+        tracker.prune();
     }
 }
 
@@ -353,9 +413,12 @@ struct State {
     ns_path: String,
     client: RwLock<zk::Client>,
     /// The watch; `None` while a new session is being built.
-    watcher: tokio::sync::Mutex<Option<zk::PersistentWatcher>>,
-    /// Asks the follower to let go of the watcher so that `changes_since` can drain it.
-    drain: tokio::sync::Notify,
+    /// Held only to take an event and process it, so events are processed in order, one at
+    /// a time, by whichever of the follower and a reader gets there.
+    watcher: Mutex<Option<zk::PersistentWatcher>>,
+    /// Tells the follower to poll the watch again: a reader's [`State::drain`] took its
+    /// place as the one to wake.
+    repoll: tokio::sync::Notify,
     tracker: Mutex<Tracker>,
     hints: broadcast::Sender<Hint>,
     /// The session lost its connection and has not regained it.
@@ -372,6 +435,23 @@ impl State {
 
     fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
         self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The current epoch and the number of the last event, pinned (see [`Pinned`]).
+    fn pin(&self) -> (u64, Pinned<'_>) {
+        let mut tracker = self.tracker();
+        let from = tracker.seq;
+        tracker.pins.push(from);
+        (tracker.epoch, Pinned { state: self, from })
+    }
+
+    /// The current epoch and the event number that the read at `version` covered, pinned;
+    /// `None` when no read at `version` is remembered in this epoch.
+    fn pin_anchor(&self, version: Version) -> Option<(u64, Pinned<'_>)> {
+        let mut tracker = self.tracker();
+        let from = *tracker.anchors.get(&version)?;
+        tracker.pins.push(from);
+        Some((tracker.epoch, Pinned { state: self, from }))
     }
 
     fn hint(&self, hint: Hint) {
@@ -417,15 +497,15 @@ impl State {
         }
     }
 
-    /// Processes every event already delivered, without waiting for more.
-    async fn drain(&self) {
-        // The follower lets go when asked; ask again if another drainer got in first.
-        let mut watcher = loop {
-            self.drain.notify_one();
-            if let Ok(watcher) = tokio::time::timeout(Duration::from_millis(5), self.watcher.lock()).await {
-                break watcher;
-            }
-        };
+    fn watcher(&self) -> std::sync::MutexGuard<'_, Option<zk::PersistentWatcher>> {
+        self.watcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Processes every event already delivered, without waiting for more. ZooKeeper
+    /// delivers the events of every change before the answer to any later request, so after
+    /// an answer, this brings the tracker up to at least that request's moment.
+    fn drain(&self) {
+        let mut watcher = self.watcher();
         while let Some(active) = watcher.as_mut() {
             match futures::FutureExt::now_or_never(active.changed()) {
                 Some(event) => {
@@ -436,6 +516,28 @@ impl State {
                 None => break,
             }
         }
+        drop(watcher);
+        // Polling the watch here left a do-nothing waker in the follower's place.
+        self.repoll.notify_one();
+    }
+
+    /// Waits for the next event and processes it (under the watcher's lock, so that
+    /// [`State::drain`] never returns while an event it did not see is half processed).
+    /// `false` when there is no watch (a new session is being built).
+    async fn next_event(&self) -> bool {
+        std::future::poll_fn(|cx| {
+            let mut watcher = self.watcher();
+            let Some(active) = watcher.as_mut() else { return std::task::Poll::Ready(false) };
+            let event = match std::future::Future::poll(std::pin::pin!(active.changed()), cx) {
+                std::task::Poll::Ready(event) => event,
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            };
+            if !self.process(event) {
+                *watcher = None;
+            }
+            std::task::Poll::Ready(true)
+        })
+        .await
     }
 }
 
@@ -461,14 +563,14 @@ async fn follow(config: Arc<Config>, state: Arc<State>) {
     let mut backoff = RECONNECT_MIN;
     let mut probe_at: Option<tokio::time::Instant> = None;
     loop {
-        let mut watcher = state.watcher.lock().await;
-        if watcher.is_some() && state.disconnected.load(std::sync::atomic::Ordering::Acquire) {
+        let watching = state.watcher().is_some();
+        if watching && state.disconnected.load(std::sync::atomic::Ordering::Acquire) {
             probe_at.get_or_insert_with(|| tokio::time::Instant::now() + backoff);
-        } else if watcher.is_some() {
+        } else if watching {
             probe_at = None;
             backoff = RECONNECT_MIN;
         }
-        if let Some(active) = watcher.as_mut() {
+        if watching {
             let probe = async {
                 match probe_at {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -476,24 +578,13 @@ async fn follow(config: Arc<Config>, state: Arc<State>) {
                 }
             };
             tokio::select! {
-                event = active.changed() => {
-                    if !state.process(event) {
-                        *watcher = None;
-                    }
-                    continue;
-                }
-                // Let `changes_since` drain the watcher itself.
-                _ = state.drain.notified() => {
-                    drop(watcher);
-                    tokio::task::yield_now().await;
-                    continue;
-                }
+                // `false`: the session ended; build a new one.
+                watching = state.next_event() => if watching { continue },
+                _ = state.repoll.notified() => continue,
                 _ = probe => {}
             }
         }
-        // Build the new session without holding the watcher: drainers find it empty meanwhile.
-        let probing = watcher.is_some();
-        drop(watcher);
+        let probing = state.watcher().is_some();
         if probing && !config.reachable().await {
             // Still down: a TCP connect answers that at once, where a session would wait.
             probe_at = Some(tokio::time::Instant::now() + backoff);
@@ -505,7 +596,7 @@ async fn follow(config: Arc<Config>, state: Arc<State>) {
                 if let Ok(mut slot) = state.client.write() {
                     *slot = client;
                 }
-                *state.watcher.lock().await = Some(new_watcher);
+                *state.watcher() = Some(new_watcher);
                 state.disconnected.store(false, std::sync::atomic::Ordering::Release);
                 backoff = RECONNECT_MIN;
                 probe_at = None;
@@ -663,50 +754,187 @@ impl ZkBackend {
         }
     }
 
-    /// Reads the namespace's children and version and the data of every key of `children`
-    /// in one multi-read, which ZooKeeper answers as of one moment: no write can land in
-    /// between, so a steady stream of writes cannot starve a full read. `None` when keys
-    /// came or went since `children` was listed (or the namespace is gone).
-    async fn read_at_once(&self, client: &zk::Client, children: &[String]) -> Result<Option<Durables>> {
+    /// The request bytes of a multi-read of `key`'s data.
+    fn request_bytes(&self, key: &str) -> usize {
+        self.shared.config.ns_path.len() + 1 + key.len() + MULTI_OP_BYTES
+    }
+
+    /// Whether one multi-read can ask for the namespace node and every key of `keys`.
+    fn fits_one_request(&self, keys: &[String]) -> bool {
+        keys.len() < MULTI_READ_KEYS
+            && keys.iter().map(|key| self.request_bytes(key)).sum::<usize>() + self.request_bytes("")
+                <= MULTI_READ_BYTES
+    }
+
+    /// Sends one multi-read of the data of `paths`; a node that does not exist reads as
+    /// `None`.
+    async fn multi_read(
+        &self,
+        client: &zk::Client,
+        operation: &'static str,
+        paths: impl Iterator<Item = String>,
+    ) -> Result<Vec<Option<(Vec<u8>, zk::Stat)>>> {
+        let mut reader = client.new_multi_reader();
+        let mut asked = 0;
+        for path in paths {
+            reader.add_get_data(&path).map_err(map_error)?;
+            asked += 1;
+        }
+        let answers = self.bounded(operation, reader.commit()).await?.map_err(map_error)?;
+        if answers.len() != asked {
+            return Err(Error::store(NAME, format!("a multi-read of {asked} nodes answered {}", answers.len())));
+        }
+        answers
+            .into_iter()
+            .map(|answer| match answer {
+                zk::MultiReadResult::Data { data, stat } => Ok(Some((data, stat))),
+                zk::MultiReadResult::Error { err: zk::Error::NoNode } => Ok(None),
+                zk::MultiReadResult::Error { err } => Err(map_error(err)),
+                other => Err(Error::store(NAME, format!("a multi-read answered {other:?}"))),
+            })
+            .collect()
+    }
+
+    /// Reads the values of `keys` (`None`: no such key) in as few multi-reads as
+    /// ZooKeeper's request limit and a bound on each answer allow — not as of one moment:
+    /// each request is. The operation timeout bounds each request, so a read of any size
+    /// finishes while the store answers.
+    async fn read_many(
+        &self,
+        client: &zk::Client,
+        operation: &'static str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Bytes>>> {
+        let mut values = Vec::with_capacity(keys.len());
+        let mut largest: Option<usize> = None;
+        let mut rest = keys;
+        while !rest.is_empty() {
+            let answer_per_key = largest.unwrap_or(FIRST_VALUE_GUESS) + MULTI_ANSWER_OP_BYTES;
+            let (mut take, mut request, mut answer) = (0, 0, 0);
+            for key in rest {
+                let (more_request, more_answer) = (self.request_bytes(key), answer_per_key + key.len());
+                if take > 0
+                    && (take == MULTI_READ_KEYS
+                        || request + more_request > MULTI_READ_BYTES
+                        || answer + more_answer > MULTI_ANSWER_BYTES)
+                {
+                    break;
+                }
+                (take, request, answer) = (take + 1, request + more_request, answer + more_answer);
+            }
+            let (batch, tail) = rest.split_at(take);
+            rest = tail;
+            for read in self.multi_read(client, operation, batch.iter().map(|key| self.key_path(key))).await? {
+                let value = read.map(|(data, _)| Bytes::from(data));
+                let size = value.as_ref().map_or(0, Bytes::len);
+                largest = Some(largest.map_or(size, |largest| largest.max(size)));
+                values.push(value);
+            }
+        }
+        Ok(values)
+    }
+
+    /// Brings `values` — keys read, each at some moment after event `from` of `epoch` was
+    /// processed, plus the keys changed since — to one version of the namespace, and returns
+    /// it with the number of the event up to which it covers every change; `None` when the
+    /// epoch ended (events may have been lost).
+    ///
+    /// A key whose event came after `from` may have changed after it was read; the rest have
+    /// not changed since. So the keys changed after `from` are read again, with the
+    /// namespace node's version, in one multi-read, which ZooKeeper answers as of one
+    /// moment. The events of every change up to that moment arrive before the answer: if
+    /// the ones that came meanwhile name only keys just read, every key is at that version.
+    /// Otherwise the round is made again from there, and from the second round on the
+    /// multi-read also lists the namespace's children: a key that came meanwhile and is not
+    /// among them did not exist at that moment, so writers that keep adding new keys cannot
+    /// starve the read either. Each round reads what changed during the one before.
+    async fn settle(
+        &self,
+        client: &zk::Client,
+        operation: &'static str,
+        epoch: u64,
+        mut from: u64,
+        values: &mut HashMap<String, Option<Bytes>>,
+    ) -> Result<Option<(Version, u64)>> {
         use zk::MultiReadResult as Read;
         let unexpected = |answer: Option<Read>| Error::store(NAME, format!("a multi-read answered {answer:?}"));
-        let mut reader = client.new_multi_reader();
-        reader.add_get_children(self.path()).map_err(map_error)?;
-        reader.add_get_data(self.path()).map_err(map_error)?;
-        for key in children {
-            reader.add_get_data(&self.key_path(key)).map_err(map_error)?;
+        let state = &self.shared.state;
+        for round in 0..MAX_ATTEMPTS {
+            state.drain();
+            let (keys, seen) = {
+                let tracker = state.tracker();
+                if tracker.epoch != epoch {
+                    return Ok(None);
+                }
+                (tracker.changed_after(from), tracker.seq)
+            };
+            if !self.fits_one_request(&keys) {
+                // Too many changed keys for one request: read them in several, then settle
+                // what changed meanwhile.
+                let read = self.read_many(client, operation, &keys).await?;
+                values.extend(keys.into_iter().zip(read));
+                from = seen;
+                continue;
+            }
+            let listing = round > 0;
+            let mut reader = client.new_multi_reader();
+            reader.add_get_data(self.path()).map_err(map_error)?;
+            if listing {
+                reader.add_get_children(self.path()).map_err(map_error)?;
+            }
+            for key in &keys {
+                reader.add_get_data(&self.key_path(key)).map_err(map_error)?;
+            }
+            let mut answers = self.bounded(operation, reader.commit()).await?.map_err(map_error)?.into_iter();
+            let version = match answers.next() {
+                Some(Read::Data { stat, .. }) => to_version(stat.version),
+                // The namespace node deleted (by hand: it has no children left): version 0,
+                // every key gone.
+                Some(Read::Error { err: zk::Error::NoNode }) => 0,
+                other => return Err(unexpected(other)),
+            };
+            let children: Option<std::collections::HashSet<String>> = match listing.then(|| answers.next()) {
+                None => None,
+                Some(Some(Read::Children { children })) => Some(children.into_iter().collect()),
+                Some(Some(Read::Error { err: zk::Error::NoNode })) => Some(Default::default()),
+                Some(other) => return Err(unexpected(other)),
+            };
+            if answers.len() != keys.len() {
+                return Err(Error::store(
+                    NAME,
+                    format!("a multi-read of {} keys answered {}", keys.len(), answers.len()),
+                ));
+            }
+            for (key, answer) in keys.iter().zip(answers) {
+                let value = match answer {
+                    Read::Data { data, .. } => Some(Bytes::from(data)),
+                    Read::Error { err: zk::Error::NoNode } => None,
+                    other => return Err(unexpected(Some(other))),
+                };
+                values.insert(key.clone(), value);
+            }
+            state.drain();
+            let tracker = state.tracker();
+            if tracker.epoch != epoch {
+                return Ok(None);
+            }
+            let read: std::collections::HashSet<&String> = keys.iter().collect();
+            let mut missed = false;
+            for (key, _) in tracker.changed.iter().filter(|(key, seq)| **seq > seen && !read.contains(key)) {
+                match &children {
+                    // Not there at that moment: whatever it is now came later.
+                    Some(children) if !children.contains(key) => {
+                        values.insert(key.clone(), None);
+                    }
+                    _ => missed = true,
+                }
+            }
+            if !missed {
+                return Ok(Some((version, seen)));
+            }
+            from = seen;
         }
-        let mut answers = self.bounded("durables", reader.commit()).await?.map_err(map_error)?.into_iter();
-        let mut now = match answers.next() {
-            Some(Read::Children { children }) => children,
-            Some(Read::Error { err: zk::Error::NoNode }) => return Ok(None),
-            other => return Err(unexpected(other)),
-        };
-        let version = match answers.next() {
-            Some(Read::Data { stat, .. }) => to_version(stat.version),
-            other => return Err(unexpected(other)),
-        };
-        if answers.len() != children.len() {
-            return Err(Error::store(
-                NAME,
-                format!("a multi-read of {} keys answered {}", children.len(), answers.len()),
-            ));
-        }
-        let mut listed: Vec<&String> = children.iter().collect();
-        listed.sort_unstable();
-        now.sort_unstable();
-        if !listed.into_iter().eq(now.iter()) {
-            return Ok(None);
-        }
-        let entries = children
-            .iter()
-            .zip(answers)
-            .map(|(key, answer)| match answer {
-                Read::Data { data, .. } => Ok((key.clone(), Bytes::from(data))),
-                other => Err(unexpected(Some(other))),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Durables { entries, version }))
+        Err(Error::store(NAME, "the namespace kept changing during a read"))
     }
 
     /// Writes `entries` as one mutation, creating or overwriting each key's znode.
@@ -780,52 +1008,28 @@ impl Backend for ZkBackend {
 
     async fn durables(&self) -> Result<Durables> {
         const OPERATION: &str = "durables";
-        let client = self.shared.state.client();
-        // Set once a key-by-key read was overtaken by a write and the namespace is known to
-        // fit in one answer: then it is read in one multi-read, which no write can overtake.
-        let mut at_once = false;
+        let state = &self.shared.state;
         for _ in 0..MAX_ATTEMPTS {
-            // Every change whose event is processed after this point is re-fetched by the
-            // next delta; every earlier one is in what we read now.
-            let (epoch, seq) = {
-                let tracker = self.shared.state.tracker();
-                (tracker.epoch, tracker.seq)
-            };
-            let (children, before) = match self.bounded(OPERATION, client.get_children(self.path())).await? {
-                Ok(found) => found,
+            let client = state.client();
+            // Every change whose event is processed after this point is read again below;
+            // every earlier one is in what is read now.
+            let (epoch, pinned) = state.pin();
+            let from = pinned.from;
+            let children = match self.bounded(OPERATION, client.get_children(self.path())).await? {
+                Ok((children, _)) => children,
                 Err(zk::Error::NoNode) => return Ok(Durables::default()),
                 Err(err) => return Err(map_error(err)),
             };
-            if at_once {
-                match self.read_at_once(&client, &children).await? {
-                    Some(durables) => {
-                        self.shared.state.tracker().anchor(epoch, durables.version, seq);
-                        return Ok(durables);
-                    }
-                    None => continue, // Keys came or went since the listing: list again.
-                }
-            }
-            let reads = self.batched(OPERATION, &children, |key| self.read(&client, key)).await?;
-            let entries: Vec<(String, Bytes)> = children
-                .iter()
-                .zip(reads)
-                .filter_map(|(key, read)| Some((key.clone(), Bytes::from(read?.0))))
-                .collect();
-            let after = self.bounded(OPERATION, client.check_stat(self.path())).await?.map_err(map_error)?;
-            if after.map(|stat| stat.version) != Some(before.version) {
-                // A mutation landed during the read: read again — at once if the request
-                // and its answer are safely small (per key: its path, its name, its data, a
-                // stat and framing).
-                let ns = self.shared.config.ns_path.len();
-                let size: usize = entries.iter().map(|(key, value)| ns + 2 * key.len() + value.len() + 100).sum();
-                at_once = children.len() <= BATCH && size <= MULTI_READ_BYTES;
-                continue;
-            }
-            let version = to_version(before.version);
-            self.shared.state.tracker().anchor(epoch, version, seq);
+            let read = self.read_many(&client, OPERATION, &children).await?;
+            let mut values: HashMap<String, Option<Bytes>> = children.into_iter().zip(read).collect();
+            let Some((version, covered)) = self.settle(&client, OPERATION, epoch, from, &mut values).await? else {
+                continue; // Events may have been lost meanwhile: read again.
+            };
+            state.tracker().anchor(epoch, version, covered);
+            let entries = values.into_iter().filter_map(|(key, value)| Some((key, value?))).collect();
             return Ok(Durables { entries, version });
         }
-        Err(Error::store(NAME, "the namespace kept changing during a full read"))
+        Err(Error::store(NAME, "the session kept losing its connection during a full read"))
     }
 
     async fn last_updated(&self) -> Result<Version> {
@@ -904,53 +1108,17 @@ impl Backend for ZkBackend {
         const OPERATION: &str = "changes_since";
         let state = &self.shared.state;
         let client = state.client();
-        let (epoch, anchor) = {
-            let tracker = state.tracker();
-            match tracker.anchors.get(&since) {
-                Some(anchor) => (tracker.epoch, *anchor),
-                None => return Ok(Changes::TooOld),
-            }
+        let Some((epoch, pinned)) = state.pin_anchor(since) else { return Ok(Changes::TooOld) };
+        let mut values = HashMap::new();
+        let Some((version, covered)) = self.settle(&client, OPERATION, epoch, pinned.from, &mut values).await? else {
+            return Ok(Changes::TooOld);
         };
-        for _ in 0..MAX_ATTEMPTS {
-            let Some(now) = self.bounded(OPERATION, client.check_stat(self.path())).await?.map_err(map_error)? else {
-                return Ok(Changes::TooOld);
-            };
-            let version = to_version(now.version);
-            if version < since {
-                return Ok(Changes::TooOld);
-            }
-            // ZooKeeper delivers the events of every change up to `now` before the reply to
-            // the stat read: process them all, so that none can be missed.
-            self.bounded(OPERATION, state.drain()).await?;
-            let (keys, covered) = {
-                let tracker = state.tracker();
-                if tracker.epoch != epoch {
-                    return Ok(Changes::TooOld);
-                }
-                let keys: Vec<String> =
-                    tracker.changed.iter().filter(|(_, seq)| **seq > anchor).map(|(key, _)| key.clone()).collect();
-                (keys, tracker.seq)
-            };
-            let reads = self.batched(OPERATION, &keys, |key| self.read(&client, key)).await?;
-            let changes = keys
-                .iter()
-                .zip(reads)
-                .map(|(key, read)| KeyChange {
-                    key: key.clone(),
-                    value: read.map(|(data, _)| Bytes::from(data)),
-                    version,
-                })
-                .collect();
-            // A mutation that landed during the reads could show in some keys and not others
-            // (an insert_many half seen): read again.
-            let after = self.bounded(OPERATION, client.check_stat(self.path())).await?.map_err(map_error)?;
-            if after.map(|stat| stat.version) != Some(now.version) {
-                continue;
-            }
-            state.tracker().anchor(epoch, version, covered);
-            return Ok(Changes::Delta { changes, version });
+        if version < since {
+            return Ok(Changes::TooOld); // The namespace was deleted and made again.
         }
-        Ok(Changes::TooOld)
+        state.tracker().anchor(epoch, version, covered);
+        let changes = values.into_iter().map(|(key, value)| KeyChange { key, value, version }).collect();
+        Ok(Changes::Delta { changes, version })
     }
 
     async fn watch(&self) -> Result<Option<HintStream>> {
