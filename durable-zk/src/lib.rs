@@ -1169,6 +1169,33 @@ impl Backend for ZkBackend {
 mod tests {
     use super::*;
 
+    /// A read under way keeps the changes after its start, whatever newer reads anchor;
+    /// once it ends, they are forgotten.
+    #[test]
+    fn a_read_under_way_keeps_the_changes_it_needs() {
+        let mut tracker = Tracker::default();
+        tracker.anchor(0, 1, 0);
+        tracker.pins.push(2);
+        for (seq, key) in [(1, "a"), (3, "b"), (5, "c")] {
+            tracker.changed.insert(key.to_owned(), seq);
+        }
+        tracker.seq = 5;
+        tracker.anchor(0, 2, 5);
+        tracker.anchors.remove(&1);
+        tracker.prune();
+        let mut kept = tracker.changed_after(2);
+        kept.sort();
+        assert_eq!(kept, ["b", "c"], "the pinned read at 2 still sees what changed after it");
+        assert!(!tracker.changed.contains_key("a"), "changes before every anchor and pin go");
+        tracker.pins.clear();
+        tracker.prune();
+        assert!(tracker.changed.is_empty(), "with the read done, the anchor at 5 covers all");
+        // An anchor from an ended epoch is not taken.
+        tracker.forget();
+        tracker.anchor(0, 3, 6);
+        assert!(tracker.anchors.is_empty());
+    }
+
     #[test]
     fn urls_give_hosts_and_a_base_path() {
         let url = |cluster: &str, base: &str, auth: Option<&str>| ZkUrl {
