@@ -277,28 +277,52 @@ impl Raw {
     }
 }
 
-/// Removes a namespace the run wrote, where the store holds everything in its heap:
-/// ZooKeeper (its default 1 GB JVM heap here) would fill up over a developer's repeated runs
-/// of 111k znodes each. The other stores keep what the run wrote, on disk or in Redis.
+/// Removes a namespace the run wrote (its 1k, 10k and 100k keys), so that repeated runs
+/// neither fill the stores — ZooKeeper and Redis hold everything in their heaps — nor
+/// measure tables and indexes grown by earlier runs. Written against each store's layout
+/// (the crate docs), as an operator would; `durable` has no drop-namespace operation yet.
 async fn forget(backend: &str, url: &str, ns: &str) {
-    let Raw::Zk(client, path) = Raw::connect(backend, url, ns).await else {
-        return;
-    };
-    let children = match client.list_children(&path).await {
-        Ok(children) => children,
-        Err(zookeeper_client::Error::NoNode) => return,
-        Err(err) => panic!("listing {path}: {err}"),
-    };
-    for batch in children.chunks(1_000) {
-        let deletes = batch.iter().map(|key| {
-            let (client, child) = (&client, format!("{path}/{key}"));
-            async move { client.delete(&child, None).await }
-        });
-        for deleted in futures::future::join_all(deletes).await {
-            deleted.unwrap();
+    // The same statements for SQLite and PostgreSQL (both take `$1`), backquoted for MySQL.
+    const ANSI: [&str; 2] = [
+        "DELETE FROM \"durable_entries\" WHERE namespace = $1",
+        "DELETE FROM \"durable_namespaces\" WHERE namespace = $1",
+    ];
+    const MYSQL: [&str; 2] =
+        ["DELETE FROM `durable_entries` WHERE namespace = ?", "DELETE FROM `durable_namespaces` WHERE namespace = ?"];
+    macro_rules! delete_rows {
+        ($pool:expr, $statements:expr) => {
+            for statement in $statements {
+                sqlx::query(statement).bind(ns).execute(&$pool).await.unwrap();
+            }
+        };
+    }
+    match Raw::connect(backend, url, ns).await {
+        Raw::None => {}
+        Raw::Sqlite(pool) => delete_rows!(pool, ANSI),
+        Raw::Postgres(pool) => delete_rows!(pool, ANSI),
+        Raw::Mysql(pool) => delete_rows!(pool, MYSQL),
+        Raw::Redis(connection, _) => {
+            let keys = ["", "last_updated", ":log", ":log:head", ":log:floor"].map(|suffix| format!("{ns}{suffix}"));
+            let _: i64 = redis::cmd("DEL").arg(&keys[..]).query_async(&mut connection.clone()).await.unwrap();
+        }
+        Raw::Zk(client, path) => {
+            let children = match client.list_children(&path).await {
+                Ok(children) => children,
+                Err(zookeeper_client::Error::NoNode) => return,
+                Err(err) => panic!("listing {path}: {err}"),
+            };
+            for batch in children.chunks(1_000) {
+                let deletes = batch.iter().map(|key| {
+                    let (client, child) = (&client, format!("{path}/{key}"));
+                    async move { client.delete(&child, None).await }
+                });
+                for deleted in futures::future::join_all(deletes).await {
+                    deleted.unwrap();
+                }
+            }
+            client.delete(&path, None).await.unwrap();
         }
     }
-    client.delete(&path, None).await.unwrap();
 }
 
 /// The mean time of one call of each of `ops` in microseconds, and each one's ratio to the
@@ -397,6 +421,8 @@ async fn backend_figures(config: &Config, name: &str, url: &str, out: &mut Resul
     .await
         / 1_000.0;
     out.put(format!("{name}.write_us"), write_us);
+    drop((hinted, polled));
+    forget(name, url, &ns).await;
 
     // Delta vs full reload, one key changed in dicts of growing size.
     for &(size, label) in config.sizes() {
@@ -446,6 +472,7 @@ async fn backend_figures(config: &Config, name: &str, url: &str, out: &mut Resul
     let p = propagation(connect(url, &ns).await, listener, samples).await;
     out.put(format!("{name}.propagation_p50_us"), percentile(&p, 0.50));
     out.put(format!("{name}.propagation_p99_us"), percentile(&p, 0.99));
+    forget(name, url, &ns).await;
     if name == "redis" || name == "postgres" {
         // Many dicts in one process, each on a backend handle of its own over one shared
         // command connection pool and the process's one shared hint subscription.
@@ -463,6 +490,7 @@ async fn backend_figures(config: &Config, name: &str, url: &str, out: &mut Resul
             let p = propagation(connect(url, &ns).await, dicts, samples).await;
             out.put(format!("{name}.propagation_p50_us_{listeners}subscribers"), percentile(&p, 0.50));
             out.put(format!("{name}.propagation_p99_us_{listeners}subscribers"), percentile(&p, 0.99));
+            forget(name, url, &ns).await;
         }
     }
 }
