@@ -295,6 +295,16 @@ fn multi_error(err: zk::MultiWriteError) -> (Option<usize>, zk::Error) {
     }
 }
 
+/// A key's value from its `getData` in a multi-read: `None` when there is no such key.
+fn value_of(answer: zk::MultiReadResult) -> Result<Option<Bytes>> {
+    match answer {
+        zk::MultiReadResult::Data { data, .. } => Ok(Some(Bytes::from(data))),
+        zk::MultiReadResult::Error { err: zk::Error::NoNode } => Ok(None),
+        zk::MultiReadResult::Error { err } => Err(map_error(err)),
+        other => Err(Error::store(NAME, format!("a multi-read answered {other:?}"))),
+    }
+}
+
 fn to_version(version: i32) -> Version {
     Version::try_from(version).unwrap_or(0)
 }
@@ -773,7 +783,7 @@ impl ZkBackend {
         client: &zk::Client,
         operation: &'static str,
         paths: impl Iterator<Item = String>,
-    ) -> Result<Vec<Option<(Vec<u8>, zk::Stat)>>> {
+    ) -> Result<Vec<Option<Bytes>>> {
         let mut reader = client.new_multi_reader();
         let mut asked = 0;
         for path in paths {
@@ -784,15 +794,7 @@ impl ZkBackend {
         if answers.len() != asked {
             return Err(Error::store(NAME, format!("a multi-read of {asked} nodes answered {}", answers.len())));
         }
-        answers
-            .into_iter()
-            .map(|answer| match answer {
-                zk::MultiReadResult::Data { data, stat } => Ok(Some((data, stat))),
-                zk::MultiReadResult::Error { err: zk::Error::NoNode } => Ok(None),
-                zk::MultiReadResult::Error { err } => Err(map_error(err)),
-                other => Err(Error::store(NAME, format!("a multi-read answered {other:?}"))),
-            })
-            .collect()
+        answers.into_iter().map(value_of).collect()
     }
 
     /// Reads the values of `keys` (`None`: no such key) in as few multi-reads as
@@ -825,10 +827,9 @@ impl ZkBackend {
             let (batch, tail) = rest.split_at(take);
             rest = tail;
             for read in self.multi_read(client, operation, batch.iter().map(|key| self.key_path(key))).await? {
-                let value = read.map(|(data, _)| Bytes::from(data));
-                let size = value.as_ref().map_or(0, Bytes::len);
+                let size = read.as_ref().map_or(0, Bytes::len);
                 largest = Some(largest.map_or(size, |largest| largest.max(size)));
-                values.push(value);
+                values.push(read);
             }
         }
         Ok(values)
@@ -906,12 +907,7 @@ impl ZkBackend {
                 ));
             }
             for (key, answer) in keys.iter().zip(answers) {
-                let value = match answer {
-                    Read::Data { data, .. } => Some(Bytes::from(data)),
-                    Read::Error { err: zk::Error::NoNode } => None,
-                    other => return Err(unexpected(Some(other))),
-                };
-                values.insert(key.clone(), value);
+                values.insert(key.clone(), value_of(answer)?);
             }
             state.drain();
             let tracker = state.tracker();

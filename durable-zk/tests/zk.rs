@@ -62,6 +62,13 @@ async fn py(venv: &Path, keyspace: &str, args: &[&str]) -> String {
     durable_core::conformance::run_python_helper(venv, &all).await
 }
 
+/// Writes `entries`, `per_write` of them in each `insert_many`.
+async fn fill(backend: &ZkBackend, entries: &[(String, durable_core::Bytes)], per_write: usize) {
+    for part in entries.chunks(per_write) {
+        backend.persist_many(part.to_vec()).await.unwrap();
+    }
+}
+
 async fn wait_for(dict: &DurableDict<Value>, what: &str, done: impl Fn(&DurableDict<Value>) -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -234,9 +241,7 @@ async fn a_read_that_outlasts_the_timeout_still_loads_while_the_store_answers() 
     let writer = ZkBackend::connect(&zk_url(), &ns).await.unwrap();
     let entries = |round: u8| (0..KEYS).map(move |i| (format!("k{i:05}"), durable_core::Bytes::from(vec![round; 8])));
     let all: Vec<_> = entries(1).collect();
-    for part in all.chunks(1_000) {
-        writer.persist_many(part.to_vec()).await.unwrap();
-    }
+    fill(&writer, &all, 1_000).await;
     // The timeout is a third of what a full read takes here (the faster of two), whatever
     // this machine's speed.
     let mut fastest = Duration::MAX;
@@ -255,9 +260,7 @@ async fn a_read_that_outlasts_the_timeout_still_loads_while_the_store_answers() 
     assert!(loaded.entries.iter().all(|(_, value)| value[..] == [1; 8]));
 
     let changed: Vec<_> = entries(2).collect();
-    for part in changed.chunks(1_000) {
-        writer.persist_many(part.to_vec()).await.unwrap();
-    }
+    fill(&writer, &changed, 1_000).await;
     let started = std::time::Instant::now();
     match reader.changes_since(loaded.version).await.unwrap() {
         durable_core::Changes::Delta { changes, .. } => {
@@ -285,9 +288,7 @@ async fn steady_writers_cannot_starve_or_tear_a_read() {
     let ns = unique_namespace("starve");
     let reader = ZkBackend::connect(&zk_url(), &ns).await.unwrap();
     let filler: Vec<_> = (0..KEYS).map(|i| (format!("k{i:05}"), Bytes::from(vec![7; 32]))).collect();
-    for part in filler.chunks(1_000) {
-        reader.persist_many(part.to_vec()).await.unwrap();
-    }
+    fill(&reader, &filler, 1_000).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..3 {
@@ -374,9 +375,7 @@ async fn a_namespace_bigger_than_one_answer_loads() {
     let writer = ZkBackend::connect(&zk_url(), &ns).await.unwrap();
     let mut entries: Vec<_> =
         (0..300).map(|i| (format!("k{i:03}"), durable_core::Bytes::from(vec![i as u8; 4_096]))).collect();
-    for part in entries.chunks(50) {
-        writer.persist_many(part.to_vec()).await.unwrap();
-    }
+    fill(&writer, &entries, 50).await;
     for i in 0..12u8 {
         let big = (format!("z{i:02}"), durable_core::Bytes::from(vec![i; 900_000]));
         writer.persist(&big.0, big.1.clone()).await.unwrap();
