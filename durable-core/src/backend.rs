@@ -40,7 +40,10 @@ pub struct KeyChange {
     pub key: String,
     /// The value after the change, `None` for a deletion (a tombstone).
     pub value: Option<Bytes>,
-    /// The version of the change that last touched this key.
+    /// The version of the change that last touched this key where the store records it
+    /// (SQL, Redis, memory); ZooKeeper, which does not, gives the delta's version. Either
+    /// way it is above the asked-for version and at most the delta's. The dict uses it only
+    /// to order the events of one update.
     pub version: Version,
 }
 
@@ -221,20 +224,25 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Sets `key` to `new` (deletes it when `new` is `None`) only if its current encoded
     /// value equals `expected` (`None`: only if absent). Returns the new version, or
-    /// [`Error::Conflict`] without writing anything. The default reads, then writes; it is
-    /// not atomic against other writers.
-    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+    /// [`Error::Conflict`] without writing anything. When the comparison holds but there is
+    /// nothing to write — `expected` and `new` both `None`, the key absent — it writes
+    /// nothing and returns `Ok(None)`: never the store's current version, which belongs to
+    /// whatever write made it and would let a dict label its snapshot with data it does
+    /// not hold. The default reads, then writes; it is not atomic against other writers.
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<Option<Version>> {
         let current = self.durables().await?;
         let found = current.entries.into_iter().find(|(k, _)| k == key).map(|(_, v)| v);
         if found != expected {
             return Err(Error::Conflict { key: key.into() });
         }
         match new {
-            Some(value) => self.persist(key, value).await,
-            None => match self.depersist(key).await? {
-                Some(version) => Ok(version),
-                None => Ok(current.version),
-            },
+            Some(value) => self.persist(key, value).await.map(Some),
+            None => self.depersist(key).await,
         }
     }
 }
@@ -278,7 +286,12 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     async fn watch(&self) -> Result<Option<HintStream>> {
         (**self).watch().await
     }
-    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<Option<Version>> {
         (**self).compare_and_swap(key, expected, new).await
     }
 }

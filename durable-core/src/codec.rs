@@ -1,9 +1,15 @@
 //! Codecs: how a value becomes the bytes a store holds, and back.
 //!
 //! - [`Json`] writes exactly what durabledict's `JSONEncoding` (Python's `json.dumps` with
-//!   its defaults) writes — `", "` and `": "` separators, non-ASCII escaped as `\uXXXX` — so
-//!   a Python service and a Rust service share one dict byte for byte, and a
-//!   compare-and-swap written in either language matches values written in the other.
+//!   its defaults) writes — `", "` and `": "` separators, everything outside space..`~`
+//!   escaped as `\uXXXX` (U+007F and surrogate pairs included), floats as Python's `repr`
+//!   writes them (`1e-05`, `1.5e-07`, `1e+16`, `100.0`) — so a Python service and a Rust
+//!   service share one dict byte for byte, and a compare-and-swap written in either
+//!   language matches values written in the other. A property test compares it with real
+//!   Python over thousands of generated values. Two things Python has and JSON has not
+//!   cannot match: a non-finite float (Python writes `NaN`/`Infinity`; serde_json writes
+//!   `null`, and reading Python's reports the key as undecodable), and integers past 64
+//!   bits, which serde_json reads as floats.
 //! - [`MsgPack`] is MessagePack with named fields (rmp-serde), compact and schema-tolerant.
 //! - [`Raw`] keeps bytes and strings untouched.
 //! - [`Lz4`] compresses what any other codec writes.
@@ -60,11 +66,12 @@ impl serde_json::ser::Formatter for PythonJsonFormatter {
         w.write_all(b": ")
     }
 
-    // `ensure_ascii=True`: every character past ASCII as \uXXXX (UTF-16, surrogate pairs).
+    // `ensure_ascii=True`: every character outside space..`~` as \uXXXX (UTF-16, surrogate
+    // pairs). serde_json has already escaped `"`, `\` and the controls below space.
     fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
         let mut start = 0;
         for (i, ch) in fragment.char_indices() {
-            if ch.is_ascii() {
+            if (' '..='~').contains(&ch) {
                 continue;
             }
             w.write_all(&fragment.as_bytes()[start..i])?;
@@ -75,6 +82,51 @@ impl serde_json::ser::Formatter for PythonJsonFormatter {
             start = i + ch.len_utf8();
         }
         w.write_all(&fragment.as_bytes()[start..])
+    }
+
+    fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f64) -> io::Result<()> {
+        write_python_float(w, ryu::Buffer::new().format_finite(value))
+    }
+
+    fn write_f32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f32) -> io::Result<()> {
+        write_python_float(w, ryu::Buffer::new().format_finite(value))
+    }
+}
+
+/// Writes a finite float as Python's `repr` does. The digits are Ryu's: the shortest that
+/// read back exactly and, among those, the closest to the value — Python's rule too (Rust's
+/// own `{}` picks the shortest but not always the closest: `687975455067060.3` where Python
+/// writes `.2`). The layout is Python's: positional when the decimal point falls within
+/// -3..=16 places of the first digit (`0.0001`, `100.0`, `1234567890123456.0`), else
+/// scientific with a signed exponent of at least two digits (`1e-05`, `1.5e+16`).
+fn write_python_float<W: ?Sized + io::Write>(w: &mut W, shortest: &str) -> io::Result<()> {
+    let (mantissa, exponent) = shortest.split_once(['e', 'E']).unwrap_or((shortest, "0"));
+    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    // The significant digits, and where the decimal point falls after the first of them.
+    let all = format!("{whole}{fraction}");
+    let leading = all.len() - all.trim_start_matches('0').len();
+    let (digits, point) = match all.trim_matches('0') {
+        "" => ("0", 1),
+        digits => (digits, whole.len() as i32 - leading as i32 + exponent),
+    };
+    let exponent = point - 1;
+    w.write_all(sign.as_bytes())?;
+    if !(-3..=16).contains(&point) {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { "" } else { "." };
+        let exp_sign = if exponent < 0 { '-' } else { '+' };
+        return write!(w, "{first}{dot}{rest}e{exp_sign}{:02}", exponent.unsigned_abs());
+    }
+    let len = digits.len() as i32;
+    if point <= 0 {
+        write!(w, "0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+    } else if point < len {
+        let (whole, fraction) = digits.split_at(point as usize);
+        write!(w, "{whole}.{fraction}")
+    } else {
+        write!(w, "{digits}{}.0", "0".repeat((point - len) as usize))
     }
 }
 
@@ -205,6 +257,35 @@ mod tests {
         let b: serde_json::Value = Json.decode(compact).unwrap();
         assert_eq!(a, b);
         assert_eq!(a["name"], "café");
+    }
+
+    #[test]
+    fn json_writes_floats_as_python_repr() {
+        // Each right-hand side is `json.dumps(x)` in CPython 3.11.
+        for (value, python) in [
+            (1e-5, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (0.0001, "0.0001"),
+            (0.5, "0.5"),
+            (100.0, "100.0"),
+            (-0.0, "-0.0"),
+            (1e16, "1e+16"),
+            (1234567890123456.0, "1234567890123456.0"),
+            (12345678901234567.0, "1.2345678901234568e+16"),
+            (1e22, "1e+22"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (0.1 + 0.2, "0.30000000000000004"),
+        ] {
+            let bytes = Codec::<f64>::encode(&Json, &value).unwrap();
+            assert_eq!(std::str::from_utf8(&bytes).unwrap(), python, "{value:e}");
+        }
+    }
+
+    #[test]
+    fn json_escapes_delete_and_beyond_like_python() {
+        let bytes = Codec::<String>::encode(&Json, &"~\u{7f}\u{80}".to_owned()).unwrap();
+        assert_eq!(&bytes[..], br#""~\u007f\u0080""#);
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! Every function makes its own unique namespace, so the tests run in parallel and never
 //! depend on what an earlier run left in the store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +33,9 @@ use crate::dict::DurableDict;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::instrument::CountingBackend;
+
+mod model;
+pub use model::{ModelSize, model_check, snapshots_match_the_store_history};
 
 /// Hands out backends for the suite.
 #[async_trait]
@@ -229,16 +232,16 @@ pub async fn pop_returns_the_value_and_removes_it(f: &dyn BackendFactory) {
     a.insert("k", json!({"n": 1})).await.unwrap();
     a.insert("null", Value::Null).await.unwrap();
     let before = a.version();
-    assert_eq!(a.pop("k").await.unwrap(), Some(json!({"n": 1})));
+    assert_eq!(a.pop("k").await.unwrap().as_deref(), Some(&json!({"n": 1})));
     assert!(a.version() > before, "pop bumps the version");
     assert_eq!(a.snapshot().get("k"), None, "pop removed the key from the writer's snapshot");
     assert_eq!(a.pop("k").await.unwrap(), None, "a second pop finds nothing");
     // Falsy defaults come back as given (durabledict raised KeyError for those; we don't).
     for falsy in [json!(0), json!(""), json!(false), json!([]), Value::Null] {
-        assert_eq!(a.pop("k").await.unwrap().unwrap_or(falsy.clone()), falsy);
+        assert_eq!(*a.pop("k").await.unwrap().unwrap_or_else(|| Arc::new(falsy.clone())), falsy);
     }
     // A stored null is a value, not an absence.
-    assert_eq!(a.pop("null").await.unwrap(), Some(Value::Null));
+    assert_eq!(a.pop("null").await.unwrap().as_deref(), Some(&Value::Null));
     assert_eq!(a.pop("null").await.unwrap(), None);
     b.sync().await.unwrap();
     assert!(b.snapshot().is_empty(), "the other dict sees both keys gone");
@@ -299,11 +302,36 @@ pub async fn version_strictly_increases(f: &dyn BackendFactory) {
     bumped(dict.remove("b").await.unwrap().expect("b was there"), "remove");
     bumped(dict.pop_versioned("c").await.unwrap().expect("c was there").1, "pop");
     bumped(dict.setdefault_versioned("d", json!(1)).await.unwrap().1.expect("inserted"), "setdefault");
-    bumped(dict.compare_and_swap("d", Some(&json!(1)), Some(json!(2))).await.unwrap(), "cas");
+    bumped(dict.compare_and_swap("d", Some(&json!(1)), Some(json!(2))).await.unwrap().expect("swapped"), "cas");
     assert_eq!(dict.remove("absent").await.unwrap(), None);
+    assert_eq!(dict.pop("absent").await.unwrap(), None);
+    assert_eq!(dict.compare_and_swap("absent", None, None).await.unwrap(), None, "nothing to delete: no version");
     assert_eq!(dict.setdefault_versioned("d", json!(9)).await.unwrap().1, None);
     assert_eq!(dict.backend().last_updated().await.unwrap(), last, "no-ops bumped nothing");
     assert_eq!(dict.version(), last);
+}
+
+/// A write that changes nothing never moves the writer's snapshot to another writer's
+/// version: the dict that missed a change still sees it on its next sync (the model
+/// check's first finding: a no-op compare-and-swap used to answer the store's current
+/// version, which the dict took as its own, and it then stayed stale for good).
+pub async fn a_write_that_changes_nothing_leaves_the_snapshot_alone(f: &dyn BackendFactory) {
+    let ns = unique_namespace("noop");
+    let a = manual(f.backend(&ns).await).await;
+    let b = manual(f.backend(&ns).await).await;
+    a.insert("x", json!(1)).await.unwrap();
+    b.sync().await.unwrap();
+    let seen = b.version();
+    a.insert("y", json!(2)).await.unwrap();
+    assert_eq!(b.compare_and_swap("absent", None, None).await.unwrap(), None);
+    assert_eq!(b.remove("absent").await.unwrap(), None);
+    assert_eq!(b.pop("absent").await.unwrap(), None);
+    assert_eq!(b.setdefault_versioned("x", json!(9)).await.unwrap().1, None);
+    assert_eq!(b.version(), seen, "no write of b's made a version, so b's snapshot stays where it was");
+    assert_eq!(b.snapshot().get("y"), None);
+    b.sync().await.unwrap();
+    assert_eq!(b.snapshot().get("y"), Some(&json!(2)), "the next sync brings a's write");
+    assert_eq!(b.version(), a.version());
 }
 
 /// A remove of an absent key says so and writes nothing.
@@ -671,137 +699,6 @@ pub async fn invalid_keys_are_refused_before_io(f: &dyn BackendFactory) {
     assert_eq!(dict.snapshot().get("fine"), None, "the batch with a bad key wrote nothing");
 }
 
-/// The soak's size per writer task: `DURABLE_SOAK=full` runs the full soak (2,000
-/// mutations per task), anything else the scaled-down one CI runs (250).
-pub fn soak_ops() -> usize {
-    match std::env::var("DURABLE_SOAK").as_deref() {
-        Ok("full") => 2000,
-        _ => 250,
-    }
-}
-
-/// The concurrency soak: 3 dicts with background refresh × 4 writer tasks × [`soak_ops`]
-/// random mutations (insert, remove, pop, setdefault, insert_many, compare-and-swap) over
-/// 200 keys. Afterwards, without anyone calling `sync()`, every dict's snapshot equals the
-/// store's contents within 1 s, and every key holds the value of the last acknowledged
-/// write to it in version order (no two acknowledged mutations share a version).
-pub async fn concurrent_writers_converge(f: &dyn BackendFactory) {
-    random_mutations(f, 3, 4, soak_ops(), 200).await;
-}
-
-/// The body of [`concurrent_writers_converge`], with its sizes as parameters.
-pub async fn random_mutations(f: &dyn BackendFactory, dicts: usize, tasks: usize, ops: usize, keys: usize) {
-    let ns = unique_namespace("soak");
-    let mut all = Vec::new();
-    for _ in 0..dicts {
-        let dict = DurableDict::builder(f.backend(&ns).await)
-            .autosync(false)
-            .background_refresh(true)
-            .poll_interval(Duration::from_millis(200))
-            .build()
-            .await
-            .expect("build a refreshing dict");
-        all.push(dict);
-    }
-    let started = std::time::Instant::now();
-    let mut handles = Vec::new();
-    for (d, dict) in all.iter().enumerate() {
-        for t in 0..tasks {
-            let dict = dict.clone();
-            let seed = (d * 1000 + t) as u64;
-            handles.push(tokio::spawn(async move { writer_task(dict, seed, ops, keys).await }));
-        }
-    }
-    // (version, key) → value after that mutation (None: deleted).
-    let mut ledger: HashMap<(Version, String), Option<Value>> = HashMap::new();
-    for handle in handles {
-        for (version, key, value) in handle.await.expect("writer task") {
-            assert!(
-                ledger.insert((version, key.clone()), value).is_none(),
-                "two mutations of {key} at version {version}"
-            );
-        }
-    }
-    let mutations = ledger.len();
-    let writing = started.elapsed();
-    let mut expected: BTreeMap<String, (Version, Option<Value>)> = BTreeMap::new();
-    for ((version, key), value) in ledger {
-        let slot = expected.entry(key).or_insert((0, None));
-        if version > slot.0 {
-            *slot = (version, value);
-        }
-    }
-    let expected: BTreeMap<String, Value> = expected.into_iter().filter_map(|(k, (_, v))| v.map(|v| (k, v))).collect();
-    let (stored, version) = store_contents(&*f.backend(&ns).await).await;
-    assert_eq!(stored, expected, "the store holds the last acknowledged write of every key");
-    let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    for (i, dict) in all.iter().enumerate() {
-        while dict.version() != version || snapshot_contents(dict) != stored {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "dict {i} did not converge within 1 s: at version {} of {version}",
-                dict.version()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    eprintln!(
-        "soak on {}: {} tasks x {ops} operations ({mutations} key mutations acknowledged) in {writing:?}; converged",
-        all[0].backend().name(),
-        dicts * tasks
-    );
-}
-
-async fn writer_task(
-    dict: DurableDict<Value>,
-    seed: u64,
-    ops: usize,
-    keys: usize,
-) -> Vec<(Version, String, Option<Value>)> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut acked = Vec::new();
-    for i in 0..ops {
-        let key = format!("k{}", rng.usize(..keys));
-        let value = json!(seed * 1_000_000 + i as u64);
-        match rng.u8(..6) {
-            0 => {
-                let version = dict.insert(&key, value.clone()).await.unwrap();
-                acked.push((version, key, Some(value)));
-            }
-            1 => {
-                if let Some(version) = dict.remove(&key).await.unwrap() {
-                    acked.push((version, key, None));
-                }
-            }
-            2 => {
-                if let Some((_, version)) = dict.pop_versioned(&key).await.unwrap() {
-                    acked.push((version, key, None));
-                }
-            }
-            3 => {
-                if let (_, Some(version)) = dict.setdefault_versioned(&key, value.clone()).await.unwrap() {
-                    acked.push((version, key, Some(value)));
-                }
-            }
-            4 => {
-                let other = format!("k{}", rng.usize(..keys));
-                let batch = if other == key { vec![(key, value)] } else { vec![(key, value.clone()), (other, value)] };
-                let version = dict.insert_many(batch.clone()).await.unwrap();
-                acked.extend(batch.into_iter().map(|(k, v)| (version, k, Some(v))));
-            }
-            _ => {
-                let expected = dict.snapshot().get_arc(&key);
-                match dict.compare_and_swap(&key, expected.as_deref(), Some(value.clone())).await {
-                    Ok(version) => acked.push((version, key, Some(value))),
-                    Err(Error::Conflict { .. }) => {}
-                    Err(err) => panic!("compare_and_swap: {err}"),
-                }
-            }
-        }
-    }
-    acked
-}
-
 /// Expands into one `#[tokio::test]` per conformance function, each calling it with the
 /// factory expression (evaluated per test) when [`BackendFactory::available`] says so. Needs `tokio` (with `macros` and
 /// `rt-multi-thread`) among the caller's dev-dependencies.
@@ -817,6 +714,7 @@ macro_rules! conformance_tests {
             nested_non_ascii_values_round_trip,
             version_strictly_increases,
             remove_of_absent_key_is_none,
+            a_write_that_changes_nothing_leaves_the_snapshot_alone,
             compare_and_swap_checks_the_stored_value,
             version_and_data_move_together,
             insert_many_is_all_or_nothing,
@@ -828,7 +726,7 @@ macro_rules! conformance_tests {
             change_events_report_old_and_new,
             garbage_value_skips_only_that_key,
             invalid_keys_are_refused_before_io,
-            concurrent_writers_converge,
+            snapshots_match_the_store_history,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {

@@ -202,15 +202,15 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
         self.inner.codec.decode(bytes).map_err(|source| Error::Decode { key: key.into(), source })
     }
 
-    fn set_locally(&self, key: &str, bytes: &Bytes, value: V, version: Version) -> Incoming<V> {
-        Incoming { key: key.into(), entry: Some(self.inner.local_entry(bytes, value)), version }
+    fn set_locally(&self, key: &str, bytes: &Bytes, value: V) -> Incoming<V> {
+        Incoming { key: key.into(), entry: Some(self.inner.local_entry(bytes, value)) }
     }
 
     /// Stores `value` at `key`; returns the new version.
     pub async fn insert(&self, key: &str, value: V) -> Result<Version> {
         let bytes = self.encode(key, &value)?;
         let version = self.inner.backend.persist(key, bytes.clone()).await?;
-        let local = self.set_locally(key, &bytes, value, version);
+        let local = self.set_locally(key, &bytes, value);
         self.inner.after_write(version, vec![local]).await;
         Ok(version)
     }
@@ -242,7 +242,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
         let local = batch
             .into_iter()
             .zip(encoded)
-            .map(|((key, value), (_, bytes))| self.set_locally(&key, &bytes, value, version))
+            .map(|((key, value), (_, bytes))| self.set_locally(&key, &bytes, value))
             .collect();
         self.inner.after_write(version, local).await;
         Ok(version)
@@ -254,29 +254,31 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
         self.inner.backend.validate_key(key)?;
         let version = self.inner.backend.depersist(key).await?;
         if let Some(version) = version {
-            let local = Incoming { key: key.into(), entry: None, version };
+            let local = Incoming { key: key.into(), entry: None };
             self.inner.after_write(version, vec![local]).await;
         }
         Ok(version)
     }
 
     /// Removes `key` and returns the value it had, atomically in the store; `None` when it
-    /// was absent. For durabledict's `pop(key, default)`, use `.unwrap_or(default)`.
-    pub async fn pop(&self, key: &str) -> Result<Option<V>> {
+    /// was absent (then nothing is written). The value comes as an `Arc`, as from
+    /// [`DurableDict::get`] and [`DurableDict::setdefault`]. For durabledict's
+    /// `pop(key, default)`, use `.unwrap_or(default)`.
+    pub async fn pop(&self, key: &str) -> Result<Option<Arc<V>>> {
         Ok(self.pop_versioned(key).await?.map(|(value, _)| value))
     }
 
     /// [`DurableDict::pop`], also returning the version of the removal.
-    pub async fn pop_versioned(&self, key: &str) -> Result<Option<(V, Version)>> {
+    pub async fn pop_versioned(&self, key: &str) -> Result<Option<(Arc<V>, Version)>> {
         self.inner.backend.validate_key(key)?;
         let Some((bytes, version)) = self.inner.backend.pop(key).await? else {
             return Ok(None);
         };
-        let local = Incoming { key: key.into(), entry: None, version };
+        let local = Incoming { key: key.into(), entry: None };
         self.inner.after_write(version, vec![local]).await;
         // The key is gone from the store either way; a value that cannot be decoded is
         // reported as such rather than lost silently.
-        Ok(Some((self.decode(key, &bytes)?, version)))
+        Ok(Some((Arc::new(self.decode(key, &bytes)?), version)))
     }
 
     /// Returns the value at `key`, first storing `default` there if the key is absent — one
@@ -295,7 +297,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
         };
         let entry = self.inner.local_entry(&bytes, default);
         let value = Arc::clone(&entry.value);
-        let local = Incoming { key: key.into(), entry: Some(entry), version };
+        let local = Incoming { key: key.into(), entry: Some(entry) };
         self.inner.after_write(version, vec![local]).await;
         Ok((value, Some(version)))
     }
@@ -303,18 +305,21 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
     /// Sets `key` to `new` (removes it when `new` is `None`) only if its stored value equals
     /// `expected` (`None`: only if the key is absent), comparing encoded bytes in one atomic
     /// step in the store. Returns the new version, or [`Error::Conflict`] having written
-    /// nothing.
-    pub async fn compare_and_swap(&self, key: &str, expected: Option<&V>, new: Option<V>) -> Result<Version> {
+    /// nothing. `Ok(None)`, as from [`DurableDict::remove`], when the comparison held but
+    /// there was nothing to write: `expected` and `new` both `None` and the key absent.
+    pub async fn compare_and_swap(&self, key: &str, expected: Option<&V>, new: Option<V>) -> Result<Option<Version>> {
         self.inner.backend.validate_key(key)?;
         let expected = expected.map(|value| self.encode(key, value)).transpose()?;
         let new_bytes = new.as_ref().map(|value| self.encode(key, value)).transpose()?;
-        let version = self.inner.backend.compare_and_swap(key, expected, new_bytes.clone()).await?;
+        let Some(version) = self.inner.backend.compare_and_swap(key, expected, new_bytes.clone()).await? else {
+            return Ok(None);
+        };
         let local = match (new, new_bytes) {
-            (Some(value), Some(bytes)) => self.set_locally(key, &bytes, value, version),
-            _ => Incoming { key: key.into(), entry: None, version },
+            (Some(value), Some(bytes)) => self.set_locally(key, &bytes, value),
+            _ => Incoming { key: key.into(), entry: None },
         };
         self.inner.after_write(version, vec![local]).await;
-        Ok(version)
+        Ok(Some(version))
     }
 
     // ---- change events ----------------------------------------------------------------

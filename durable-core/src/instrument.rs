@@ -147,7 +147,12 @@ impl Backend for CountingBackend {
         self.count(WATCH);
         self.inner.watch().await
     }
-    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<Option<Version>> {
         self.count(COMPARE_AND_SWAP);
         self.inner.compare_and_swap(key, expected, new).await
     }

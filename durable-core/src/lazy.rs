@@ -149,7 +149,12 @@ impl Backend for LazyBackend {
         self.backend().await?.watch().await
     }
 
-    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<Option<Version>> {
         let backend = self.for_key(key).await?;
         if let Some(new) = &new {
             check_size(backend, key, new)?;

@@ -220,7 +220,12 @@ impl Backend for MemoryBackend {
         Ok(Some(Box::pin(hints)))
     }
 
-    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<Option<Version>> {
         self.check(key)?;
         self.with(|ns, log_len| {
             if ns.entries.get(key) != expected.as_ref() {
@@ -233,11 +238,11 @@ impl Backend for MemoryBackend {
                 None => {
                     if ns.entries.remove(key).is_none() {
                         // Expected absent, asked to delete: nothing to do.
-                        return Ok(ns.version);
+                        return Ok(None);
                     }
                 }
             }
-            Ok(ns.commit(vec![key.to_owned()], log_len))
+            Ok(Some(ns.commit(vec![key.to_owned()], log_len)))
         })
     }
 }

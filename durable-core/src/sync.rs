@@ -171,7 +171,6 @@ pub(crate) struct Incoming<V> {
     pub(crate) key: Arc<str>,
     /// `None` removes the key.
     pub(crate) entry: Option<Entry<V>>,
-    pub(crate) version: Version,
 }
 
 /// Everything a dict shares between its clones and its background task.
@@ -365,11 +364,19 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
         }
     }
 
-    fn apply_delta(&self, current: &Arc<SnapshotData<V>>, changes: Vec<KeyChange>, version: Version) -> SyncOutcome {
+    fn apply_delta(
+        &self,
+        current: &Arc<SnapshotData<V>>,
+        mut changes: Vec<KeyChange>,
+        version: Version,
+    ) -> SyncOutcome {
         let keys = changes.len();
+        // Events within one update come in the order the store wrote the keys (stable: the
+        // keys of one batch keep the store's order).
+        changes.sort_by_key(|change| change.version);
         let mut undecodable = Vec::new();
         let mut incoming = Vec::with_capacity(changes.len());
-        for KeyChange { key, value, version } in changes {
+        for KeyChange { key, value, .. } in changes {
             let key: Arc<str> = key.into();
             let entry = match value {
                 None => None,
@@ -382,7 +389,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
                     }
                 },
             };
-            incoming.push(Incoming { key, entry, version });
+            incoming.push(Incoming { key, entry });
         }
         self.apply(current, incoming, undecodable, version);
         SyncOutcome::Delta { keys, version }
@@ -431,8 +438,10 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
         SyncOutcome::Full { keys, version }
     }
 
-    /// Builds the next snapshot from `current` and `incoming` (O(k)), swaps it in and tells
-    /// subscribers. The caller holds the ledger lock, so snapshots only move forward.
+    /// Builds the next snapshot from `current` and `incoming` (O(k)), swaps it in at
+    /// `version` and tells subscribers; every event carries `version`, the version of the
+    /// first snapshot that shows it. The caller holds the ledger lock, so snapshots only
+    /// move forward, and events come in version order.
     pub(crate) fn apply(
         &self,
         current: &Arc<SnapshotData<V>>,
@@ -444,7 +453,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
         let mut undecodable = current.undecodable.clone();
         let notify = self.events.receiver_count() > 0;
         let mut changes = Vec::new();
-        for Incoming { key, entry, version } in incoming {
+        for Incoming { key, entry } in incoming {
             undecodable.remove(&key);
             let old = match entry {
                 Some(entry) => {
@@ -489,11 +498,16 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
         }
     }
 
-    /// After a write acknowledged at `version`: makes the writer's own snapshot show it.
-    /// When nothing else happened in between (the snapshot is at `version - 1`) the write is
-    /// applied locally; otherwise one trip brings in everything up to at least `version`.
-    /// If that trip fails, the write is applied locally without moving the version, so the
-    /// snapshot never claims a version it does not hold.
+    /// After a write that *created* `version` (never a version merely read from the store:
+    /// a write that changed nothing passes no version here): makes the writer's own
+    /// snapshot show it. When nothing else happened in between (the snapshot is at
+    /// `version - 1`) the write is applied locally, since the store at `version` is the
+    /// snapshot plus this write; otherwise one trip brings in everything up to at least
+    /// `version`.
+    ///
+    /// If that trip fails, the snapshot stays as it was: applying the write on top of an
+    /// older snapshot would show a state the store never had. The store is known to be at
+    /// `version` or later, which the next `sync()` acts on whatever the hints say.
     pub(crate) async fn after_write(&self, version: Version, local: Vec<Incoming<V>>) {
         let mut ledger = self.ledger.lock().await;
         let current = self.current.load_full();
@@ -505,11 +519,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
             return;
         }
         if self.trip_locked(&mut ledger, false).await.is_err() {
-            let current = self.current.load_full();
-            if current.version < version {
-                let at = current.version;
-                self.apply(&current, local, Vec::new(), at);
-            }
+            self.hints.arrived_at(version);
         }
     }
 

@@ -151,7 +151,12 @@ impl Backend for FaultyBackend {
             }
         }))))
     }
-    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<Option<Version>> {
         self.enter().await?;
         self.inner.compare_and_swap(key, expected, new).await
     }

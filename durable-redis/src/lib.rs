@@ -698,7 +698,12 @@ impl Backend for RedisBackend {
         Ok(Some(listen::subscribe(self).await?))
     }
 
-    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<Option<Version>> {
         self.validate_key(key)?;
         let flag = |present: bool| if present { &b"1"[..] } else { &b"0"[..] };
         let args: [&[u8]; 5] = [
@@ -711,7 +716,8 @@ impl Backend for RedisBackend {
         match self.mutate("compare_and_swap", &self.shared.scripts.compare_and_swap, &args).await? {
             Value::BulkString(text) if text == b"conflict" => Err(Error::Conflict { key: key.into() }),
             Value::SimpleString(text) if text == "conflict" => Err(Error::Conflict { key: key.into() }),
-            reply => version_of(&reply),
+            Value::Nil => Ok(None),
+            reply => version_of(&reply).map(Some),
         }
     }
 }

@@ -96,7 +96,8 @@ return {ARGV[4], commit({ARGV[3]})}
 }
 
 /// ARGV[3]: key, ARGV[4]: '1' if a value is expected, ARGV[5]: expected, ARGV[6]: '1' if a
-/// new value is given, ARGV[7]: new → the version, or the string 'conflict'.
+/// new value is given, ARGV[7]: new → the version, the string 'conflict', or nil when the
+/// key was absent as expected and there is nothing to delete (no bump).
 pub fn compare_and_swap() -> String {
     with_commit(
         r#"
@@ -111,7 +112,7 @@ if ARGV[6] == '1' then
 elseif current then
   redis.call('HDEL', KEYS[1], ARGV[3])
 else
-  return tonumber(redis.call('GET', KEYS[2]) or '0')
+  return false
 end
 return commit({ARGV[3]})
 "#,

@@ -144,7 +144,8 @@ impl Statements {
             )),
             changes: sql(format!(
                 "SELECT n.version, n.horizon, {key_out}, e.value, e.version, e.tombstone FROM {n} n \
-                 LEFT JOIN {e} e ON e.namespace = n.namespace AND e.version > ? WHERE n.namespace = ?"
+                 LEFT JOIN {e} e ON e.namespace = n.namespace AND e.version > ? WHERE n.namespace = ? \
+                 ORDER BY e.version"
             )),
             bump: sql(bump),
             read_bump: sql(format!("SELECT version, horizon FROM {n} WHERE namespace = ?")),

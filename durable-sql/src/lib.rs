@@ -575,7 +575,7 @@ impl SqlBackend {
         key: &str,
         expected: &Option<Bytes>,
         new: &Option<Bytes>,
-    ) -> Result<Version, Fail> {
+    ) -> Result<Option<Version>, Fail> {
         mutation!(self, tx, version, s, ns => {
             let found: Option<Vec<u8>> =
                 sqlx::query_scalar(sql(&s.live_value)).bind(ns).bind(key).fetch_optional(&mut *tx).await?;
@@ -583,14 +583,14 @@ impl SqlBackend {
                 return Err(Fail::Core(Error::Conflict { key: key.into() }));
             }
             match (new, found) {
-                (None, None) => Outcome::Unchanged(to_version(version - 1)?),
+                (None, None) => Outcome::Unchanged(None),
                 (None, Some(_)) => {
                     sqlx::query(sql(&s.tombstone)).bind(version).bind(ns).bind(key).execute(&mut *tx).await?;
-                    Outcome::Changed(to_version(version)?)
+                    Outcome::Changed(Some(to_version(version)?))
                 }
                 (Some(value), _) => {
                     sqlx::query(sql(&s.upsert)).bind(ns).bind(key).bind(value.as_ref()).bind(version).execute(&mut *tx).await?;
-                    Outcome::Changed(to_version(version)?)
+                    Outcome::Changed(Some(to_version(version)?))
                 }
             }
         })
@@ -732,7 +732,12 @@ impl Backend for SqlBackend {
         }
     }
 
-    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<Option<Version>> {
         self.validate_key(key)?;
         self.shared.run("compare_and_swap", || self.compare_and_swap_once(key, &expected, &new)).await
     }

@@ -26,9 +26,13 @@
 //! The dict version is the data version (`stat.version`) of the namespace node. Every
 //! mutation is one ZooKeeper `multi` that writes the key's znode and sets the namespace
 //! node's data, so a write and its version bump are one atomic step. Conditional mutations
-//! (pop, setdefault, compare-and-swap) read the key's znode first and make the multi
-//! conditional on its version (or on its absence), retrying when another writer got there
-//! first. `last_updated()` is one stat read.
+//! read first and retry when another writer got there first: `setdefault` makes the multi
+//! conditional on the key's absence (a create); `pop` and `compare_and_swap` read the key
+//! and the namespace node's version in one multi-read and make the multi conditional on
+//! that *namespace* version. The key's own node version would not do: a key deleted and
+//! created again between the read and the write starts over at node version 0, and the
+//! write would land on a value it never read. A compare-and-swap of an absent key to
+//! nothing writes nothing and returns no version. `last_updated()` is one stat read.
 //!
 //! # Reads, the watch and deltas
 //!
@@ -713,12 +717,14 @@ impl ZkBackend {
         Ok(answers)
     }
 
-    /// Commits `multi` + the namespace bump; returns the new version, or which operation
-    /// failed and why.
+    /// Commits `ops` + the namespace bump — with `guard`, only if the namespace is still at
+    /// that node version; returns the new version, or which operation failed and why (the
+    /// bump is the operation after the last of `ops`).
     async fn commit(
         &self,
         client: &zk::Client,
         ops: &[Op<'_>],
+        guard: Option<i32>,
     ) -> std::result::Result<Version, (Option<usize>, zk::Error)> {
         // A request made while the session is disconnected waits in the client and is sent
         // if that session reconnects — long after this call has failed with a timeout. A
@@ -738,13 +744,13 @@ impl ZkBackend {
         let ns = self.shared.config.ns_path.as_str();
         let add = |writer: &mut zk::MultiWriter<'_>, op: &Op<'_>| match op {
             Op::Create(path, data) => writer.add_create(path, data, &PERSISTENT),
-            Op::Set(path, data, version) => writer.add_set_data(path, data, *version),
-            Op::Delete(path, version) => writer.add_delete(path, *version),
+            Op::Set(path, data) => writer.add_set_data(path, data, None),
+            Op::Delete(path) => writer.add_delete(path, None),
         };
         for op in ops {
             add(&mut writer, op).map_err(|err| (None, err))?;
         }
-        writer.add_set_data(ns, b"", None).map_err(|err| (None, err))?;
+        writer.add_set_data(ns, b"", guard).map_err(|err| (None, err))?;
         let results = writer.commit().await.map_err(multi_error)?;
         match results.last() {
             Some(zk::MultiWriteResult::SetData { stat }) => Ok(to_version(stat.version)),
@@ -756,9 +762,29 @@ impl ZkBackend {
         self.validate_key(key)
     }
 
-    async fn read(&self, client: &zk::Client, key: &str) -> Result<Option<(Vec<u8>, i32)>> {
+    /// `key`'s value and the namespace node's version as of one moment (one multi-read),
+    /// for a write that depends on the value. Guarding that write with the namespace
+    /// version, not the key node's own, is what makes it safe: a key deleted and created
+    /// again between the read and the write starts over at node version 0, so a write
+    /// guarded by the node version could land on a value it never read (ABA).
+    async fn read_guarded(&self, client: &zk::Client, key: &str) -> Result<(Option<Vec<u8>>, Option<i32>)> {
+        use zk::MultiReadResult as Read;
+        let mut reader = client.new_multi_reader();
+        reader.add_get_data(self.path()).map_err(map_error)?;
+        reader.add_get_data(&self.key_path(key)).map_err(map_error)?;
+        let mut answers = reader.commit().await.map_err(map_error)?.into_iter();
+        let guard = match answers.next() {
+            Some(Read::Data { stat, .. }) => Some(stat.version),
+            Some(Read::Error { err: zk::Error::NoNode }) => None,
+            other => return Err(Error::store(NAME, format!("a multi-read answered {other:?}"))),
+        };
+        let Some(answer) = answers.next() else { return Err(Error::store(NAME, "a multi-read answered too little")) };
+        Ok((value_of(answer)?.map(Vec::from), guard))
+    }
+
+    async fn read(&self, client: &zk::Client, key: &str) -> Result<Option<Vec<u8>>> {
         match client.get_data(&self.key_path(key)).await {
-            Ok((data, stat)) => Ok(Some((data, stat.version))),
+            Ok((data, _)) => Ok(Some(data)),
             Err(zk::Error::NoNode) => Ok(None),
             Err(err) => Err(map_error(err)),
         }
@@ -948,11 +974,11 @@ impl ZkBackend {
                 .zip(&paths)
                 .zip(existing)
                 .map(|(((_, value), path), stat)| match stat {
-                    Some(_) => Op::Set(path, value, None),
+                    Some(_) => Op::Set(path, value),
                     None => Op::Create(path, value),
                 })
                 .collect();
-            match self.commit(&client, &ops).await {
+            match self.commit(&client, &ops, None).await {
                 Ok(version) => return Ok(version),
                 // Created or deleted meanwhile: look again.
                 Err((Some(_), zk::Error::NoNode | zk::Error::NodeExists)) => continue,
@@ -965,8 +991,8 @@ impl ZkBackend {
 
 enum Op<'a> {
     Create(&'a str, &'a [u8]),
-    Set(&'a str, &'a [u8], Option<i32>),
-    Delete(&'a str, Option<i32>),
+    Set(&'a str, &'a [u8]),
+    Delete(&'a str),
 }
 
 #[async_trait]
@@ -993,7 +1019,7 @@ impl Backend for ZkBackend {
         let work = async {
             let client = self.shared.state.client();
             let path = self.key_path(key);
-            match self.commit(&client, &[Op::Delete(&path, None)]).await {
+            match self.commit(&client, &[Op::Delete(&path)], None).await {
                 Ok(version) => Ok(Some(version)),
                 Err((Some(0), zk::Error::NoNode)) => Ok(None),
                 Err((_, err)) => Err(map_error(err)),
@@ -1068,10 +1094,10 @@ impl Backend for ZkBackend {
             let client = self.shared.state.client();
             let path = self.key_path(key);
             for _ in 0..MAX_ATTEMPTS {
-                let Some((data, node_version)) = self.read(&client, key).await? else { return Ok(None) };
-                match self.commit(&client, &[Op::Delete(&path, Some(node_version))]).await {
+                let (Some(data), guard) = self.read_guarded(&client, key).await? else { return Ok(None) };
+                match self.commit(&client, &[Op::Delete(&path)], guard).await {
                     Ok(version) => return Ok(Some((Bytes::from(data), version))),
-                    Err((Some(0), zk::Error::NoNode | zk::Error::BadVersion)) => continue,
+                    Err((Some(_), zk::Error::NoNode | zk::Error::BadVersion)) => continue,
                     Err((_, err)) => return Err(map_error(err)),
                 }
             }
@@ -1086,10 +1112,10 @@ impl Backend for ZkBackend {
             let client = self.shared.state.client();
             let path = self.key_path(key);
             for _ in 0..MAX_ATTEMPTS {
-                if let Some((found, _)) = self.read(&client, key).await? {
+                if let Some(found) = self.read(&client, key).await? {
                     return Ok((Bytes::from(found), None));
                 }
-                match self.commit(&client, &[Op::Create(&path, &value)]).await {
+                match self.commit(&client, &[Op::Create(&path, &value)], None).await {
                     Ok(version) => return Ok((value.clone(), Some(version))),
                     Err((Some(0), zk::Error::NodeExists)) => continue,
                     Err((_, err)) => return Err(map_error(err)),
@@ -1133,25 +1159,31 @@ impl Backend for ZkBackend {
         Ok(Some(Box::pin(hints)))
     }
 
-    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>) -> Result<Version> {
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<Option<Version>> {
         self.check_key(key)?;
         let work = async {
             let client = self.shared.state.client();
             let path = self.key_path(key);
             for _ in 0..MAX_ATTEMPTS {
-                let current = self.read(&client, key).await?;
-                if current.as_ref().map(|(data, _)| data.as_slice()) != expected.as_deref() {
+                let (current, guard) = self.read_guarded(&client, key).await?;
+                if current.as_deref() != expected.as_deref() {
                     return Err(Error::Conflict { key: key.into() });
                 }
                 let op = match (&current, &new) {
-                    (Some((_, v)), Some(value)) => Op::Set(&path, value, Some(*v)),
-                    (Some((_, v)), None) => Op::Delete(&path, Some(*v)),
+                    (Some(_), Some(value)) => Op::Set(&path, value),
+                    (Some(_), None) => Op::Delete(&path),
                     (None, Some(value)) => Op::Create(&path, value),
-                    (None, None) => return self.last_updated().await,
+                    // Absent as expected, nothing to delete: no write and no version.
+                    (None, None) => return Ok(None),
                 };
-                match self.commit(&client, &[op]).await {
-                    Ok(version) => return Ok(version),
-                    Err((Some(0), zk::Error::NoNode | zk::Error::NodeExists | zk::Error::BadVersion)) => continue,
+                match self.commit(&client, &[op], guard).await {
+                    Ok(version) => return Ok(Some(version)),
+                    Err((Some(_), zk::Error::NoNode | zk::Error::NodeExists | zk::Error::BadVersion)) => continue,
                     Err((_, err)) => return Err(map_error(err)),
                 }
             }
