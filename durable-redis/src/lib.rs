@@ -110,7 +110,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use durable_core::{Backend, Changes, Durables, Error, Hint, HintStream, KeyChange, Redactor, Result, Source, Version};
+use durable_core::{
+    Backend, Changes, Durables, Error, Hint, HintStream, KeyChange, Redactor, RefusalProbe, Result, Source, Version,
+};
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, Value};
@@ -216,11 +218,10 @@ impl RedisBackendBuilder {
                 (Mode::Single { client }, connecting)
             }
         };
-        let commands = match tokio::time::timeout(self.timeout, connecting).await {
-            Ok(Ok(commands)) => commands,
-            Ok(Err(err)) => return Err(map_error(&redactor, err)),
-            Err(_) => return Err(Error::Timeout { backend: NAME, operation: "connect", after: self.timeout }),
-        };
+        // Unix sockets (`redis+unix://`) name no host, and are not probed.
+        let probe = RefusalProbe::from_url(NAME, &self.url, 6379);
+        let connecting = async { connecting.await.map_err(|err| map_error(&redactor, err)) };
+        let commands = probe.bound("connect", self.timeout, connecting).await?;
         let cluster = matches!(mode, Mode::Cluster { .. });
         let keys = Keys::new(namespace);
         Ok(RedisBackend {
@@ -229,6 +230,7 @@ impl RedisBackendBuilder {
                 mode,
                 commands,
                 timeout: self.timeout,
+                probe,
                 change_log_len: self.change_log_len,
                 max_value_size: self.max_value_size,
                 redactor,
@@ -356,6 +358,10 @@ struct Shared {
     mode: Mode,
     commands: Commands,
     timeout: Duration,
+    /// Bounds every operation: the timeout, and a refused server at once (a call that
+    /// arrives while the connection manager reconnects would otherwise wait out its
+    /// retries).
+    probe: RefusalProbe,
     change_log_len: usize,
     max_value_size: usize,
     redactor: Redactor,
@@ -533,16 +539,15 @@ impl RedisBackend {
         Ok(Box::pin(hints))
     }
 
-    /// Runs one command or script with the operation timeout.
+    /// Runs one command or script within the operation timeout, failing at once when the
+    /// server refuses connections.
     async fn run<T>(
         &self,
         operation: &'static str,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.shared.timeout, call).await {
-            Ok(result) => result.map_err(|err| map_error(&self.shared.redactor, err)),
-            Err(_) => Err(Error::Timeout { backend: NAME, operation, after: self.shared.timeout }),
-        }
+        let call = async { call.await.map_err(|err| map_error(&self.shared.redactor, err)) };
+        self.shared.probe.bound(operation, self.shared.timeout, call).await
     }
 
     /// Invokes a mutation script with the standard KEYS and ARGV[1..2], then `args`.

@@ -381,3 +381,12 @@ async fn many_dicts_of_a_process_share_one_subscription_and_all_hear_a_change() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A refused connection fails at once with its cause, whatever the timeout.
+#[tokio::test]
+async fn connecting_to_a_server_that_is_not_there_fails_at_once() {
+    durable_testkit::connecting_where_nothing_listens_fails_at_once(|port| async move {
+        Ok(Arc::new(RedisBackend::connect(&format!("redis://127.0.0.1:{port}"), "flags").await?) as Arc<dyn Backend>)
+    })
+    .await;
+}

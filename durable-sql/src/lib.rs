@@ -89,7 +89,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use durable_core::{Backend, Changes, Durables, Error, HintStream, KeyChange, Redactor, Result, Version};
+use durable_core::{Backend, Changes, Durables, Error, HintStream, KeyChange, Redactor, RefusalProbe, Result, Version};
 use sqlx::{AssertSqlSafe, Row};
 
 use dialect::Statements;
@@ -202,6 +202,8 @@ struct Shared {
     dialect: Dialect,
     statements: Statements,
     timeout: Duration,
+    /// Bounds every operation: the timeout, and a refused server at once.
+    probe: RefusalProbe,
     retention: i64,
     max_value_size: usize,
     secrets: Redactor,
@@ -223,6 +225,7 @@ impl Shared {
         };
         let statements = Statements::new(dialect, &options.table_prefix)?;
         let timeout = options.timeout;
+        let probe = RefusalProbe::new(dialect.name(), server_addrs(dialect, &options.url));
         // Opening can meet a busy database too (SQLite switching a new file to WAL while
         // another process does): retried like any operation, within the timeout.
         let connecting = async {
@@ -237,15 +240,13 @@ impl Shared {
                 }
             }
         };
-        let pool = match tokio::time::timeout(timeout, connecting).await {
-            Ok(pool) => pool?,
-            Err(_) => return Err(Error::Timeout { backend: dialect.name(), operation: "connect", after: timeout }),
-        };
+        let pool = probe.bound("connect", timeout, connecting).await?;
         let shared = Self {
             pool,
             dialect,
             statements,
             timeout,
+            probe,
             retention: i64::try_from(options.tombstone_retention).unwrap_or(i64::MAX),
             max_value_size: options.max_value_size,
             secrets,
@@ -337,10 +338,7 @@ impl Shared {
                 }
             }
         };
-        match tokio::time::timeout(self.timeout, attempts).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout { backend, operation, after: self.timeout }),
-        }
+        self.probe.bound(operation, self.timeout, attempts).await
     }
 
     async fn migrate(&self) -> Result<(), Fail> {
@@ -402,6 +400,28 @@ impl Shared {
 /// operation's timeout.
 fn backoff(tries: u32) -> Duration {
     Duration::from_millis(2u64 << tries.clamp(1, 6))
+}
+
+/// The TCP address a server URL names, as sqlx reads it (defaults and `host=`/`port=`
+/// parameters included), for the [`RefusalProbe`]; none for SQLite and Unix sockets.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(unused_variables))]
+fn server_addrs(dialect: Dialect, url: &str) -> Vec<String> {
+    let tcp = |host: &str, port: u16, socket: bool| {
+        let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+        (!socket && !host.starts_with('/')).then(|| format!("{host}:{port}"))
+    };
+    let addr = match dialect {
+        #[cfg(feature = "postgres")]
+        Dialect::Postgres => sqlx::postgres::PgConnectOptions::from_str(url)
+            .ok()
+            .and_then(|o| tcp(o.get_host(), o.get_port(), o.get_socket().is_some())),
+        #[cfg(feature = "mysql")]
+        Dialect::MySql => sqlx::mysql::MySqlConnectOptions::from_str(url)
+            .ok()
+            .and_then(|o| tcp(o.get_host(), o.get_port(), o.get_socket().is_some())),
+        _ => None,
+    };
+    addr.into_iter().collect()
 }
 
 fn scheme_of(dialect: Dialect) -> &'static str {
@@ -717,15 +737,12 @@ impl Backend for SqlBackend {
         match &self.shared.pool {
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let listening =
-                    listen::subscribe(pool, &self.shared.url, &self.shared.statements.channel, &self.namespace);
-                match tokio::time::timeout(self.shared.timeout, listening).await {
-                    Ok(Ok(stream)) => Ok(Some(stream)),
-                    Ok(Err(err)) => Err(error::map(&self.shared.secrets, "postgres", Fail::Sql(err))),
-                    Err(_) => {
-                        Err(Error::Timeout { backend: "postgres", operation: "watch", after: self.shared.timeout })
-                    }
-                }
+                let listening = async {
+                    listen::subscribe(pool, &self.shared.url, &self.shared.statements.channel, &self.namespace)
+                        .await
+                        .map_err(|err| error::map(&self.shared.secrets, "postgres", Fail::Sql(err)))
+                };
+                self.shared.probe.bound("watch", self.shared.timeout, listening).await.map(Some)
             }
             #[allow(unreachable_patterns)]
             _ => Ok(None),
@@ -773,6 +790,10 @@ mod listen {
         let connecting = async {
             let mut listener = PgListener::connect_with(&pool).await?;
             listener.ignore_pool_close_event(true);
+            // A lost connection ends the stream at once, so the dicts mark their hints down
+            // at once; by default `try_recv` would first reconnect, waiting out the pool's
+            // acquire timeout while the server refuses, with the hints still "healthy".
+            listener.eager_reconnect(false);
             listener.listen(&channel).await?;
             Ok::<_, sqlx::Error>(listener)
         };

@@ -457,3 +457,20 @@ async fn bad_namespaces_are_refused_before_any_io() {
     }
     assert!(!file.exists(), "no SQLite file was created");
 }
+
+/// A refused connection fails at once with its cause, not after the 5 s timeout as
+/// `pool timed out while waiting for an open connection` (sqlx's pool retries a refused
+/// connection until its acquire timeout).
+#[tokio::test]
+async fn connecting_to_a_server_that_is_not_there_fails_at_once() {
+    durable_testkit::connecting_where_nothing_listens_fails_at_once(|port| async move {
+        Ok(Arc::new(SqlBackend::connect(&format!("postgres://postgres@127.0.0.1:{port}/test"), "flags").await?)
+            as Arc<dyn Backend>)
+    })
+    .await;
+    durable_testkit::connecting_where_nothing_listens_fails_at_once(|port| async move {
+        Ok(Arc::new(SqlBackend::connect(&format!("mysql://root@127.0.0.1:{port}/test"), "flags").await?)
+            as Arc<dyn Backend>)
+    })
+    .await;
+}

@@ -5,5 +5,8 @@
 pub mod scenarios;
 pub mod servers;
 
-pub use scenarios::{Recovery, backup_stands_in_for_an_unreachable_store, outage_and_recovery, wait_until};
+pub use scenarios::{
+    REFUSAL_BOUND, Recovery, backup_stands_in_for_an_unreachable_store, connecting_where_nothing_listens_fails_at_once,
+    outage_and_recovery, wait_until,
+};
 pub use servers::{Engine, OwnCluster, OwnEnsemble, OwnServer, spare_port};

@@ -18,14 +18,20 @@ use crate::servers::OwnServer;
 pub struct Recovery {
     /// From the store answering again to the dict having re-subscribed and synced.
     pub recovered_after: Duration,
-    /// The slowest failing `sync()` while the store was down.
-    pub slowest_failed_sync: Duration,
+    /// The slowest failing `sync()`, write or connect while the store was down.
+    pub slowest_refusal: Duration,
 }
 
+/// How long a call may take to fail while the store refuses connections: the refusal is
+/// answered at once, and the backend probes after 15 ms of silence; the rest is slack for
+/// a busy machine. Far below any operation timeout the outage tests use.
+pub const REFUSAL_BOUND: Duration = Duration::from_millis(250);
+
 /// Kills the store under two dicts and starts it again:
-/// - while it is down, reads serve the last snapshot; `sync()` fails as unavailable
-///   within the backend's `timeout` (plus scheduling slack); writes fail, and are not
-///   found in the store afterwards; `status()` reports the error and the hints down;
+/// - while it is down, reads serve the last snapshot; `sync()`, writes and connecting fail
+///   as unavailable within [`REFUSAL_BOUND`] — not the backend's `timeout` — saying why, not
+///   that time ran out; failed writes are not found in the store afterwards; `status()`
+///   reports the error and the hints down;
 /// - once it answers again, both dicts recover on their own (one with background refresh,
 ///   one without, neither is called meanwhile): hints healthy, a successful trip — within
 ///   1 s; no acknowledged write is lost; a change made by another instance afterwards
@@ -63,22 +69,35 @@ where
 
     server.kill().await;
 
-    // Reads keep serving; sync and writes fail fast and typed.
-    let mut slowest_failed_sync = Duration::ZERO;
-    for dict in [&refreshing, &idle] {
+    // Reads keep serving; syncs, writes and connecting fail fast, typed and saying why —
+    // round after round, not only the first call (a client reconnecting in the background
+    // must not make every other call wait out its retries).
+    let mut slowest_refusal = Duration::ZERO;
+    let mut refused = |what: &str, took: Duration, err: durable_core::Error| {
+        slowest_refusal = slowest_refusal.max(took);
+        assert!(err.is_unavailable(), "{what} while down: want unavailable, got {err}");
+        assert!(took <= REFUSAL_BOUND, "{what} while down took {took:?} (timeout {timeout:?}): {err}");
+        assert!(!err.to_string().contains("timed out"), "{what} while down hides its cause: {err}");
+    };
+    for round in 0..5 {
+        for dict in [&refreshing, &idle] {
+            let started = Instant::now();
+            let err = dict.resync().await.expect_err("sync with the store down");
+            refused("sync", started.elapsed(), err);
+            assert_eq!(view(dict), acknowledged, "the last snapshot keeps serving");
+            assert_eq!(dict.get("k3").await.as_deref(), Some(&json!(3)));
+        }
         let started = Instant::now();
-        let err = dict.resync().await.expect_err("sync with the store down");
-        let took = started.elapsed();
-        slowest_failed_sync = slowest_failed_sync.max(took);
-        assert!(err.is_unavailable(), "sync while down: want unavailable, got {err}");
-        assert!(took <= timeout + Duration::from_millis(500), "sync while down took {took:?} (timeout {timeout:?})");
-        assert_eq!(view(dict), acknowledged, "the last snapshot keeps serving");
-        assert_eq!(dict.get("k3").await.as_deref(), Some(&json!(3)));
+        let write = refreshing.insert("during", json!("lost?")).await.expect_err("a write with the store down");
+        refused("a write", started.elapsed(), write);
+        let started = Instant::now();
+        let removal = idle.remove(&format!("k{round}")).await.expect_err("a removal with the store down");
+        refused("a removal", started.elapsed(), removal);
+        let started = Instant::now();
+        let connecting = connect(url.clone(), ns.clone()).await.map(|_| ()).expect_err("connect with the store down");
+        refused("connecting", started.elapsed(), connecting);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let write = refreshing.insert("during", json!("lost?")).await.expect_err("a write with the store down");
-    assert!(write.is_unavailable(), "write while down: {write}");
-    let removal = idle.remove("k0").await.expect_err("a removal with the store down");
-    assert!(removal.is_unavailable(), "removal while down: {removal}");
     let status = refreshing.status();
     assert!(status.last_error.is_some() && status.failing_since.is_some(), "{status:?}");
     wait_until("the hints to be reported down", || refreshing.status().hints != HintHealth::Healthy).await;
@@ -117,7 +136,23 @@ where
     assert!(matches!(event, Some(Event::Changed(_))), "{event:?}");
     assert_eq!(refreshing.snapshot().get("after"), Some(&json!("restart")));
 
-    Recovery { recovered_after, slowest_failed_sync }
+    Recovery { recovered_after, slowest_refusal }
+}
+
+/// Connecting to a port where nothing listens fails within [`REFUSAL_BOUND`], whatever the
+/// timeout (the backends' default 5 s when `connect` sets none), as unavailable and naming
+/// the refusal — not as a timeout.
+pub async fn connecting_where_nothing_listens_fails_at_once<F, Fut>(connect: F)
+where
+    F: FnOnce(u16) -> Fut,
+    Fut: Future<Output = Result<Arc<dyn Backend>>>,
+{
+    let started = Instant::now();
+    let err = connect(crate::spare_port()).await.map(|_| ()).expect_err("nothing listens there");
+    let took = started.elapsed();
+    assert!(err.is_unavailable(), "want unavailable, got {err}");
+    assert!(err.to_string().contains("refused"), "the error names the refusal: {err}");
+    assert!(took <= REFUSAL_BOUND, "a refused connect took {took:?}: {err}");
 }
 
 fn view(dict: &DurableDict<Value>) -> BTreeMap<String, Value> {
@@ -173,6 +208,17 @@ where
     let status = started.status();
     assert!(status.from_backup && status.last_error.is_some(), "{status:?}");
     assert_eq!(status.staleness(), Duration::MAX);
+    // Its calls fail as fast as the refusal comes (the connect is retried lazily on each).
+    for _ in 0..3 {
+        let started_at = Instant::now();
+        let err = started.resync().await.expect_err("a sync with the store down");
+        let took = started_at.elapsed();
+        assert!(err.is_unavailable() && took <= REFUSAL_BOUND, "a sync while down: {err} after {took:?}");
+        let started_at = Instant::now();
+        let err = started.insert("during", json!(0)).await.expect_err("a write with the store down");
+        let took = started_at.elapsed();
+        assert!(err.is_unavailable() && took <= REFUSAL_BOUND, "a write while down: {err} after {took:?}");
+    }
 
     server.start().await;
     let ready = Instant::now();

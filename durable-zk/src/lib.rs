@@ -88,7 +88,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use durable_core::{Backend, Changes, Durables, Error, Hint, HintStream, KeyChange, Result, Source, Version};
+use durable_core::{
+    Backend, Changes, Durables, Error, Hint, HintStream, KeyChange, RefusalProbe, Result, Source, Version,
+};
 use futures::StreamExt;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
@@ -166,6 +168,7 @@ impl ZkBackendBuilder {
         validate_namespace(namespace)?;
         let ns_path = if base.is_empty() { format!("/{namespace}") } else { format!("{base}/{namespace}") };
         let config = Config {
+            probe: RefusalProbe::from_url(NAME, &format!("zk://{cluster}"), 2181),
             cluster,
             auth,
             ns_path,
@@ -173,10 +176,8 @@ impl ZkBackendBuilder {
             session_timeout: self.session_timeout,
             max_value_size: self.max_value_size,
         };
-        let (client, watcher) = match tokio::time::timeout(self.timeout, config.open()).await {
-            Ok(opened) => opened.map_err(map_error)?,
-            Err(_) => return Err(Error::Timeout { backend: NAME, operation: "connect", after: self.timeout }),
-        };
+        let opening = async { config.open().await.map_err(map_error) };
+        let (client, watcher) = config.probe.bound("connect", self.timeout, opening).await?;
         let config = Arc::new(config);
         let state = Arc::new(State {
             ns_path: config.ns_path.clone(),
@@ -315,6 +316,8 @@ fn to_version(version: i32) -> Version {
 
 struct Config {
     cluster: String,
+    /// The ensemble's servers: an operation fails at once when every one refuses.
+    probe: RefusalProbe,
     /// Digest credentials (`user:password`); never shown.
     auth: Option<String>,
     ns_path: String,
@@ -324,18 +327,6 @@ struct Config {
 }
 
 impl Config {
-    /// Whether any server of the ensemble accepts a TCP connection.
-    async fn reachable(&self) -> bool {
-        let hosts = self.cluster.split('/').next().unwrap_or_default();
-        for host in hosts.split(',').filter(|host| !host.is_empty()) {
-            let connecting = tokio::net::TcpStream::connect(host);
-            if matches!(tokio::time::timeout(self.timeout, connecting).await, Ok(Ok(_))) {
-                return true;
-            }
-        }
-        false
-    }
-
     /// A new session with the namespace node in place and the watch on it.
     async fn open(&self) -> std::result::Result<(zk::Client, zk::PersistentWatcher), zk::Error> {
         let mut connector =
@@ -599,7 +590,7 @@ async fn follow(config: Arc<Config>, state: Arc<State>) {
             }
         }
         let probing = state.watcher().is_some();
-        if probing && !config.reachable().await {
+        if probing && config.probe.refused().await.is_some() {
             // Still down: a TCP connect answers that at once, where a session would wait.
             probe_at = Some(tokio::time::Instant::now() + backoff);
             backoff = (backoff * 2).min(RECONNECT_MAX);
@@ -690,10 +681,11 @@ impl ZkBackend {
     }
 
     /// Waits for one answer from the store (a request, or one batch of pipelined requests)
-    /// within the operation timeout.
+    /// within the operation timeout, failing at once when every server refuses connections
+    /// (the client would wait for a session to come back).
     async fn bounded<F: std::future::Future>(&self, operation: &'static str, call: F) -> Result<F::Output> {
-        let after = self.shared.config.timeout;
-        tokio::time::timeout(after, call).await.map_err(|_| Error::Timeout { backend: NAME, operation, after })
+        let config = &self.shared.config;
+        config.probe.bound(operation, config.timeout, async { Ok(call.await) }).await
     }
 
     /// Makes one request per item, [`BATCH`] of them in flight at a time, and returns the

@@ -386,3 +386,12 @@ async fn a_namespace_bigger_than_one_answer_loads() {
     loaded.sort();
     assert_eq!(loaded, entries);
 }
+
+/// A refused connection fails at once with its cause, not after the 5 s timeout.
+#[tokio::test]
+async fn connecting_to_a_server_that_is_not_there_fails_at_once() {
+    durable_testkit::connecting_where_nothing_listens_fails_at_once(|port| async move {
+        Ok(Arc::new(ZkBackend::connect(&format!("zk://127.0.0.1:{port}"), "flags").await?) as Arc<dyn Backend>)
+    })
+    .await;
+}
