@@ -469,9 +469,18 @@ async fn backend_figures(config: &Config, name: &str, url: &str, out: &mut Resul
     let samples = config.samples();
     let ns = unique(&format!("bench-{name}-prop"));
     let listener = vec![connect(url, &ns).await];
-    let p = propagation(connect(url, &ns).await, listener, samples).await;
+    let p = propagation(connect(url, &ns).await, listener, samples, Duration::ZERO).await;
     out.put(format!("{name}.propagation_p50_us"), percentile(&p, 0.50));
     out.put(format!("{name}.propagation_p99_us"), percentile(&p, 0.99));
+    forget(name, url, &ns).await;
+    // The same with writes spaced 5 ms apart, as a service's writes come: every process
+    // involved has gone idle before each write.
+    let ns = unique(&format!("bench-{name}-spaced"));
+    let listener = vec![connect(url, &ns).await];
+    let spaced_samples = if config.quick { 50 } else { 400 };
+    let p = propagation(connect(url, &ns).await, listener, spaced_samples, Duration::from_millis(5)).await;
+    out.put(format!("{name}.propagation_p50_us_spaced"), percentile(&p, 0.50));
+    out.put(format!("{name}.propagation_p99_us_spaced"), percentile(&p, 0.99));
     forget(name, url, &ns).await;
     if name == "redis" || name == "postgres" {
         // Many dicts in one process, each on a backend handle of its own over one shared
@@ -487,7 +496,7 @@ async fn backend_figures(config: &Config, name: &str, url: &str, out: &mut Resul
             } else {
                 samples / 4
             };
-            let p = propagation(connect(url, &ns).await, dicts, samples).await;
+            let p = propagation(connect(url, &ns).await, dicts, samples, Duration::ZERO).await;
             out.put(format!("{name}.propagation_p50_us_{listeners}subscribers"), percentile(&p, 0.50));
             out.put(format!("{name}.propagation_p99_us_{listeners}subscribers"), percentile(&p, 0.99));
             forget(name, url, &ns).await;
@@ -511,9 +520,15 @@ async fn shared_handles(name: &str, url: &str, ns: &str, n: usize) -> Vec<Arc<dy
 }
 
 /// Sorted microseconds from `writer.insert` returning to the change event arriving in
-/// each listener's dict (background refresh on). Backends with hints keep the default poll
-/// interval, so the figure is the hint's; polled backends poll every millisecond.
-async fn propagation(writer: Arc<dyn Backend>, listeners: Vec<Arc<dyn Backend>>, samples: usize) -> Vec<f64> {
+/// each listener's dict (background refresh on), `spacing` between one sample's last event
+/// and the next write. Backends with hints keep the default poll interval, so the figure is
+/// the hint's; polled backends poll every millisecond.
+async fn propagation(
+    writer: Arc<dyn Backend>,
+    listeners: Vec<Arc<dyn Backend>>,
+    samples: usize,
+    spacing: Duration,
+) -> Vec<f64> {
     let hinted = matches!(writer.name(), "redis" | "postgres" | "zookeeper" | "memory");
     let writer = DurableDict::<u64>::builder(writer).autosync(false).build().await.unwrap();
     let mut subscriptions = Vec::with_capacity(listeners.len());
@@ -531,6 +546,9 @@ async fn propagation(writer: Arc<dyn Backend>, listeners: Vec<Arc<dyn Backend>>,
     let listeners = listeners_count;
     let mut times = Vec::with_capacity(samples * listeners);
     for i in 0..samples as u64 {
+        if !spacing.is_zero() {
+            tokio::time::sleep(spacing).await;
+        }
         writer.insert("p", i).await.unwrap();
         let written = Instant::now();
         for subscription in &mut subscriptions {

@@ -567,7 +567,23 @@ impl Drop for Shared {
 async fn follow(config: Arc<Config>, state: Arc<State>) {
     let mut backoff = RECONNECT_MIN;
     let mut probe_at: Option<tokio::time::Instant> = None;
+    // Building a session is a quorum write; right after an election a loaded ensemble may
+    // take seconds to commit one, and a bound shorter than its answer would never let a new
+    // session through (a writer stayed expired for 30 s so under load). So each attempt
+    // that times out gives the next one twice as long, up to the session timeout; the
+    // first gets the operation timeout, so that an attempt stuck on a server still
+    // starting up does not hold up recovery.
+    let longest_build = config.session_timeout.max(config.timeout);
+    let mut build_bound = config.timeout;
     loop {
+        let client = state.client();
+        if state.watcher().is_some() && client.state().is_terminated() {
+            // The session ended without its watch saying so: build a new one all the same.
+            tracing::warn!(state = ?client.state(), path = %config.ns_path, "durable-zk: session ended; building a new one");
+            *state.watcher() = None;
+            state.tracker().forget();
+            state.hint(Hint::Interrupted);
+        }
         let watching = state.watcher().is_some();
         if watching && state.disconnected.load(std::sync::atomic::Ordering::Acquire) {
             probe_at.get_or_insert_with(|| tokio::time::Instant::now() + backoff);
@@ -582,10 +598,13 @@ async fn follow(config: Arc<Config>, state: Arc<State>) {
                     None => std::future::pending().await,
                 }
             };
+            let mut session = client.state_watcher();
             tokio::select! {
                 // `false`: the session ended; build a new one.
                 watching = state.next_event() => if watching { continue },
                 _ = state.repoll.notified() => continue,
+                // The client's own view of its session, in case the watch says nothing.
+                _ = session.changed() => continue,
                 _ = probe => {}
             }
         }
@@ -596,8 +615,9 @@ async fn follow(config: Arc<Config>, state: Arc<State>) {
             backoff = (backoff * 2).min(RECONNECT_MAX);
             continue;
         }
-        match tokio::time::timeout(config.timeout, config.open()).await {
-            Ok(Ok((client, new_watcher))) => {
+        let opening = async { config.open().await.map_err(map_error) };
+        match config.probe.bound("new session", build_bound, opening).await {
+            Ok((client, new_watcher)) => {
                 if let Ok(mut slot) = state.client.write() {
                     *slot = client;
                 }
@@ -607,11 +627,12 @@ async fn follow(config: Arc<Config>, state: Arc<State>) {
                 probe_at = None;
                 state.tracker().forget();
                 state.hint(Hint::Resumed);
+                build_bound = config.timeout;
             }
-            failed => {
-                match failed {
-                    Ok(Err(err)) => tracing::debug!(error = %err, "durable-zk: new session failed"),
-                    _ => tracing::debug!("durable-zk: new session timed out"),
+            Err(err) => {
+                tracing::debug!(error = %err, bound = ?build_bound, "durable-zk: new session failed");
+                if matches!(err, Error::Timeout { .. }) {
+                    build_bound = (build_bound * 2).min(longest_build);
                 }
                 if probe_at.is_some() {
                     probe_at = Some(tokio::time::Instant::now() + backoff);

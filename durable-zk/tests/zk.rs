@@ -136,7 +136,9 @@ async fn a_forced_session_expiry_ends_in_a_correct_resynced_dict() {
     writer_dict.insert("before", json!(1)).await.unwrap();
     wait_for(&dict, "the first write", |d| d.snapshot().get("before").is_some()).await;
 
-    // Expire the dict's session from the server side: another client joins it and closes it.
+    // Expire the dict's session from the server side, on a busy machine: another client
+    // joins it and closes it.
+    let hog = durable_testkit::CpuHog::start();
     // The original client reconnects at once and may win the session back before the
     // thief's handshake completes: try again until the thief gets in and closes it.
     let original = format!("{:?}", session.id());
@@ -160,6 +162,7 @@ async fn a_forced_session_expiry_ends_in_a_correct_resynced_dict() {
         assert!(tokio::time::Instant::now() < deadline, "no new session was built after the expiry");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    drop(hog);
     // Changes while the session is being rebuilt.
     writer_dict.insert("during", json!(2)).await.unwrap();
     writer_dict.remove("before").await.unwrap();
