@@ -465,7 +465,12 @@ async fn backend_figures(config: &Config, name: &str, url: &str, out: &mut Resul
         forget(name, url, &ns).await;
     }
 
-    // Propagation: from a write returning in one dict to the change event in another.
+    propagation_figures(config, name, url, out).await;
+}
+
+/// Propagation: from a write returning in one dict to the change event in another — back
+/// to back, spaced, and (Redis, PostgreSQL) fanned out to many dicts.
+async fn propagation_figures(config: &Config, name: &str, url: &str, out: &mut Results) {
     let samples = config.samples();
     let ns = unique(&format!("bench-{name}-prop"));
     let listener = vec![connect(url, &ns).await];
@@ -740,6 +745,12 @@ async fn main() {
     }
     for backend in config.backends.iter().filter(|_| wanted("backends")) {
         backend_figures(&config, backend, &url_of(backend, &dir), &mut results).await;
+    }
+    // `--only propagation`: the propagation figures alone (`backends` includes them).
+    for backend in
+        config.backends.iter().filter(|_| only.as_deref().is_some_and(|o| o.split(',').any(|g| g == "propagation")))
+    {
+        propagation_figures(&config, backend, &url_of(backend, &dir), &mut results).await;
     }
     if wanted("durabledict") && config.backends.iter().any(|b| b == "redis") {
         durabledict_figures(&config, &mut results).await;

@@ -276,8 +276,17 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
     async fn trip(&self, unversioned: bool) -> Result<SyncOutcome> {
         let current = self.current.load_full();
         // A hint already said the store is ahead: the version check would only confirm it.
+        // A hint without a version (ZooKeeper's watch) asks for the changes whatever the
+        // version says, so the version check would only cost a round trip: the delta
+        // carries the version.
         let announced = self.hints.announced.load(Ordering::Acquire);
-        let version = if announced > current.version { announced } else { self.backend.last_updated().await? };
+        let version = if announced > current.version {
+            announced
+        } else if unversioned {
+            current.version
+        } else {
+            self.backend.last_updated().await?
+        };
         if version == current.version && !unversioned {
             return Ok(SyncOutcome::Unchanged);
         }
