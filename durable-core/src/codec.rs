@@ -5,11 +5,14 @@
 //!   escaped as `\uXXXX` (U+007F and surrogate pairs included), floats as Python's `repr`
 //!   writes them (`1e-05`, `1.5e-07`, `1e+16`, `100.0`) — so a Python service and a Rust
 //!   service share one dict byte for byte, and a compare-and-swap written in either
-//!   language matches values written in the other. A property test compares it with real
-//!   Python over thousands of generated values. Two things Python has and JSON has not
-//!   cannot match: a non-finite float (Python writes `NaN`/`Infinity`; serde_json writes
-//!   `null`, and reading Python's reports the key as undecodable), and integers past 64
-//!   bits, which serde_json reads as floats.
+//!   language matches values written in the other. Objects keep their keys in the order
+//!   they were read or built (serde_json's `preserve_order`, as Python's dicts do), so a
+//!   `serde_json::Value` read from Python's bytes is written back to the same bytes; a
+//!   struct writes its fields in declaration order. A property test compares it with real
+//!   Python over thousands of generated values, both ways. Two things cannot match, as
+//!   Python has them and JSON has not: a non-finite float (Python writes `NaN` and
+//!   `Infinity`; serde_json writes `null`, and reading Python's reports the key as
+//!   undecodable), and integers past 64 bits, which serde_json reads as floats.
 //! - [`MsgPack`] is MessagePack with named fields (rmp-serde), compact and schema-tolerant.
 //! - [`Raw`] keeps bytes and strings untouched.
 //! - [`Lz4`] compresses what any other codec writes.

@@ -115,6 +115,15 @@ async fn durabledict_and_durable_share_one_dict() {
     let stored: String = raw().await.hget(&ns, "from-rust").await.unwrap();
     assert_eq!(stored, r#"{"list": [1, 2.5, null], "text": "\u00fcn\u00ef \u2603"}"#);
 
+    // A value whose bytes used to differ (small floats, U+007F): Rust's compare-and-swap
+    // matches what durabledict wrote, byte for byte.
+    py(&venv, &ns, &["set", "tricky", r#"{"tiny": 1e-05, "smaller": 1.5e-07, "del": "\u007f", "big": 1e+22}"#]).await;
+    rust.sync().await.unwrap();
+    let tricky = json!({"tiny": 1e-5, "smaller": 1.5e-7, "del": "\u{7f}", "big": 1e22});
+    assert_eq!(rust.snapshot().get("tricky"), Some(&tricky));
+    let swapped = rust.compare_and_swap("tricky", Some(&tricky), Some(json!("swapped"))).await;
+    assert!(matches!(swapped, Ok(Some(_))), "a compare-and-swap over Python's bytes: {swapped:?}");
+
     // Python deletes → Rust sees.
     py(&venv, &ns, &["delete", "from-python"]).await;
     rust.sync().await.unwrap();
