@@ -20,6 +20,8 @@ pub struct Recovery {
     pub recovered_after: Duration,
     /// The slowest failing `sync()`, write or connect while the store was down.
     pub slowest_refusal: Duration,
+    /// From the kill to the hints being reported down.
+    pub hints_down: Duration,
 }
 
 /// How long a call may take to fail while the store refuses connections: the refusal is
@@ -28,6 +30,7 @@ pub struct Recovery {
 pub const REFUSAL_BOUND: Duration = Duration::from_millis(250);
 
 /// Kills the store under two dicts and starts it again:
+/// - once it is down, the hints are reported down within [`REFUSAL_BOUND`];
 /// - while it is down, reads serve the last snapshot; `sync()`, writes and connecting fail
 ///   as unavailable within [`REFUSAL_BOUND`] — not the backend's `timeout` — saying why, not
 ///   that time ran out; failed writes are not found in the store afterwards; `status()`
@@ -68,6 +71,12 @@ where
     assert_eq!(view(&idle), acknowledged);
 
     server.kill().await;
+    let killed = Instant::now();
+    // The hints say at once that they are down (a hinted dict's `sync()` would otherwise
+    // answer "unchanged" without asking, from a store that is gone).
+    wait_until("the hints to be reported down", || refreshing.status().hints != HintHealth::Healthy).await;
+    let hints_down = killed.elapsed();
+    assert!(hints_down <= REFUSAL_BOUND, "the hints were reported down {hints_down:?} after the kill");
 
     // Reads keep serving; syncs, writes and connecting fail fast, typed and saying why —
     // round after round, not only the first call (a client reconnecting in the background
@@ -100,7 +109,7 @@ where
     }
     let status = refreshing.status();
     assert!(status.last_error.is_some() && status.failing_since.is_some(), "{status:?}");
-    wait_until("the hints to be reported down", || refreshing.status().hints != HintHealth::Healthy).await;
+    assert!(refreshing.status().hints != HintHealth::Healthy);
     assert!(refreshing.status().staleness() > Duration::ZERO);
 
     server.start().await;
@@ -136,7 +145,7 @@ where
     assert!(matches!(event, Some(Event::Changed(_))), "{event:?}");
     assert_eq!(refreshing.snapshot().get("after"), Some(&json!("restart")));
 
-    Recovery { recovered_after, slowest_refusal }
+    Recovery { recovered_after, slowest_refusal, hints_down }
 }
 
 /// Connecting to a port where nothing listens fails within [`REFUSAL_BOUND`], whatever the
