@@ -71,8 +71,11 @@ pub fn router(dict: FlagDict) -> Router {
 }
 
 async fn list(flags: Flags<Value>) -> Json<Value> {
-    let all: serde_json::Map<String, Value> = flags.iter().map(|(k, v)| (k.to_owned(), v.clone())).collect();
-    Json(json!({ "version": flags.version(), "flags": all }))
+    // Sorted by key, so the list reads the same on every call.
+    let mut all: Vec<(&str, &Value)> = flags.iter().collect();
+    all.sort_unstable_by_key(|(key, _)| *key);
+    let all: serde_json::Map<String, Value> = all.into_iter().map(|(k, v)| (k.to_owned(), v.clone())).collect();
+    Json(json!({ "flags": all, "version": flags.version() }))
 }
 
 async fn get_one(flags: Flags<Value>, Path(key): Path<String>) -> impl IntoResponse {
