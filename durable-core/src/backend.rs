@@ -1,16 +1,12 @@
-//! The `Backend` trait: durabledict's four-method store interface on bytes, plus the
-//! optional methods a store overrides when it can do better (atomic multi-key writes,
-//! deltas, pushed change hints).
+//! The `Backend` trait: durabledict's four-method store interface on bytes, plus the atomic
+//! multi-key and conditional writes, deltas and pushed change hints the dict relies on.
 //!
-//! A third-party backend implements the four required methods (and usually
-//! [`Backend::name`]); every optional method has a default built from them. The defaults
-//! are correct for a single writer but, since the four primitives offer no conditional
-//! write, they cannot be atomic against other writers: `persist_many`, `pop`,
-//! `setdefault` and `compare_and_swap` read and then write. Every backend in this
-//! workspace overrides them with one atomic step in the store.
+//! Every method that touches the store is required. A store with only the four primitives
+//! implements [`SimpleStore`](crate::SimpleStore) instead and is adapted by
+//! [`ReadThenWrite`](crate::ReadThenWrite), which is correct for a single writer but not
+//! atomic against others; a wrapper implements [`Wrap`](crate::Wrap).
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -89,8 +85,9 @@ pub type HintStream = Pin<Box<dyn Stream<Item = Hint> + Send + 'static>>;
 /// Longest key, in bytes, that the default [`Backend::validate_key`] accepts.
 pub const DEFAULT_MAX_KEY_LEN: usize = 1024;
 
-/// The default [`Backend::validate_key`]: not empty, at most [`DEFAULT_MAX_KEY_LEN`] bytes.
-pub(crate) fn default_key_rule(key: &str) -> Result<()> {
+/// The default [`Backend::validate_key`]: not empty, at most [`DEFAULT_MAX_KEY_LEN`] bytes,
+/// no NUL. A backend with further rules calls it first.
+pub fn default_key_rule(key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(Error::invalid_key(key, "keys cannot be empty"));
     }
@@ -143,16 +140,26 @@ pub fn validate_namespace(namespace: &str, max_len: usize) -> Result<()> {
 
 /// A durable store holding one namespace of a dictionary, on bytes. Object safe: the dict
 /// holds an `Arc<dyn Backend>`.
+///
+/// Every method that reads or writes the store is required, so that nothing falls back to a
+/// weaker default by accident: a store with only durabledict's four primitives implements
+/// [`SimpleStore`](crate::SimpleStore) and is adapted with
+/// [`ReadThenWrite`](crate::ReadThenWrite), whose name says what it gives up; a wrapper
+/// implements [`Wrap`](crate::Wrap) and inherits everything of what it wraps.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// A short name for messages and metrics (`memory`, `redis`, `postgres`, ...).
-    fn name(&self) -> &'static str {
-        "custom"
+    fn name(&self) -> &'static str;
+
+    /// What this backend is, wrappers included (`counting(lazy(redis))`), for `Debug` and
+    /// logs. The default is [`Backend::name`].
+    fn describe(&self) -> String {
+        self.name().to_owned()
     }
 
     /// Refuses keys this store cannot hold, without I/O. The dict calls it before every
-    /// write. The default refuses empty keys, keys over [`DEFAULT_MAX_KEY_LEN`] bytes and
-    /// keys containing NUL.
+    /// write. The default is [`default_key_rule`]: no empty keys, none over
+    /// [`DEFAULT_MAX_KEY_LEN`] bytes, none containing NUL.
     fn validate_key(&self, key: &str) -> Result<()> {
         default_key_rule(key)
     }
@@ -177,121 +184,34 @@ pub trait Backend: Send + Sync + 'static {
     async fn last_updated(&self) -> Result<Version>;
 
     /// Stores every entry as one mutation (one version bump); no reader sees part of it.
-    /// The default writes them one by one and is *not* atomic.
-    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
-        let mut version = self.last_updated().await?;
-        for (key, value) in entries {
-            version = self.persist(&key, value).await?;
-        }
-        Ok(version)
-    }
+    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version>;
 
-    /// Removes `key` and returns its value with the new version, or `None` when absent.
-    /// The default reads, then deletes; it is not atomic against other writers.
-    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
-        let current = self.durables().await?;
-        let Some(value) = current.entries.into_iter().find(|(k, _)| k == key).map(|(_, v)| v) else {
-            return Ok(None);
-        };
-        Ok(self.depersist(key).await?.map(|version| (value, version)))
-    }
+    /// Removes `key` and returns its value with the new version, or `None` when absent —
+    /// one atomic step in the store.
+    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>>;
 
-    /// Returns the value at `key`, first storing `value` there if the key was absent. The
-    /// version comes back only when it inserted (a found key bumps nothing). The default
-    /// reads, then writes; it is not atomic against other writers.
-    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
-        let current = self.durables().await?;
-        if let Some((_, found)) = current.entries.into_iter().find(|(k, _)| k == key) {
-            return Ok((found, None));
-        }
-        let version = self.persist(key, value.clone()).await?;
-        Ok((value, Some(version)))
-    }
+    /// Returns the value at `key`, first storing `value` there if the key was absent — one
+    /// atomic step in the store. The version comes back only when it inserted (a found key
+    /// bumps nothing).
+    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)>;
 
-    /// Every key changed after `since`, or [`Changes::TooOld`]. The default always answers
-    /// `TooOld`, which makes every sync that finds a change a full reload.
-    async fn changes_since(&self, since: Version) -> Result<Changes> {
-        let _ = since;
-        Ok(Changes::TooOld)
-    }
+    /// Every key changed after `since`, or [`Changes::TooOld`] when the store cannot say
+    /// (a store without a change log always answers `TooOld`: every sync that finds a change
+    /// is then a full reload).
+    async fn changes_since(&self, since: Version) -> Result<Changes>;
 
     /// Subscribes to change hints. Returns once the subscription is in place, so that every
     /// change after the call produces a hint; `None` when the store pushes nothing (the dict
-    /// then polls). The default pushes nothing.
-    async fn watch(&self) -> Result<Option<HintStream>> {
-        Ok(None)
-    }
+    /// then polls).
+    async fn watch(&self) -> Result<Option<HintStream>>;
 
     /// Sets `key` to `new` (deletes it when `new` is `None`) only if its current encoded
-    /// value equals `expected` (`None`: only if absent). Returns the new version, or
-    /// [`Error::Conflict`] without writing anything. When the comparison holds but there is
-    /// nothing to write — `expected` and `new` both `None`, the key absent — it writes
-    /// nothing and returns `Ok(None)`: never the store's current version, which belongs to
-    /// whatever write made it and would let a dict label its snapshot with data it does
-    /// not hold. The default reads, then writes; it is not atomic against other writers.
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<Bytes>,
-        new: Option<Bytes>,
-    ) -> Result<Option<Version>> {
-        let current = self.durables().await?;
-        let found = current.entries.into_iter().find(|(k, _)| k == key).map(|(_, v)| v);
-        if found != expected {
-            return Err(Error::Conflict { key: key.into() });
-        }
-        match new {
-            Some(value) => self.persist(key, value).await.map(Some),
-            None => self.depersist(key).await,
-        }
-    }
-}
-
-/// A shared backend is a backend: wrappers and the facade pass `Arc<dyn Backend>` around.
-#[async_trait]
-impl<B: Backend + ?Sized> Backend for Arc<B> {
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
-    fn validate_key(&self, key: &str) -> Result<()> {
-        (**self).validate_key(key)
-    }
-    fn max_value_size(&self) -> Option<usize> {
-        (**self).max_value_size()
-    }
-    async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
-        (**self).persist(key, value).await
-    }
-    async fn depersist(&self, key: &str) -> Result<Option<Version>> {
-        (**self).depersist(key).await
-    }
-    async fn durables(&self) -> Result<Durables> {
-        (**self).durables().await
-    }
-    async fn last_updated(&self) -> Result<Version> {
-        (**self).last_updated().await
-    }
-    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
-        (**self).persist_many(entries).await
-    }
-    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
-        (**self).pop(key).await
-    }
-    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
-        (**self).setdefault(key, value).await
-    }
-    async fn changes_since(&self, since: Version) -> Result<Changes> {
-        (**self).changes_since(since).await
-    }
-    async fn watch(&self) -> Result<Option<HintStream>> {
-        (**self).watch().await
-    }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<Bytes>,
-        new: Option<Bytes>,
-    ) -> Result<Option<Version>> {
-        (**self).compare_and_swap(key, expected, new).await
-    }
+    /// value equals `expected` (`None`: only if absent) — one atomic step in the store.
+    /// Returns the new version, or [`Error::Conflict`] without writing anything. When the
+    /// comparison holds but there is nothing to write — `expected` and `new` both `None`,
+    /// the key absent — it writes nothing and returns `Ok(None)`: never the store's current
+    /// version, which belongs to whatever write made it and would let a dict label its
+    /// snapshot with data it does not hold.
+    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>)
+    -> Result<Option<Version>>;
 }

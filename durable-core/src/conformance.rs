@@ -60,6 +60,45 @@ pub trait BackendFactory: Send + Sync + 'static {
     }
 }
 
+/// A factory whose backends are another factory's wrapped the standard way —
+/// `counting(faulty(lazy(backend)))`, each a [`Wrap`](crate::Wrap) with no fault switched on —
+/// so the whole suite proves that wrappers keep the atomic writes, deltas, hints, key rules
+/// and size limit of the backend they wrap (invariant 14):
+///
+/// ```ignore
+/// mod wrapped {
+///     durable_core::conformance_tests!(durable_core::conformance::Wrapped(crate::Factory));
+/// }
+/// ```
+pub struct Wrapped<F>(pub F);
+
+impl<F> Wrapped<F> {
+    fn wrap(inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
+        let name = inner.name();
+        let lazy = crate::lazy::LazyBackend::new(name, move || {
+            let inner = Arc::clone(&inner);
+            async move { Ok(inner) }
+        });
+        let faulty = crate::testing::FaultyBackend::new(Arc::new(lazy));
+        Arc::new(CountingBackend::new(Arc::new(faulty)))
+    }
+}
+
+#[async_trait]
+impl<F: BackendFactory> BackendFactory for Wrapped<F> {
+    async fn backend(&self, namespace: &str) -> Arc<dyn Backend> {
+        Self::wrap(self.0.backend(namespace).await)
+    }
+
+    async fn with_change_log(&self, namespace: &str, mutations: usize) -> Option<Arc<dyn Backend>> {
+        self.0.with_change_log(namespace, mutations).await.map(Self::wrap)
+    }
+
+    async fn available(&self) -> bool {
+        self.0.available().await
+    }
+}
+
 /// The environment variable that turns "server missing, skipping" into a failure.
 pub const REQUIRE_SERVICES_ENV: &str = "DURABLE_REQUIRE_SERVICES";
 

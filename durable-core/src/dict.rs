@@ -57,7 +57,7 @@ impl<V, C> fmt::Debug for DurableDict<V, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let current = self.inner.current.load();
         f.debug_struct("DurableDict")
-            .field("backend", &self.inner.backend.name())
+            .field("backend", &self.inner.backend.describe())
             .field("version", &current.version)
             .field("entries", &current.entries.len())
             .field("autosync", &self.inner.autosync)

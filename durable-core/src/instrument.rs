@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 
-use crate::backend::{Backend, Changes, Durables, HintStream, Version};
+use crate::backend::Backend;
 use crate::error::Result;
+use crate::wrap::{Call, Delegate, Wrap};
 
 /// Calls made through a [`CountingBackend`], per method.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,108 +52,58 @@ impl CallCounts {
     }
 }
 
-#[derive(Default)]
-struct Counters([AtomicU64; 10]);
-
-/// Wraps a backend and counts calls to it; see [`CallCounts`].
+/// Wraps a backend and counts calls to it; see [`CallCounts`]. Everything else is the
+/// wrapped backend's (it is a [`Wrap`]).
 pub struct CountingBackend {
     inner: Arc<dyn Backend>,
-    counters: Counters,
+    counters: [AtomicU64; Call::METHODS.len()],
 }
-
-const PERSIST: usize = 0;
-const DEPERSIST: usize = 1;
-const DURABLES: usize = 2;
-const LAST_UPDATED: usize = 3;
-const PERSIST_MANY: usize = 4;
-const POP: usize = 5;
-const SETDEFAULT: usize = 6;
-const CHANGES_SINCE: usize = 7;
-const WATCH: usize = 8;
-const COMPARE_AND_SWAP: usize = 9;
 
 impl CountingBackend {
     /// Counts the calls made to `inner`.
     pub fn new(inner: Arc<dyn Backend>) -> Self {
-        Self { inner, counters: Counters::default() }
+        Self { inner, counters: Default::default() }
     }
 
     /// The calls counted so far.
     pub fn counts(&self) -> CallCounts {
-        let c = |i: usize| self.counters.0[i].load(Ordering::Relaxed);
+        let [
+            persist,
+            depersist,
+            durables,
+            last_updated,
+            persist_many,
+            pop,
+            setdefault,
+            changes_since,
+            watch,
+            compare_and_swap,
+        ] = self.counters.each_ref().map(|counter| counter.load(Ordering::Relaxed));
         CallCounts {
-            persist: c(PERSIST),
-            depersist: c(DEPERSIST),
-            durables: c(DURABLES),
-            last_updated: c(LAST_UPDATED),
-            persist_many: c(PERSIST_MANY),
-            pop: c(POP),
-            setdefault: c(SETDEFAULT),
-            changes_since: c(CHANGES_SINCE),
-            watch: c(WATCH),
-            compare_and_swap: c(COMPARE_AND_SWAP),
+            persist,
+            depersist,
+            durables,
+            last_updated,
+            persist_many,
+            pop,
+            setdefault,
+            changes_since,
+            watch,
+            compare_and_swap,
         }
-    }
-
-    fn count(&self, which: usize) {
-        self.counters.0[which].fetch_add(1, Ordering::Relaxed);
     }
 }
 
 #[async_trait]
-impl Backend for CountingBackend {
-    fn name(&self) -> &'static str {
-        self.inner.name()
+impl Wrap for CountingBackend {
+    fn label(&self) -> &'static str {
+        "counting"
     }
-    fn validate_key(&self, key: &str) -> Result<()> {
-        self.inner.validate_key(key)
+    fn wrapped(&self) -> Option<Delegate<'_>> {
+        Some(Delegate::from(&self.inner))
     }
-    fn max_value_size(&self) -> Option<usize> {
-        self.inner.max_value_size()
-    }
-    async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
-        self.count(PERSIST);
-        self.inner.persist(key, value).await
-    }
-    async fn depersist(&self, key: &str) -> Result<Option<Version>> {
-        self.count(DEPERSIST);
-        self.inner.depersist(key).await
-    }
-    async fn durables(&self) -> Result<Durables> {
-        self.count(DURABLES);
-        self.inner.durables().await
-    }
-    async fn last_updated(&self) -> Result<Version> {
-        self.count(LAST_UPDATED);
-        self.inner.last_updated().await
-    }
-    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
-        self.count(PERSIST_MANY);
-        self.inner.persist_many(entries).await
-    }
-    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
-        self.count(POP);
-        self.inner.pop(key).await
-    }
-    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
-        self.count(SETDEFAULT);
-        self.inner.setdefault(key, value).await
-    }
-    async fn changes_since(&self, since: Version) -> Result<Changes> {
-        self.count(CHANGES_SINCE);
-        self.inner.changes_since(since).await
-    }
-    async fn watch(&self) -> Result<Option<HintStream>> {
-        self.count(WATCH);
-        self.inner.watch().await
-    }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<Bytes>,
-        new: Option<Bytes>,
-    ) -> Result<Option<Version>> {
-        self.count(COMPARE_AND_SWAP);
-        self.inner.compare_and_swap(key, expected, new).await
+    async fn enter(&self, call: Call<'_>) -> Result<Delegate<'_>> {
+        self.counters[call.index()].fetch_add(1, Ordering::Relaxed);
+        Ok(Delegate::from(&self.inner))
     }
 }

@@ -7,11 +7,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use tokio::sync::OnceCell;
 
-use crate::backend::{Backend, Changes, Durables, HintStream, Version};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::wrap::{Call, Delegate, Wrap};
 
 type Connecting = Pin<Box<dyn Future<Output = Result<Arc<dyn Backend>>> + Send>>;
 
@@ -20,8 +20,8 @@ type Connecting = Pin<Box<dyn Future<Output = Result<Arc<dyn Backend>>> + Send>>
 /// goes straight to the backend.
 ///
 /// Until the first connection, keys get the default check ([`Backend::validate_key`]'s
-/// default) before I/O, and the backend's own rules and value size limit are checked once it
-/// is connected, before anything is written.
+/// default) before I/O; once connected, the backend's own key rules apply (it checks them
+/// itself) and its value size limit is checked before anything is written.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -62,103 +62,39 @@ impl LazyBackend {
     pub fn is_connected(&self) -> bool {
         self.backend.initialized()
     }
-
-    async fn backend(&self) -> Result<&Arc<dyn Backend>> {
-        self.backend.get_or_try_init(|| (self.connect)()).await
-    }
-
-    /// The connected backend, after its own key rule for `key`.
-    async fn for_key(&self, key: &str) -> Result<&Arc<dyn Backend>> {
-        let backend = self.backend().await?;
-        backend.validate_key(key)?;
-        Ok(backend)
-    }
-
-    /// The connected backend, after its key rule and size limit for an entry.
-    async fn for_entry(&self, key: &str, value: &[u8]) -> Result<&Arc<dyn Backend>> {
-        let backend = self.for_key(key).await?;
-        check_size(backend, key, value)?;
-        Ok(backend)
-    }
-}
-
-fn check_size(backend: &Arc<dyn Backend>, key: &str, value: &[u8]) -> Result<()> {
-    match backend.max_value_size() {
-        Some(max) if value.len() > max => {
-            Err(Error::ValueTooLarge { key: key.into(), size: value.len(), max, backend: backend.name() })
-        }
-        _ => Ok(()),
-    }
 }
 
 #[async_trait]
-impl Backend for LazyBackend {
-    fn name(&self) -> &'static str {
-        self.backend.get().map_or(self.name, |backend| backend.name())
+impl Wrap for LazyBackend {
+    fn label(&self) -> &'static str {
+        "lazy"
     }
 
-    fn validate_key(&self, key: &str) -> Result<()> {
-        match self.backend.get() {
-            Some(backend) => backend.validate_key(key),
-            None => crate::backend::default_key_rule(key),
+    fn wrapped(&self) -> Option<Delegate<'_>> {
+        self.backend.get().map(Delegate::from)
+    }
+
+    fn unwrapped_name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Connects if not yet connected; a write is then checked against the connected
+    /// backend's size limit, which the dict could not know before (the backend checks its
+    /// own key rules).
+    async fn enter(&self, call: Call<'_>) -> Result<Delegate<'_>> {
+        let backend = self.backend.get_or_try_init(|| (self.connect)()).await?;
+        if let Some(max) = backend.max_value_size() {
+            for (key, value) in call.values() {
+                if value.len() > max {
+                    return Err(Error::ValueTooLarge {
+                        key: key.into(),
+                        size: value.len(),
+                        max,
+                        backend: backend.name(),
+                    });
+                }
+            }
         }
-    }
-
-    fn max_value_size(&self) -> Option<usize> {
-        self.backend.get().and_then(|backend| backend.max_value_size())
-    }
-
-    async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
-        self.for_entry(key, &value).await?.persist(key, value).await
-    }
-
-    async fn depersist(&self, key: &str) -> Result<Option<Version>> {
-        self.for_key(key).await?.depersist(key).await
-    }
-
-    async fn durables(&self) -> Result<Durables> {
-        self.backend().await?.durables().await
-    }
-
-    async fn last_updated(&self) -> Result<Version> {
-        self.backend().await?.last_updated().await
-    }
-
-    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
-        let backend = self.backend().await?;
-        for (key, value) in &entries {
-            backend.validate_key(key)?;
-            check_size(backend, key, value)?;
-        }
-        backend.persist_many(entries).await
-    }
-
-    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
-        self.for_key(key).await?.pop(key).await
-    }
-
-    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
-        self.for_entry(key, &value).await?.setdefault(key, value).await
-    }
-
-    async fn changes_since(&self, since: Version) -> Result<Changes> {
-        self.backend().await?.changes_since(since).await
-    }
-
-    async fn watch(&self) -> Result<Option<HintStream>> {
-        self.backend().await?.watch().await
-    }
-
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<Bytes>,
-        new: Option<Bytes>,
-    ) -> Result<Option<Version>> {
-        let backend = self.for_key(key).await?;
-        if let Some(new) = &new {
-            check_size(backend, key, new)?;
-        }
-        backend.compare_and_swap(key, expected, new).await
+        Ok(Delegate::from(backend))
     }
 }

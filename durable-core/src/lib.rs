@@ -43,10 +43,12 @@ mod events;
 mod instrument;
 mod lazy;
 mod memory;
+mod read_then_write;
 mod refusal;
 mod snapshot;
 mod sync;
 mod url;
+mod wrap;
 
 pub mod shared;
 
@@ -56,7 +58,8 @@ pub mod conformance;
 pub mod testing;
 
 pub use backend::{
-    Backend, Changes, DEFAULT_MAX_KEY_LEN, Durables, Hint, HintStream, KeyChange, Version, validate_namespace,
+    Backend, Changes, DEFAULT_MAX_KEY_LEN, Durables, Hint, HintStream, KeyChange, Version, default_key_rule,
+    validate_namespace,
 };
 pub use backup::{BackupError, decode_backup, read_backup};
 pub use codec::{Codec, Json, Lz4, MsgPack, Raw};
@@ -66,10 +69,12 @@ pub use events::{Change, Event, Subscription};
 pub use instrument::{CallCounts, CountingBackend};
 pub use lazy::LazyBackend;
 pub use memory::{DEFAULT_CHANGE_LOG, MemoryBackend, MemoryStore};
+pub use read_then_write::{ReadThenWrite, SimpleStore};
 pub use refusal::{PROBE_AFTER, PROBE_EVERY, RefusalProbe};
 pub use snapshot::Snapshot;
 pub use sync::{HintHealth, Status, SyncOutcome};
 pub use url::{Redactor, redact_url, scheme};
+pub use wrap::{Call, Delegate, Wrap};
 
 /// Re-exported so backend crates and users name the same versions.
 pub use async_trait::async_trait;

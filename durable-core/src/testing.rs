@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::backend::{Backend, Changes, Durables, Hint, HintStream, Version};
+use crate::backend::{Backend, Hint, HintStream};
 use crate::error::{Error, Result, Source};
+use crate::wrap::{Call, Delegate, Wrap};
 
 /// Wraps a backend and injects faults on command.
 pub struct FaultyBackend {
@@ -69,8 +69,17 @@ impl FaultyBackend {
     pub fn close_hint_streams(&self) {
         let _ = self.injected.send(Control::Close);
     }
+}
 
-    async fn enter(&self) -> Result<()> {
+#[async_trait]
+impl Wrap for FaultyBackend {
+    fn label(&self) -> &'static str {
+        "faulty"
+    }
+    fn wrapped(&self) -> Option<Delegate<'_>> {
+        Some(Delegate::from(&self.inner))
+    }
+    async fn enter(&self, _call: Call<'_>) -> Result<Delegate<'_>> {
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -81,60 +90,12 @@ impl FaultyBackend {
                 source: Source::msg("injected fault: store down"),
             });
         }
-        Ok(())
+        Ok(Delegate::from(&self.inner))
     }
-}
-
-#[async_trait]
-impl Backend for FaultyBackend {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn validate_key(&self, key: &str) -> Result<()> {
-        self.inner.validate_key(key)
-    }
-    fn max_value_size(&self) -> Option<usize> {
-        self.inner.max_value_size()
-    }
-    async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
-        self.enter().await?;
-        self.inner.persist(key, value).await
-    }
-    async fn depersist(&self, key: &str) -> Result<Option<Version>> {
-        self.enter().await?;
-        self.inner.depersist(key).await
-    }
-    async fn durables(&self) -> Result<Durables> {
-        self.enter().await?;
-        self.inner.durables().await
-    }
-    async fn last_updated(&self) -> Result<Version> {
-        self.enter().await?;
-        self.inner.last_updated().await
-    }
-    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
-        self.enter().await?;
-        self.inner.persist_many(entries).await
-    }
-    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
-        self.enter().await?;
-        self.inner.pop(key).await
-    }
-    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
-        self.enter().await?;
-        self.inner.setdefault(key, value).await
-    }
-    async fn changes_since(&self, since: Version) -> Result<Changes> {
-        self.enter().await?;
-        self.inner.changes_since(since).await
-    }
-    async fn watch(&self) -> Result<Option<HintStream>> {
-        self.enter().await?;
+    /// The store's hints, unless dropped, merged with injected ones; ends when told to.
+    fn wrap_hints(&self, real: HintStream) -> HintStream {
         let injected =
             BroadcastStream::new(self.injected.subscribe()).filter_map(|control| async move { control.ok() });
-        let Some(real) = self.inner.watch().await? else {
-            return Ok(None);
-        };
         let dropping = Arc::clone(&self.dropping_hints);
         let real = real.filter_map(move |hint| {
             let keep = !dropping.load(Ordering::SeqCst);
@@ -144,20 +105,11 @@ impl Backend for FaultyBackend {
             let open = matches!(control, Control::Hint(_));
             async move { open }
         });
-        Ok(Some(Box::pin(merged.filter_map(|control| async move {
+        Box::pin(merged.filter_map(|control| async move {
             match control {
                 Control::Hint(hint) => Some(hint),
                 Control::Close => None,
             }
-        }))))
-    }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<Bytes>,
-        new: Option<Bytes>,
-    ) -> Result<Option<Version>> {
-        self.enter().await?;
-        self.inner.compare_and_swap(key, expected, new).await
+        }))
     }
 }

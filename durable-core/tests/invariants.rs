@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use durable_core::testing::FaultyBackend;
 use durable_core::{
-    Backend, Codec, CountingBackend, DurableDict, Error, Event, Hint, HintHealth, Json, Lz4, MemoryBackend,
-    MemoryStore, MsgPack, Source, SyncOutcome,
+    Backend, Call, Codec, CountingBackend, Delegate, DurableDict, Error, Event, Hint, HintHealth, Json, Lz4,
+    MemoryBackend, MemoryStore, MsgPack, ReadThenWrite, SimpleStore, Source, SyncOutcome, Wrap,
 };
 use serde_json::{Value, json};
 
@@ -338,6 +338,8 @@ async fn sync_after_one_change_in_ten_thousand_keys_is_a_one_key_delta() {
 }
 
 /// A backend whose store can be swapped under it, as when a server is flushed or restored.
+/// Switches its calls to another backend on command (a store flushed behind the dict's back).
+/// A `Wrap`, so every method — deltas, hints, atomic writes — is the current backend's.
 struct Switchable(std::sync::Mutex<Arc<dyn Backend>>);
 
 impl Switchable {
@@ -347,28 +349,23 @@ impl Switchable {
 }
 
 #[durable_core::async_trait]
-impl Backend for Switchable {
-    async fn persist(&self, key: &str, value: Bytes) -> durable_core::Result<u64> {
-        self.current().persist(key, value).await
+impl Wrap for Switchable {
+    fn label(&self) -> &'static str {
+        "switchable"
     }
-    async fn depersist(&self, key: &str) -> durable_core::Result<Option<u64>> {
-        self.current().depersist(key).await
+    fn wrapped(&self) -> Option<Delegate<'_>> {
+        Some(Delegate::from(self.current()))
     }
-    async fn durables(&self) -> durable_core::Result<durable_core::Durables> {
-        self.current().durables().await
-    }
-    async fn last_updated(&self) -> durable_core::Result<u64> {
-        self.current().last_updated().await
-    }
-    async fn changes_since(&self, since: u64) -> durable_core::Result<durable_core::Changes> {
-        self.current().changes_since(since).await
+    async fn enter(&self, _call: Call<'_>) -> durable_core::Result<Delegate<'_>> {
+        Ok(Delegate::from(self.current()))
     }
 }
 
 #[tokio::test]
 async fn a_store_that_went_backwards_is_reloaded_in_full() {
     let switchable = Arc::new(Switchable(std::sync::Mutex::new(Arc::new(memory("ns")))));
-    let dict = DurableDict::<Value>::builder(switchable.clone()).autosync(false).build().await.unwrap();
+    // Polled: the hint listener would stay on the store switched away from.
+    let dict = DurableDict::<Value>::builder(switchable.clone()).autosync(false).hints(false).build().await.unwrap();
     dict.insert("a", json!(1)).await.unwrap();
     dict.insert("b", json!(2)).await.unwrap();
     dict.insert("c", json!(3)).await.unwrap();
@@ -575,15 +572,18 @@ async fn a_write_after_someone_elses_write_brings_both_in() {
     assert_eq!(snap.get("theirs"), Some(&json!(1)), "one consistent version: theirs came in too");
 }
 
-/// A backend with only the four required methods (and optionally a value size limit):
-/// everything else comes from the trait's defaults.
+/// A store with only durabledict's four primitives (and optionally a value size limit),
+/// adapted by `ReadThenWrite`.
 struct OnlyRequired {
     inner: MemoryBackend,
     max_value_size: Option<usize>,
 }
 
 #[durable_core::async_trait]
-impl Backend for OnlyRequired {
+impl SimpleStore for OnlyRequired {
+    fn name(&self) -> &'static str {
+        "only-required"
+    }
     fn max_value_size(&self) -> Option<usize> {
         self.max_value_size
     }
@@ -604,7 +604,7 @@ impl Backend for OnlyRequired {
 #[tokio::test]
 async fn oversized_values_are_refused_before_io() {
     let limited = OnlyRequired { inner: memory("ns"), max_value_size: Some(16) };
-    let counting = Arc::new(CountingBackend::new(Arc::new(limited)));
+    let counting = Arc::new(CountingBackend::new(Arc::new(ReadThenWrite(limited))));
     let dict = DurableDict::<String>::builder(counting.clone()).hints(false).build().await.unwrap();
     let before = counting.counts();
     let err = dict.insert("k", "x".repeat(100)).await.unwrap_err();
@@ -613,12 +613,13 @@ async fn oversized_values_are_refused_before_io() {
     dict.insert("k", "small".into()).await.unwrap();
 }
 
-/// A backend with only the four required methods works: the defaults carry it.
+/// A store with only the four primitives works through `ReadThenWrite`.
 #[tokio::test]
-async fn a_backend_with_only_the_four_required_methods_works() {
+async fn a_store_with_only_the_four_primitives_works_read_then_write() {
     let store = MemoryStore::new();
     let minimal = OnlyRequired { inner: MemoryBackend::in_store(store.clone(), "ns"), max_value_size: None };
-    let dict = DurableDict::<Value>::builder(Arc::new(minimal)).autosync(false).build().await.unwrap();
+    let dict = DurableDict::<Value>::builder(Arc::new(ReadThenWrite(minimal))).autosync(false).build().await.unwrap();
+    assert_eq!(dict.backend().describe(), "read-then-write(only-required)");
     assert_eq!(dict.status().hints, HintHealth::Unavailable);
     dict.insert_many([("a", json!(1)), ("b", json!(2))]).await.unwrap();
     assert_eq!(dict.pop("a").await.unwrap().as_deref(), Some(&json!(1)));
@@ -691,8 +692,34 @@ async fn dropping_the_dict_stops_its_background_task() {
 /// ZooKeeper writers do): it answers every `changes_since` with all its entries.
 struct VersionlessWriters(std::sync::Mutex<Vec<(String, Bytes)>>);
 
+impl VersionlessWriters {
+    fn unused<T>(method: &str) -> durable_core::Result<T> {
+        Err(durable_core::Error::store("versionless", format!("{method} is not part of this test")))
+    }
+}
+
 #[durable_core::async_trait]
 impl Backend for VersionlessWriters {
+    fn name(&self) -> &'static str {
+        "versionless"
+    }
+    async fn persist_many(&self, _entries: Vec<(String, Bytes)>) -> durable_core::Result<u64> {
+        Self::unused("persist_many")
+    }
+    async fn pop(&self, _key: &str) -> durable_core::Result<Option<(Bytes, u64)>> {
+        Self::unused("pop")
+    }
+    async fn setdefault(&self, _key: &str, _value: Bytes) -> durable_core::Result<(Bytes, Option<u64>)> {
+        Self::unused("setdefault")
+    }
+    async fn compare_and_swap(
+        &self,
+        _key: &str,
+        _expected: Option<Bytes>,
+        _new: Option<Bytes>,
+    ) -> durable_core::Result<Option<u64>> {
+        Self::unused("compare_and_swap")
+    }
     async fn persist(&self, key: &str, value: Bytes) -> durable_core::Result<u64> {
         self.0.lock().unwrap().push((key.to_owned(), value));
         Ok(1)

@@ -26,3 +26,18 @@ impl BackendFactory for Memory {
 }
 
 durable_core::conformance_tests!(Memory::new());
+
+/// The same suite through `counting(faulty(lazy(memory)))`.
+mod wrapped {
+    durable_core::conformance_tests!(durable_core::conformance::Wrapped(super::Memory::new()));
+}
+
+#[tokio::test]
+async fn wrappers_say_what_they_wrap() {
+    let factory = durable_core::conformance::Wrapped(Memory::new());
+    let backend = factory.backend("ns").await;
+    assert_eq!(backend.name(), "memory");
+    assert_eq!(backend.describe(), "counting(faulty(lazy(memory)))", "before the lazy wrapper connects");
+    backend.last_updated().await.unwrap();
+    assert_eq!(backend.describe(), "counting(faulty(lazy(memory)))", "once connected");
+}

@@ -108,7 +108,7 @@ pub const DEFAULT_MAX_VALUE_SIZE: usize = 4 * 1024 * 1024;
 /// Longest namespace accepted, in bytes.
 pub const MAX_NAMESPACE_LEN: usize = 255;
 /// Longest key accepted, in bytes.
-pub const MAX_KEY_LEN: usize = 1024;
+pub const MAX_KEY_LEN: usize = durable_core::DEFAULT_MAX_KEY_LEN;
 
 const BATCH_ROWS: usize = 500;
 
@@ -662,22 +662,6 @@ impl SqlBackend {
 impl Backend for SqlBackend {
     fn name(&self) -> &'static str {
         self.shared.dialect.name()
-    }
-
-    fn validate_key(&self, key: &str) -> Result<()> {
-        if key.is_empty() {
-            return Err(Error::invalid_key(key, "keys cannot be empty"));
-        }
-        if key.len() > MAX_KEY_LEN {
-            return Err(Error::invalid_key(
-                key,
-                format!("keys are at most {MAX_KEY_LEN} bytes, this one is {}", key.len()),
-            ));
-        }
-        if key.contains('\0') {
-            return Err(Error::invalid_key(key, "keys cannot contain NUL"));
-        }
-        Ok(())
     }
 
     fn max_value_size(&self) -> Option<usize> {

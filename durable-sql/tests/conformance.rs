@@ -14,3 +14,21 @@ mod postgres {
 mod mysql {
     durable_core::conformance_tests!(crate::common::Sql::mysql());
 }
+
+/// The suite through `counting(faulty(lazy(…)))` on every database: wrappers keep every
+/// guarantee of what they wrap.
+mod wrapped {
+    use durable_core::conformance::Wrapped;
+
+    mod sqlite {
+        durable_core::conformance_tests!(super::Wrapped(crate::common::Sql::sqlite()));
+    }
+
+    mod postgres {
+        durable_core::conformance_tests!(super::Wrapped(crate::common::Sql::postgres()));
+    }
+
+    mod mysql {
+        durable_core::conformance_tests!(super::Wrapped(crate::common::Sql::mysql()));
+    }
+}

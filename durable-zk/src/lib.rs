@@ -122,7 +122,7 @@ pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default largest value accepted, under ZooKeeper's default 1 MB request limit.
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 1_000_000;
 /// Longest key accepted, in bytes.
-pub const MAX_KEY_LEN: usize = 1024;
+pub const MAX_KEY_LEN: usize = durable_core::DEFAULT_MAX_KEY_LEN;
 
 const NAME: &str = "zookeeper";
 /// Anchors kept (see [`Tracker`]): one per recent snapshot version.
@@ -260,26 +260,14 @@ fn validate_node_name(name: &str) -> std::result::Result<(), String> {
 /// ZooKeeper's path rules accept): 84.4 million runs in ten minutes (`cargo +nightly fuzz run
 /// -O zk_key -- -max_total_time=600`, AddressSanitizer on, 2026-11-22), no failure.
 pub fn validate_key(key: &str) -> Result<()> {
-    validate_node_name(key)
-        .map_err(|reason| Error::invalid_key(key, format!("not a ZooKeeper node name: {reason}")))?;
-    if key.len() > MAX_KEY_LEN {
-        return Err(Error::invalid_key(key, format!("keys are at most {MAX_KEY_LEN} bytes")));
-    }
-    Ok(())
+    durable_core::default_key_rule(key)?;
+    validate_node_name(key).map_err(|reason| Error::invalid_key(key, format!("not a ZooKeeper node name: {reason}")))
 }
 
 /// Refuses namespaces that are not valid znode names.
 pub fn validate_namespace(namespace: &str) -> Result<()> {
     durable_core::validate_namespace(namespace, MAX_KEY_LEN)?;
-    validate_node_name(namespace)
-        .map_err(|reason| Error::InvalidNamespace { namespace: namespace.to_owned(), reason })?;
-    if namespace.len() > MAX_KEY_LEN {
-        return Err(Error::InvalidNamespace {
-            namespace: namespace.chars().take(64).collect(),
-            reason: format!("at most {MAX_KEY_LEN} bytes"),
-        });
-    }
-    Ok(())
+    validate_node_name(namespace).map_err(|reason| Error::InvalidNamespace { namespace: namespace.to_owned(), reason })
 }
 
 fn map_error(err: zk::Error) -> Error {

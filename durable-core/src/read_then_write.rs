@@ -1,0 +1,174 @@
+//! [`ReadThenWrite`]: a [`Backend`] made from durabledict's four primitives
+//! ([`SimpleStore`]), for a third-party store that has nothing more. Its `persist_many`,
+//! `pop`, `setdefault` and `compare_and_swap` read and then write: correct for a single
+//! writer, *not* atomic against other writers — which is what its name says. It has no
+//! deltas (every sync that finds a change reloads everything) and no hints (the dict polls).
+//!
+//! ```
+//! use durable_core::{
+//!     DurableDict, Durables, ReadThenWrite, Result, SimpleStore, Version, async_trait, Bytes,
+//! };
+//! use std::collections::BTreeMap;
+//! use std::sync::{Arc, Mutex};
+//!
+//! /// A store with only the four primitives.
+//! #[derive(Default)]
+//! struct Plain(Mutex<(BTreeMap<String, Bytes>, Version)>);
+//!
+//! #[async_trait]
+//! impl SimpleStore for Plain {
+//!     fn name(&self) -> &'static str {
+//!         "plain"
+//!     }
+//!     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
+//!         let mut state = self.0.lock().unwrap();
+//!         state.0.insert(key.to_owned(), value);
+//!         state.1 += 1;
+//!         Ok(state.1)
+//!     }
+//!     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
+//!         let mut state = self.0.lock().unwrap();
+//!         if state.0.remove(key).is_none() {
+//!             return Ok(None);
+//!         }
+//!         state.1 += 1;
+//!         Ok(Some(state.1))
+//!     }
+//!     async fn durables(&self) -> Result<Durables> {
+//!         let state = self.0.lock().unwrap();
+//!         Ok(Durables { entries: state.0.clone().into_iter().collect(), version: state.1 })
+//!     }
+//!     async fn last_updated(&self) -> Result<Version> {
+//!         Ok(self.0.lock().unwrap().1)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<()> {
+//! let dict = DurableDict::<String>::builder(Arc::new(ReadThenWrite(Plain::default()))).build().await?;
+//! dict.insert("greeting", "hello".into()).await?;
+//! assert_eq!(dict.pop("greeting").await?.as_deref().map(String::as_str), Some("hello"));
+//! assert_eq!(dict.backend().describe(), "read-then-write(plain)");
+//! # Ok(()) }
+//! ```
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::backend::{Backend, Changes, Durables, HintStream, Version, default_key_rule};
+use crate::error::{Error, Result};
+
+/// durabledict's four-method store interface: all a [`ReadThenWrite`] needs.
+#[async_trait]
+pub trait SimpleStore: Send + Sync + 'static {
+    /// A short name for messages and metrics.
+    fn name(&self) -> &'static str;
+
+    /// Refuses keys this store cannot hold, without I/O (default: [`default_key_rule`]).
+    fn validate_key(&self, key: &str) -> Result<()> {
+        default_key_rule(key)
+    }
+
+    /// The largest encoded value this store accepts, if it has a limit.
+    fn max_value_size(&self) -> Option<usize> {
+        None
+    }
+
+    /// Stores `value` at `key`; returns the new version.
+    async fn persist(&self, key: &str, value: Bytes) -> Result<Version>;
+
+    /// Deletes `key`; returns the new version, or `None` when the key was absent.
+    async fn depersist(&self, key: &str) -> Result<Option<Version>>;
+
+    /// Every entry and the version they belong to, read consistently.
+    async fn durables(&self) -> Result<Durables>;
+
+    /// The current version.
+    async fn last_updated(&self) -> Result<Version>;
+}
+
+/// A [`Backend`] over a [`SimpleStore`] whose multi-key and conditional writes read and then
+/// write: not atomic against other writers. See the [module docs](self).
+#[derive(Debug, Default, Clone)]
+pub struct ReadThenWrite<S>(pub S);
+
+impl<S: SimpleStore> ReadThenWrite<S> {
+    async fn read(&self, key: &str) -> Result<Option<Bytes>> {
+        let current = self.0.durables().await?;
+        Ok(current.entries.into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
+    }
+}
+
+#[async_trait]
+impl<S: SimpleStore> Backend for ReadThenWrite<S> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn describe(&self) -> String {
+        format!("read-then-write({})", self.0.name())
+    }
+    fn validate_key(&self, key: &str) -> Result<()> {
+        self.0.validate_key(key)
+    }
+    fn max_value_size(&self) -> Option<usize> {
+        self.0.max_value_size()
+    }
+    async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
+        self.0.persist(key, value).await
+    }
+    async fn depersist(&self, key: &str) -> Result<Option<Version>> {
+        self.0.depersist(key).await
+    }
+    async fn durables(&self) -> Result<Durables> {
+        self.0.durables().await
+    }
+    async fn last_updated(&self) -> Result<Version> {
+        self.0.last_updated().await
+    }
+
+    /// One write per entry: a reader may see part of it.
+    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
+        let mut version = self.0.last_updated().await?;
+        for (key, value) in entries {
+            version = self.0.persist(&key, value).await?;
+        }
+        Ok(version)
+    }
+
+    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
+        let Some(value) = self.read(key).await? else {
+            return Ok(None);
+        };
+        Ok(self.0.depersist(key).await?.map(|version| (value, version)))
+    }
+
+    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
+        if let Some(found) = self.read(key).await? {
+            return Ok((found, None));
+        }
+        let version = self.0.persist(key, value.clone()).await?;
+        Ok((value, Some(version)))
+    }
+
+    async fn changes_since(&self, _since: Version) -> Result<Changes> {
+        Ok(Changes::TooOld)
+    }
+
+    async fn watch(&self) -> Result<Option<HintStream>> {
+        Ok(None)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<Option<Version>> {
+        if self.read(key).await? != expected {
+            return Err(Error::Conflict { key: key.into() });
+        }
+        match new {
+            Some(value) => self.0.persist(key, value).await.map(Some),
+            None => self.0.depersist(key).await,
+        }
+    }
+}
