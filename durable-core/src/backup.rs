@@ -3,9 +3,10 @@
 //! last known flags instead of failing to start — as Unleash's SDKs do.
 //!
 //! After every change to the snapshot (a sync that changed something, or a local write) a
-//! background task writes the whole snapshot to `<path>.tmp`, syncs it to disk and renames
-//! it over `<path>`, so the file is always one whole snapshot. Changes that arrive while a
-//! write is under way are folded into the next write.
+//! background task writes the whole snapshot to a temporary file beside `<path>`, syncs it
+//! to disk, renames it over `<path>` and syncs the directory, so the file is always one whole
+//! snapshot, even after a crash or a power cut. Changes that arrive while a write is under
+//! way are folded into the next write.
 //!
 //! The format (all integers little-endian):
 //!
@@ -142,21 +143,74 @@ pub(crate) async fn read(path: PathBuf) -> Result<Durables, BackupError> {
     })
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, synced, then renamed.
+/// Writes `bytes` to `path` durably and atomically; see [`write_steps`].
 pub(crate) async fn write(path: PathBuf, bytes: Vec<u8>) -> std::io::Result<()> {
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &path)
-    })
-    .await
-    .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())))
+    tokio::task::spawn_blocking(move || write_steps(&path, &bytes, |_| false))
+        .await
+        .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())))
+}
+
+/// The steps of a backup write, in order; a crash between any two leaves `path` holding
+/// either the old whole file or the new whole file, never a part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// A temporary file made beside `path` (same directory, so the rename stays on one file
+    /// system): `.<name>.<random>.tmp`.
+    Created,
+    /// Half of the bytes written.
+    HalfWritten,
+    /// Every byte written, not yet synced.
+    Written,
+    /// The file's data synced to disk (`fsync`).
+    Synced,
+    /// Renamed over `path` (`rename` is atomic on POSIX file systems).
+    Renamed,
+    /// The directory synced, so the rename itself survives a power cut.
+    DirectorySynced,
+}
+
+/// Writes `bytes` to `path`: a temporary file beside it, written, synced, renamed over
+/// `path`, then the directory synced. `stop_after` lets a test stop the write after a step as
+/// a crash would — the temporary file is then left behind, as a killed process leaves it.
+fn write_steps(path: &Path, bytes: &[u8], stop_after: impl Fn(Step) -> bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut file = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir)?;
+    let half = bytes.len() / 2;
+    for step in [Step::Created, Step::HalfWritten, Step::Written, Step::Synced] {
+        match step {
+            Step::HalfWritten => file.write_all(&bytes[..half])?,
+            Step::Written => file.write_all(&bytes[half..])?,
+            Step::Synced => file.as_file().sync_all()?,
+            _ => {}
+        }
+        if stop_after(step) {
+            // A crash runs no destructor: the temporary file stays behind.
+            let _ = file.keep();
+            return Ok(());
+        }
+    }
+    file.persist(path).map_err(|err| err.error)?;
+    if stop_after(Step::Renamed) {
+        return Ok(());
+    }
+    sync_directory(dir)?;
+    let _ = stop_after(Step::DirectorySynced);
+    Ok(())
+}
+
+/// Syncs a directory's entries to disk, so a rename in it survives a power cut (a no-op where
+/// directories cannot be opened as files).
+fn sync_directory(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -189,6 +243,47 @@ mod tests {
             bad[at] ^= 0x40;
             assert!(decode_backup(Path::new("f"), &bad).is_err(), "byte {at} flipped");
         }
+    }
+
+    /// A crash after any step of a write leaves the old whole backup or the new whole one.
+    #[test]
+    fn a_crash_at_any_step_leaves_a_whole_backup() {
+        let steps = [Step::Created, Step::HalfWritten, Step::Written, Step::Synced, Step::Renamed];
+        for crash_after in steps {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("flags.backup");
+            let old = encode(1, [("a", Bytes::from_static(b"1"))].into_iter());
+            write_steps(&path, &old, |_| false).unwrap();
+            let new = encode(2, [("a", Bytes::from_static(b"2")), ("b", Bytes::from_static(b"3"))].into_iter());
+            write_steps(&path, &new, |step| step == crash_after).unwrap();
+            let read = read_backup(&path).unwrap_or_else(|err| panic!("after {crash_after:?}: {err}"));
+            let expected = if crash_after == Step::Renamed { 2 } else { 1 };
+            assert_eq!(read.version, expected, "a crash after {crash_after:?}");
+            let leftovers = std::fs::read_dir(dir.path()).unwrap().count() - 1;
+            assert_eq!(leftovers, usize::from(crash_after != Step::Renamed), "temporary files after {crash_after:?}");
+            // The next write goes through, whatever the crash left.
+            write_steps(&path, &new, |_| false).unwrap();
+            assert_eq!(read_backup(&path).unwrap().version, 2);
+        }
+    }
+
+    #[test]
+    fn a_whole_write_leaves_only_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flags.backup");
+        let seen = std::cell::RefCell::new(Vec::new());
+        write_steps(&path, &sample(), |step| {
+            seen.borrow_mut().push(step);
+            false
+        })
+        .unwrap();
+        assert_eq!(
+            seen.into_inner(),
+            [Step::Created, Step::HalfWritten, Step::Written, Step::Synced, Step::Renamed, Step::DirectorySynced]
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["flags.backup"]);
+        assert_eq!(read_backup(&path).unwrap().version, 7);
     }
 
     #[test]

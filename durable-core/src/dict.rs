@@ -404,7 +404,8 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Builder<V, C> {
     /// docs for the format.
     ///
     /// - After every change to the snapshot, a background task writes it to `path`
-    ///   atomically (a temporary file beside it, synced, then renamed).
+    ///   atomically and durably (a temporary file beside it, synced, renamed over `path`, then
+    ///   the directory synced: a crash leaves the old whole file or the new one).
     /// - When the first load fails at [`Builder::build`], the dict starts from the file
     ///   instead, with [`Status::from_backup`](crate::Status::from_backup) set and the
     ///   failure in `status()`; it retries the store on its own (50 ms, doubling to 250 ms)
