@@ -1,0 +1,223 @@
+//! [`RedisBackend`]: the `Backend` implementation — each mutation one Lua script, reads one
+//! command or one MULTI/EXEC — and the parsing of Redis's replies.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use durable_core::{Backend, Changes, Durables, Error, HintStream, KeyChange, Result, Version};
+use redis::{AsyncCommands, Value};
+
+use crate::builder::RedisBackendBuilder;
+use crate::connection::Shared;
+use crate::layout::{Keys, validate_namespace};
+use crate::{DEFAULT_CHANGE_LOG_LEN, DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, NAME, hints};
+
+/// One namespace in Redis; see the crate docs. Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct RedisBackend {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) keys: Keys,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("url", &self.shared.redactor.url())
+            .field("namespace", &self.keys.namespace)
+            .finish()
+    }
+}
+
+impl RedisBackend {
+    /// Connects with default options; see [`RedisBackend::builder`].
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        Self::builder(url).connect(namespace).await
+    }
+
+    /// Options: operation timeout, change-log length, value size limit.
+    pub fn builder(url: &str) -> RedisBackendBuilder {
+        RedisBackendBuilder {
+            url: url.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            change_log_len: DEFAULT_CHANGE_LOG_LEN,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            #[cfg(feature = "tls")]
+            tls_root_cert: None,
+        }
+    }
+
+    /// Another namespace on the same connection.
+    pub fn namespace(&self, namespace: &str) -> Result<Self> {
+        validate_namespace(namespace)?;
+        Ok(Self { shared: Arc::clone(&self.shared), keys: Keys::new(namespace) })
+    }
+
+    /// The pub/sub channel hints travel on.
+    pub fn channel(&self) -> &str {
+        &self.keys.channel
+    }
+}
+
+fn version_of(value: &Value) -> Result<Version> {
+    match value {
+        Value::Int(n) => Version::try_from(*n).map_err(|_| Error::store(NAME, format!("negative version {n}"))),
+        other => Err(Error::store(NAME, format!("expected a version, got {other:?}"))),
+    }
+}
+
+fn bytes_of(value: Value) -> Result<Option<Bytes>> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::BulkString(bytes) => Ok(Some(Bytes::from(bytes))),
+        Value::SimpleString(text) => Ok(Some(Bytes::from(text))),
+        other => Err(Error::store(NAME, format!("expected a value, got {other:?}"))),
+    }
+}
+
+fn parse_counter(raw: Option<Vec<u8>>) -> Result<Version> {
+    let Some(raw) = raw else { return Ok(0) };
+    std::str::from_utf8(&raw).ok().and_then(|text| text.trim().parse::<u64>().ok()).ok_or_else(|| {
+        Error::store(NAME, format!("the counter holds {:?}, not a version", String::from_utf8_lossy(&raw)))
+    })
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn max_value_size(&self) -> Option<usize> {
+        Some(self.shared.max_value_size)
+    }
+
+    async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
+        self.validate_key(key)?;
+        let reply = self.mutate("persist", &self.shared.scripts.persist, &[key.as_bytes(), &value]).await?;
+        version_of(&reply)
+    }
+
+    async fn depersist(&self, key: &str) -> Result<Option<Version>> {
+        self.validate_key(key)?;
+        match self.mutate("depersist", &self.shared.scripts.depersist, &[key.as_bytes()]).await? {
+            Value::Nil => Ok(None),
+            reply => version_of(&reply).map(Some),
+        }
+    }
+
+    async fn durables(&self) -> Result<Durables> {
+        let mut connection = self.shared.commands.clone();
+        let query = redis::pipe().atomic().get(&self.keys.counter).hgetall(&self.keys.hash).to_owned();
+        let (counter, entries): (Option<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>) =
+            self.run("durables", query.query_async(&mut connection)).await?;
+        let version = parse_counter(counter)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            match String::from_utf8(key) {
+                Ok(key) => out.push((key, Bytes::from(value))),
+                Err(err) => tracing::warn!(
+                    namespace = %self.keys.namespace,
+                    key = %String::from_utf8_lossy(err.as_bytes()),
+                    "durable-redis: skipping a hash field that is not UTF-8"
+                ),
+            }
+        }
+        Ok(Durables { entries: out, version })
+    }
+
+    async fn last_updated(&self) -> Result<Version> {
+        let mut connection = self.shared.commands.clone();
+        let raw: Option<Vec<u8>> = self.run("last_updated", connection.get(&self.keys.counter)).await?;
+        parse_counter(raw)
+    }
+
+    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
+        for (key, _) in &entries {
+            self.validate_key(key)?;
+        }
+        if entries.is_empty() {
+            return self.last_updated().await;
+        }
+        let args: Vec<&[u8]> = entries.iter().flat_map(|(k, v)| [k.as_bytes(), v.as_ref()]).collect();
+        let reply = self.mutate("persist_many", &self.shared.scripts.persist, &args).await?;
+        version_of(&reply)
+    }
+
+    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
+        self.validate_key(key)?;
+        match self.mutate("pop", &self.shared.scripts.pop, &[key.as_bytes()]).await? {
+            Value::Nil => Ok(None),
+            Value::Array(mut items) if items.len() == 2 => {
+                let version = version_of(&items[1])?;
+                let value = bytes_of(items.swap_remove(0))?.unwrap_or_default();
+                Ok(Some((value, version)))
+            }
+            other => Err(Error::store(NAME, format!("unexpected pop reply {other:?}"))),
+        }
+    }
+
+    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
+        self.validate_key(key)?;
+        match self.mutate("setdefault", &self.shared.scripts.setdefault, &[key.as_bytes(), &value]).await? {
+            Value::Array(mut items) if items.len() == 1 => Ok((bytes_of(items.remove(0))?.unwrap_or_default(), None)),
+            Value::Array(mut items) if items.len() == 2 => {
+                let version = version_of(&items[1])?;
+                Ok((bytes_of(items.swap_remove(0))?.unwrap_or_default(), Some(version)))
+            }
+            other => Err(Error::store(NAME, format!("unexpected setdefault reply {other:?}"))),
+        }
+    }
+
+    async fn changes_since(&self, since: Version) -> Result<Changes> {
+        let mut invocation = self.shared.scripts.changes.prepare_invoke();
+        let k = &self.keys;
+        invocation.key(&k.hash).key(&k.counter).key(&k.log).key(&k.head).key(&k.floor).arg(since);
+        let mut connection = self.shared.commands.clone();
+        let reply: Value = self.run("changes_since", invocation.invoke_async(&mut connection)).await?;
+        let Value::Array(items) = reply else {
+            return Err(Error::store(NAME, format!("unexpected changes reply {reply:?}")));
+        };
+        let mut items = items.into_iter();
+        let version = match items.next() {
+            Some(Value::Int(-1)) | None => return Ok(Changes::TooOld),
+            Some(first) => version_of(&first)?,
+        };
+        let mut changes = Vec::new();
+        while let (Some(key), Some(changed_at), Some(value)) = (items.next(), items.next(), items.next()) {
+            let key = match bytes_of(key)?.map(|k| String::from_utf8(k.to_vec())) {
+                Some(Ok(key)) => key,
+                _ => continue,
+            };
+            changes.push(KeyChange { key, value: bytes_of(value)?, version: version_of(&changed_at)? });
+        }
+        Ok(Changes::Delta { changes, version })
+    }
+
+    async fn watch(&self) -> Result<Option<HintStream>> {
+        Ok(Some(hints::subscribe(self).await?))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<Option<Version>> {
+        self.validate_key(key)?;
+        let flag = |present: bool| if present { &b"1"[..] } else { &b"0"[..] };
+        let args: [&[u8]; 5] = [
+            key.as_bytes(),
+            flag(expected.is_some()),
+            expected.as_deref().unwrap_or_default(),
+            flag(new.is_some()),
+            new.as_deref().unwrap_or_default(),
+        ];
+        match self.mutate("compare_and_swap", &self.shared.scripts.compare_and_swap, &args).await? {
+            Value::BulkString(text) if text == b"conflict" => Err(Error::Conflict { key: key.into() }),
+            Value::SimpleString(text) if text == "conflict" => Err(Error::Conflict { key: key.into() }),
+            Value::Nil => Ok(None),
+            reply => version_of(&reply).map(Some),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The command connection (one server or a cluster), what every backend on one URL shares,
+//! and how each operation runs: bounded by the timeout and the refusal probe, errors mapped
+//! with passwords scrubbed.
+
+use std::time::Duration;
+
+use durable_core::{Error, Redactor, RefusalProbe, Result, Source};
+use redis::aio::ConnectionManager;
+use redis::{Script, Value};
+
+use crate::NAME;
+use crate::backend::RedisBackend;
+use crate::scripts::Scripts;
+
+/// The command connection: redis-rs's `ConnectionManager` on one server, its cluster
+/// connection on a cluster (which follows MOVED and failovers by itself).
+#[derive(Clone)]
+pub(crate) enum Commands {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Commands {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Commands::Single(connection) => connection.req_packed_command(cmd),
+            Commands::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Commands::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Commands::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Commands::Single(connection) => connection.get_db(),
+            Commands::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+/// One server, or a cluster (what the hint subscription needs to know).
+pub(crate) enum Mode {
+    Single { client: redis::Client },
+    Cluster { nodes: Vec<String>, timeout: Duration },
+}
+
+pub(crate) struct Shared {
+    /// The URL as given (password included; never shown): with the channel, it names the
+    /// process-wide shared subscription.
+    pub(crate) url: String,
+    pub(crate) mode: Mode,
+    pub(crate) commands: Commands,
+    pub(crate) timeout: Duration,
+    /// Bounds every operation: the timeout, and a refused server at once (a call that
+    /// arrives while the connection manager reconnects would otherwise wait out its
+    /// retries).
+    pub(crate) probe: RefusalProbe,
+    pub(crate) change_log_len: usize,
+    pub(crate) max_value_size: usize,
+    pub(crate) redactor: Redactor,
+    pub(crate) scripts: Scripts,
+}
+
+impl RedisBackend {
+    /// Runs one command or script within the operation timeout, failing at once when the
+    /// server refuses connections.
+    pub(crate) async fn run<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T> {
+        let call = async { call.await.map_err(|err| map_error(&self.shared.redactor, err)) };
+        self.shared.probe.bound(operation, self.shared.timeout, call).await
+    }
+
+    /// Invokes a mutation script with the standard KEYS and ARGV[1..2], then `args`.
+    pub(crate) async fn mutate(&self, operation: &'static str, script: &Script, args: &[&[u8]]) -> Result<Value> {
+        let mut invocation = script.prepare_invoke();
+        let k = &self.keys;
+        invocation.key(&k.hash).key(&k.counter).key(&k.log).key(&k.head).key(&k.floor);
+        invocation.arg(self.shared.change_log_len).arg(&k.channel);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut connection = self.shared.commands.clone();
+        self.run(operation, invocation.invoke_async(&mut connection)).await
+    }
+}
+
+/// Turns a redis error into the crate's error, passwords scrubbed.
+pub(crate) fn map_error(secrets: &Redactor, err: redis::RedisError) -> Error {
+    let source = Source::msg(secrets.scrub(&err.to_string()));
+    if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_timeout() {
+        Error::StoreUnavailable { backend: NAME, source }
+    } else {
+        Error::Store { backend: NAME, source }
+    }
+}

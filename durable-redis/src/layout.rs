@@ -1,0 +1,74 @@
+//! Where a namespace lives in Redis: its key names (see the crate docs' table), the
+//! namespace rules, and the node list of a `redis+cluster://` URL.
+
+use durable_core::{Error, Result};
+
+use crate::MAX_NAMESPACE_LEN;
+
+/// The Redis names of one namespace; see the crate docs.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub(crate) namespace: String,
+    pub(crate) hash: String,
+    pub(crate) counter: String,
+    pub(crate) log: String,
+    pub(crate) head: String,
+    pub(crate) floor: String,
+    pub(crate) channel: String,
+}
+
+impl Keys {
+    pub(crate) fn new(namespace: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            hash: namespace.to_owned(),
+            counter: format!("{namespace}last_updated"),
+            log: format!("{namespace}:log"),
+            head: format!("{namespace}:log:head"),
+            floor: format!("{namespace}:log:floor"),
+            channel: format!("{namespace}:changes"),
+        }
+    }
+}
+
+/// Refuses namespaces that break [the common rule](durable_core::validate_namespace) or are
+/// over [`MAX_NAMESPACE_LEN`] bytes.
+pub fn validate_namespace(namespace: &str) -> Result<()> {
+    durable_core::validate_namespace(namespace, MAX_NAMESPACE_LEN)
+}
+
+/// `redis+cluster://[user:password@]host:port,host:port[/]` → one `redis://` URL per node;
+/// `None` for any other URL.
+pub(crate) fn cluster_nodes(url: &str) -> Option<std::result::Result<Vec<String>, String>> {
+    let rest = url.strip_prefix("redis+cluster://")?;
+    let rest = rest.trim_end_matches('/');
+    if rest.contains('/') {
+        return Some(Err("a cluster URL names no database: redis+cluster://host:port,host:port".into()));
+    }
+    let (userinfo, hosts) = match rest.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let nodes: Vec<String> =
+        hosts.split(',').filter(|host| !host.is_empty()).map(|host| format!("redis://{userinfo}{host}/")).collect();
+    if nodes.is_empty() {
+        return Some(Err("no cluster nodes".into()));
+    }
+    Some(Ok(nodes))
+}
+
+/// On a cluster every key of a namespace must hash to one slot, so that a mutation stays
+/// one atomic script: the namespace must carry a hash tag, e.g. `{flags}`.
+pub(crate) fn validate_cluster_namespace(namespace: &str) -> Result<()> {
+    let tagged =
+        namespace.find('{').and_then(|open| namespace[open + 1..].find('}').map(|close| close > 0)).unwrap_or(false);
+    if tagged {
+        return Ok(());
+    }
+    Err(Error::InvalidNamespace {
+        namespace: namespace.to_owned(),
+        reason: "on a Redis Cluster the namespace needs a hash tag, e.g. `{flags}`, so that its hash, \
+                 counter and change log share one slot"
+            .into(),
+    })
+}
