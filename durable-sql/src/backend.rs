@@ -1,0 +1,140 @@
+//! [`SqlBackend`]: one namespace in a SQL database, and its `Backend` implementation —
+//! every operation one transaction (see `writes.rs` and `reads.rs`), run by the pool.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use durable_core::{Backend, Changes, Durables, HintStream, Result, Version};
+
+use crate::builder::{SqlBackendBuilder, validate_namespace};
+use crate::dialect::Dialect;
+use crate::pool::Shared;
+use crate::{DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, DEFAULT_TOMBSTONE_RETENTION};
+
+/// One namespace in a SQL database; see the crate docs. Cheap to clone: clones share the
+/// connection pool.
+#[derive(Clone)]
+pub struct SqlBackend {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) namespace: String,
+}
+
+impl std::fmt::Debug for SqlBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlBackend")
+            .field("url", &self.shared.secrets.url())
+            .field("namespace", &self.namespace)
+            .field("tables", &self.shared.statements.entries_table)
+            .finish()
+    }
+}
+
+impl SqlBackend {
+    /// Connects with default options; see [`SqlBackend::builder`].
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        Self::builder(url).connect(namespace).await
+    }
+
+    /// Options: table prefix, timeout, tombstone retention, pool size, value size limit.
+    pub fn builder(url: &str) -> SqlBackendBuilder {
+        SqlBackendBuilder {
+            url: url.to_owned(),
+            table_prefix: String::new(),
+            timeout: DEFAULT_TIMEOUT,
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+            max_connections: 10,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+        }
+    }
+
+    /// Another namespace on the same database and pool.
+    pub fn namespace(&self, namespace: &str) -> Result<Self> {
+        validate_namespace(namespace)?;
+        Ok(Self { shared: Arc::clone(&self.shared), namespace: namespace.to_owned() })
+    }
+
+    /// The database's dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.shared.dialect
+    }
+
+    /// The LISTEN/NOTIFY channel hints travel on (PostgreSQL).
+    pub fn channel(&self) -> &str {
+        &self.shared.statements.channel
+    }
+}
+
+#[async_trait]
+impl Backend for SqlBackend {
+    fn name(&self) -> &'static str {
+        self.shared.dialect.name()
+    }
+
+    fn max_value_size(&self) -> Option<usize> {
+        Some(self.shared.max_value_size)
+    }
+
+    async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
+        self.validate_key(key)?;
+        let entries = [(key.to_owned(), value)];
+        self.shared.run("persist", || self.upsert_once(&entries)).await
+    }
+
+    async fn depersist(&self, key: &str) -> Result<Option<Version>> {
+        self.validate_key(key)?;
+        self.shared.run("depersist", || self.depersist_once(key)).await
+    }
+
+    async fn durables(&self) -> Result<Durables> {
+        self.shared.run("durables", || self.durables_once()).await
+    }
+
+    async fn last_updated(&self) -> Result<Version> {
+        self.shared.run("last_updated", || self.last_updated_once()).await
+    }
+
+    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
+        let mut unique: Vec<(String, Bytes)> = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            self.validate_key(&key)?;
+            // One statement cannot touch a row twice (PostgreSQL refuses): the last value wins.
+            match unique.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => unique.push((key, value)),
+            }
+        }
+        if unique.is_empty() {
+            return self.last_updated().await;
+        }
+        self.shared.run("persist_many", || self.upsert_once(&unique)).await
+    }
+
+    async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
+        self.validate_key(key)?;
+        self.shared.run("pop", || self.pop_once(key)).await
+    }
+
+    async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
+        self.validate_key(key)?;
+        self.shared.run("setdefault", || self.setdefault_once(key, &value)).await
+    }
+
+    async fn changes_since(&self, since: Version) -> Result<Changes> {
+        self.shared.run("changes_since", || self.changes_once(since)).await
+    }
+
+    async fn watch(&self) -> Result<Option<HintStream>> {
+        self.hints().await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Option<Bytes>,
+    ) -> Result<Option<Version>> {
+        self.validate_key(key)?;
+        self.shared.run("compare_and_swap", || self.compare_and_swap_once(key, &expected, &new)).await
+    }
+}

@@ -1,0 +1,150 @@
+//! The mutations: each one transaction that bumps the namespace version with its change
+//! (invariant 1), or rolls back when it changes nothing.
+
+use bytes::Bytes;
+use durable_core::{Error, Version};
+use sqlx::Row;
+
+use crate::BATCH_ROWS;
+use crate::backend::SqlBackend;
+use crate::dialect::Dialect;
+use crate::error::Fail;
+use crate::pool::{Pool, sql};
+
+/// How a mutation ends: committed with its result, or rolled back (nothing changed).
+enum Outcome<T> {
+    Changed(T),
+    Unchanged(T),
+}
+
+/// One mutation transaction, as an expression of type `Result<T, Fail>`: begin (SQLite:
+/// `BEGIN IMMEDIATE`), bump the namespace version, run `$body` (which sees `$tx` and
+/// `$version` and yields an `Outcome`), then prune tombstones, notify and commit — or roll
+/// back when nothing changed. Everything runs in async blocks, so a `?` or `return Err(..)`
+/// in the body ends the transaction (rolled back), never the caller. A macro rather than a
+/// function because each dialect's transaction is its own type.
+macro_rules! mutation {
+    ($backend:expr, $tx:ident, $version:ident, $s:ident, $ns:ident => $body:block) => {{
+        let backend: &SqlBackend = $backend;
+        let shared = &*backend.shared;
+        let $s = &shared.statements;
+        let $ns = backend.namespace.as_str();
+        with_pool!(&shared.pool, pool => async {
+            let mut $tx = match shared.dialect {
+                Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+                _ => pool.begin().await?,
+            };
+            let row = if shared.dialect == Dialect::MySql {
+                sqlx::query(sql(&$s.bump)).bind($ns).execute(&mut *$tx).await?;
+                sqlx::query(sql(&$s.read_bump)).bind($ns).fetch_one(&mut *$tx).await?
+            } else {
+                sqlx::query(sql(&$s.bump)).bind($ns).fetch_one(&mut *$tx).await?
+            };
+            let $version: i64 = row.try_get(0)?;
+            let horizon: i64 = row.try_get(1)?;
+            let outcome: Result<Outcome<_>, Fail> = async { Ok($body) }.await;
+            match outcome? {
+                Outcome::Unchanged(value) => {
+                    $tx.rollback().await?;
+                    Ok(value)
+                }
+                Outcome::Changed(value) => {
+                    let slack = (shared.retention / 10).max(1);
+                    if $version - horizon >= shared.retention + slack {
+                        let new_horizon = $version - shared.retention;
+                        sqlx::query(sql(&$s.prune)).bind($ns).bind(new_horizon).execute(&mut *$tx).await?;
+                        sqlx::query(sql(&$s.set_horizon)).bind(new_horizon).bind($ns).execute(&mut *$tx).await?;
+                    }
+                    if shared.dialect == Dialect::Postgres {
+                        let payload = format!("{} {}", $version, $ns);
+                        sqlx::query(sql(&$s.notify)).bind(&$s.channel).bind(payload).execute(&mut *$tx).await?;
+                    }
+                    $tx.commit().await?;
+                    Ok(value)
+                }
+            }
+        }
+        .await)
+    }};
+}
+
+pub(crate) fn to_version(raw: i64) -> Result<Version, Fail> {
+    Version::try_from(raw).map_err(|_| Fail::Core(Error::store("sql", format!("negative version {raw} in the store"))))
+}
+
+impl SqlBackend {
+    pub(crate) async fn upsert_once(&self, entries: &[(String, Bytes)]) -> Result<Version, Fail> {
+        mutation!(self, tx, version, s, ns => {
+            for chunk in entries.chunks(BATCH_ROWS) {
+                let mut insert = sqlx::QueryBuilder::new(s.upsert_head.as_str());
+                insert.push_values(chunk, |mut row, (key, value)| {
+                    row.push_bind(ns).push_bind(key.as_str()).push_bind(value.as_ref()).push_bind(version).push("FALSE");
+                });
+                insert.push(s.upsert_tail.as_str());
+                insert.build().execute(&mut *tx).await?;
+            }
+            Outcome::Changed(to_version(version)?)
+        })
+    }
+
+    pub(crate) async fn depersist_once(&self, key: &str) -> Result<Option<Version>, Fail> {
+        mutation!(self, tx, version, s, ns => {
+            let done = sqlx::query(sql(&s.tombstone)).bind(version).bind(ns).bind(key).execute(&mut *tx).await?;
+            if done.rows_affected() == 0 { Outcome::Unchanged(None) } else { Outcome::Changed(Some(to_version(version)?)) }
+        })
+    }
+
+    pub(crate) async fn pop_once(&self, key: &str) -> Result<Option<(Bytes, Version)>, Fail> {
+        mutation!(self, tx, version, s, ns => {
+            let found: Option<Vec<u8>> =
+                sqlx::query_scalar(sql(&s.live_value)).bind(ns).bind(key).fetch_optional(&mut *tx).await?;
+            match found {
+                None => Outcome::Unchanged(None),
+                Some(value) => {
+                    sqlx::query(sql(&s.tombstone)).bind(version).bind(ns).bind(key).execute(&mut *tx).await?;
+                    Outcome::Changed(Some((Bytes::from(value), to_version(version)?)))
+                }
+            }
+        })
+    }
+
+    pub(crate) async fn setdefault_once(&self, key: &str, value: &Bytes) -> Result<(Bytes, Option<Version>), Fail> {
+        mutation!(self, tx, version, s, ns => {
+            let found: Option<Vec<u8>> =
+                sqlx::query_scalar(sql(&s.live_value)).bind(ns).bind(key).fetch_optional(&mut *tx).await?;
+            match found {
+                Some(found) => Outcome::Unchanged((Bytes::from(found), None)),
+                None => {
+                    sqlx::query(sql(&s.upsert)).bind(ns).bind(key).bind(value.as_ref()).bind(version).execute(&mut *tx).await?;
+                    Outcome::Changed((value.clone(), Some(to_version(version)?)))
+                }
+            }
+        })
+    }
+
+    pub(crate) async fn compare_and_swap_once(
+        &self,
+        key: &str,
+        expected: &Option<Bytes>,
+        new: &Option<Bytes>,
+    ) -> Result<Option<Version>, Fail> {
+        mutation!(self, tx, version, s, ns => {
+            let found: Option<Vec<u8>> =
+                sqlx::query_scalar(sql(&s.live_value)).bind(ns).bind(key).fetch_optional(&mut *tx).await?;
+            if found.as_deref() != expected.as_deref() {
+                return Err(Fail::Core(Error::Conflict { key: key.into() }));
+            }
+            match (new, found) {
+                (None, None) => Outcome::Unchanged(None),
+                (None, Some(_)) => {
+                    sqlx::query(sql(&s.tombstone)).bind(version).bind(ns).bind(key).execute(&mut *tx).await?;
+                    Outcome::Changed(Some(to_version(version)?))
+                }
+                (Some(value), _) => {
+                    sqlx::query(sql(&s.upsert)).bind(ns).bind(key).bind(value.as_ref()).bind(version).execute(&mut *tx).await?;
+                    Outcome::Changed(Some(to_version(version)?))
+                }
+            }
+        })
+    }
+}
