@@ -1,0 +1,145 @@
+//! The session: what every handle of one backend shares, and the follower task that keeps
+//! a session alive — replacing an expired or closed one — and feeds the watch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use durable_core::{Error, Hint, RefusalProbe};
+use zookeeper_client as zk;
+
+use crate::error::map_error;
+use crate::names::PERSISTENT;
+use crate::watch::State;
+
+pub(crate) struct Config {
+    pub(crate) cluster: String,
+    /// The ensemble's servers: an operation fails at once when every one refuses.
+    pub(crate) probe: RefusalProbe,
+    /// Digest credentials (`user:password`); never shown.
+    pub(crate) auth: Option<String>,
+    pub(crate) ns_path: String,
+    pub(crate) timeout: Duration,
+    pub(crate) session_timeout: Duration,
+    pub(crate) max_value_size: usize,
+}
+
+impl Config {
+    /// A new session with the namespace node in place and the watch on it.
+    pub(crate) async fn open(&self) -> std::result::Result<(zk::Client, zk::PersistentWatcher), zk::Error> {
+        let mut connector =
+            zk::Client::connector().with_session_timeout(self.session_timeout).with_connection_timeout(self.timeout);
+        if let Some(auth) = &self.auth {
+            connector = connector.with_auth("digest", auth.as_bytes());
+        }
+        let client = connector.connect(&self.cluster).await?;
+        match client.mkdir(&self.ns_path, &PERSISTENT).await {
+            Ok(()) | Err(zk::Error::NodeExists) => {}
+            Err(err) => return Err(err),
+        }
+        let watcher = client.watch(&self.ns_path, zk::AddWatchMode::PersistentRecursive).await?;
+        Ok((client, watcher))
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: Arc<Config>,
+    pub(crate) state: Arc<State>,
+    pub(crate) task: tokio::task::AbortHandle,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Follows the watch for the backend's lifetime: records changed keys, turns events into
+/// hints, and builds a new session when the old one ended — or when it has been
+/// disconnected for a while: the client's own reconnection backs off to seconds during a long
+/// outage, and a fresh session is how a dict recovers within a fraction of a second of the
+/// ensemble coming back. (The abandoned session holds no ephemeral nodes; the server lets it
+/// expire.)
+pub(crate) async fn follow(config: Arc<Config>, state: Arc<State>) {
+    let mut backoff = RECONNECT_MIN;
+    let mut probe_at: Option<tokio::time::Instant> = None;
+    // Building a session is a quorum write; right after an election a loaded ensemble may
+    // take seconds to commit one, and a bound shorter than its answer would never let a new
+    // session through (a writer stayed expired for 30 s so under load). So each attempt
+    // that times out gives the next one twice as long, up to the session timeout; the
+    // first gets the operation timeout, so that an attempt stuck on a server still
+    // starting up does not hold up recovery.
+    let longest_build = config.session_timeout.max(config.timeout);
+    let mut build_bound = config.timeout;
+    loop {
+        let client = state.client();
+        if state.watcher().is_some() && client.state().is_terminated() {
+            // The session ended without its watch saying so: build a new one all the same.
+            tracing::warn!(state = ?client.state(), path = %config.ns_path, "durable-zk: session ended; building a new one");
+            *state.watcher() = None;
+            state.tracker().forget();
+            state.hint(Hint::Interrupted);
+        }
+        let watching = state.watcher().is_some();
+        if watching && state.disconnected.load(std::sync::atomic::Ordering::Acquire) {
+            probe_at.get_or_insert_with(|| tokio::time::Instant::now() + backoff);
+        } else if watching {
+            probe_at = None;
+            backoff = RECONNECT_MIN;
+        }
+        if watching {
+            let probe = async {
+                match probe_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let mut session = client.state_watcher();
+            tokio::select! {
+                // `false`: the session ended; build a new one.
+                watching = state.next_event() => if watching { continue },
+                _ = state.repoll.notified() => continue,
+                // The client's own view of its session, in case the watch says nothing.
+                _ = session.changed() => continue,
+                _ = probe => {}
+            }
+        }
+        let probing = state.watcher().is_some();
+        if probing && config.probe.refused().await.is_some() {
+            // Still down: a TCP connect answers that at once, where a session would wait.
+            probe_at = Some(tokio::time::Instant::now() + backoff);
+            backoff = (backoff * 2).min(RECONNECT_MAX);
+            continue;
+        }
+        let opening = async { config.open().await.map_err(map_error) };
+        match config.probe.bound("new session", build_bound, opening).await {
+            Ok((client, new_watcher)) => {
+                if let Ok(mut slot) = state.client.write() {
+                    *slot = client;
+                }
+                *state.watcher() = Some(new_watcher);
+                state.disconnected.store(false, std::sync::atomic::Ordering::Release);
+                backoff = RECONNECT_MIN;
+                probe_at = None;
+                state.tracker().forget();
+                state.hint(Hint::Resumed);
+                build_bound = config.timeout;
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, bound = ?build_bound, "durable-zk: new session failed");
+                if matches!(err, Error::Timeout { .. }) {
+                    build_bound = (build_bound * 2).min(longest_build);
+                }
+                if probe_at.is_some() {
+                    probe_at = Some(tokio::time::Instant::now() + backoff);
+                } else {
+                    tokio::time::sleep(backoff).await;
+                }
+                backoff = (backoff * 2).min(RECONNECT_MAX);
+            }
+        }
+    }
+}
+
+/// The first wait before building a new session; it doubles up to [`RECONNECT_MAX`].
+pub(crate) const RECONNECT_MIN: Duration = Duration::from_millis(50);
+pub(crate) const RECONNECT_MAX: Duration = Duration::from_millis(250);
