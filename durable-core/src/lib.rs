@@ -35,9 +35,10 @@
 #![warn(missing_docs)]
 
 mod backend;
-mod backup;
+mod builder;
 mod codec;
 mod dict;
+mod engine;
 mod error;
 mod events;
 mod instrument;
@@ -46,7 +47,6 @@ mod memory;
 mod read_then_write;
 mod refusal;
 mod snapshot;
-mod sync;
 mod url;
 mod wrap;
 
@@ -61,9 +61,11 @@ pub use backend::{
     Backend, Changes, DEFAULT_MAX_KEY_LEN, Durables, Hint, HintStream, KeyChange, Version, default_key_rule,
     validate_namespace,
 };
-pub use backup::{BackupError, decode_backup, read_backup};
+pub use builder::Builder;
 pub use codec::{Codec, Json, Lz4, MsgPack, Raw};
-pub use dict::{Builder, DurableDict};
+pub use dict::DurableDict;
+pub use engine::backup::{BackupError, decode_backup, read_backup};
+pub use engine::{HintHealth, Status, SyncOutcome};
 pub use error::{Error, KeyName, Result, Source};
 pub use events::{Change, Event, Subscription};
 pub use instrument::{CallCounts, CountingBackend};
@@ -72,7 +74,6 @@ pub use memory::{DEFAULT_CHANGE_LOG, MemoryBackend, MemoryStore};
 pub use read_then_write::{ReadThenWrite, SimpleStore};
 pub use refusal::{PROBE_AFTER, PROBE_EVERY, RefusalProbe};
 pub use snapshot::Snapshot;
-pub use sync::{HintHealth, Status, SyncOutcome};
 pub use url::{Redactor, redact_url, scheme};
 pub use wrap::{Call, Delegate, Wrap};
 

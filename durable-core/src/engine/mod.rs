@@ -1,4 +1,8 @@
-//! The sync engine: how a dict's snapshot is brought up to date.
+//! The engine behind a dict: its state, private to this module and its children, and how
+//! its snapshot is brought up to date. `apply.rs` builds the next snapshot, `hints.rs`
+//! holds the hint bookkeeping and the listener task, `backup.rs` the backup file (format,
+//! writer, restore); `dict.rs` and `builder.rs` only call methods.
+//!
 //!
 //! - Fast path: when the hint listener is healthy and no hint arrived since the last trip,
 //!   `sync()` returns without touching the store — two atomic loads (invariant 4).
@@ -11,10 +15,10 @@
 //!   leaves the snapshot as it was (invariant 7); values are decoded once, here, and an
 //!   undecodable value is reported with its key and skipped (invariant 8).
 
-use std::hash::BuildHasher;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -22,12 +26,18 @@ use bytes::Bytes;
 use tokio::sync::{Mutex, Notify, broadcast};
 use tokio::task::AbortHandle;
 
-use crate::backend::{Backend, Changes, Durables, KeyChange, Version};
-use crate::backup::BackupError;
+use crate::backend::{Backend, Changes, Version};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
-use crate::events::{Change, Event};
+use crate::events::Event;
 use crate::snapshot::{Entry, SnapshotData};
+
+mod apply;
+pub(crate) mod backup;
+mod hints;
+
+pub use hints::HintHealth;
+use hints::{Hints, Listener};
 
 /// What a `sync()` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,81 +89,6 @@ impl Status {
     }
 }
 
-/// The state of a dict's change-hint listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HintHealth {
-    /// Hints flow: `sync()` costs nothing until one arrives.
-    Healthy,
-    /// The listener is disconnected or reconnecting: every `sync()` asks the store.
-    Down,
-    /// The backend pushes no hints (or hints were turned off): every `sync()` asks the store.
-    Unavailable,
-}
-
-const HINTS_UNAVAILABLE: u8 = 0;
-const HINTS_DOWN: u8 = 1;
-const HINTS_HEALTHY: u8 = 2;
-
-/// Change-hint bookkeeping shared between the listener task and `sync()`.
-#[derive(Default)]
-pub(crate) struct Hints {
-    state: AtomicU8,
-    /// Hints that may mean "something changed", counted.
-    received: AtomicU64,
-    /// The value of `received` that the last successful trip covered.
-    handled: AtomicU64,
-    /// The highest version a hint announced: when it is above the snapshot's, the next trip
-    /// skips the version check and asks for the changes at once (one round trip, not two).
-    announced: AtomicU64,
-    /// A hint said "something changed" without a version, or the listener resumed after a
-    /// gap: the store may have changed without its version moving (writers that keep no
-    /// version, such as durabledict's ZooKeeper writers), so the next trip asks for the
-    /// changes even when the version is the same.
-    unversioned: AtomicBool,
-}
-
-impl Hints {
-    pub(crate) fn set_health(&self, health: HintHealth) {
-        let raw = match health {
-            HintHealth::Unavailable => HINTS_UNAVAILABLE,
-            HintHealth::Down => HINTS_DOWN,
-            HintHealth::Healthy => HINTS_HEALTHY,
-        };
-        self.state.store(raw, Ordering::Release);
-    }
-
-    pub(crate) fn health(&self) -> HintHealth {
-        match self.state.load(Ordering::Acquire) {
-            HINTS_HEALTHY => HintHealth::Healthy,
-            HINTS_DOWN => HintHealth::Down,
-            _ => HintHealth::Unavailable,
-        }
-    }
-
-    /// Records a hint that may mean a change.
-    pub(crate) fn arrived(&self) {
-        self.received.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Records a hint that announced `version`.
-    pub(crate) fn arrived_at(&self, version: Version) {
-        self.announced.fetch_max(version, Ordering::AcqRel);
-        self.arrived();
-    }
-
-    /// Records a hint that may mean a change the version does not show.
-    pub(crate) fn arrived_unversioned(&self) {
-        self.unversioned.store(true, Ordering::Release);
-        self.arrived();
-    }
-
-    /// True when the listener is healthy and nothing arrived since the last trip.
-    pub(crate) fn quiet(&self) -> bool {
-        self.state.load(Ordering::Acquire) == HINTS_HEALTHY
-            && self.received.load(Ordering::Acquire) == self.handled.load(Ordering::Acquire)
-    }
-}
-
 /// The result of the last completed trip, for callers that coalesce onto it.
 struct Ledger {
     completed: u64,
@@ -174,14 +109,14 @@ pub(crate) struct Incoming<V> {
 }
 
 /// Everything a dict shares between its clones and its background task.
-pub(crate) struct Inner<V, C> {
-    pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) codec: C,
-    pub(crate) autosync: bool,
-    pub(crate) current: ArcSwap<SnapshotData<V>>,
-    pub(crate) hints: Hints,
-    pub(crate) events: broadcast::Sender<Event<V>>,
-    pub(crate) tasks: StdMutex<Vec<AbortHandle>>,
+pub(crate) struct Engine<V, C> {
+    backend: Arc<dyn Backend>,
+    codec: C,
+    autosync: bool,
+    current: ArcSwap<SnapshotData<V>>,
+    hints: Hints,
+    events: broadcast::Sender<Event<V>>,
+    tasks: StdMutex<Vec<AbortHandle>>,
     hasher: std::hash::RandomState,
     trips_started: AtomicU64,
     /// The generation of the last trip that finished (mirrors the ledger without its lock).
@@ -189,14 +124,14 @@ pub(crate) struct Inner<V, C> {
     ledger: Mutex<Ledger>,
     health: StdMutex<Health>,
     /// Counts snapshot swaps, and wakes the backup writer on each.
-    pub(crate) swaps: AtomicU64,
-    pub(crate) swapped: Arc<Notify>,
+    swaps: AtomicU64,
+    swapped: Arc<Notify>,
     /// The snapshot came from the backup file: the next trip is a full reload, and local
     /// writes are not applied on top of it.
     restored: AtomicBool,
 }
 
-impl<V, C> Drop for Inner<V, C> {
+impl<V, C> Drop for Engine<V, C> {
     fn drop(&mut self) {
         let tasks = self.tasks.get_mut().map(std::mem::take).unwrap_or_default();
         for task in tasks {
@@ -205,8 +140,117 @@ impl<V, C> Drop for Inner<V, C> {
     }
 }
 
-impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
-    pub(crate) fn new(backend: Arc<dyn Backend>, codec: C, autosync: bool, capacity: usize) -> Self {
+/// What [`Engine::start`] needs: the builder's options.
+pub(crate) struct Start<C> {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) codec: C,
+    pub(crate) autosync: bool,
+    pub(crate) hints: bool,
+    pub(crate) background_refresh: bool,
+    pub(crate) poll_interval: Duration,
+    pub(crate) event_capacity: usize,
+    pub(crate) backup_file: Option<PathBuf>,
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
+    /// Subscribes to hints (when on), loads the whole namespace — or, when the store is
+    /// unreachable, the backup file — and starts the background tasks.
+    pub(crate) async fn start(options: Start<C>) -> Result<Arc<Self>> {
+        let engine = Arc::new(Self::new(options.backend, options.codec, options.autosync, options.event_capacity));
+        // Subscribe before the first load, so no change falls between the two.
+        let (stream, supported) = if options.hints {
+            match engine.backend.watch().await {
+                Ok(Some(stream)) => (Some(stream), true),
+                Ok(None) => (None, false),
+                Err(err) => {
+                    tracing::warn!(backend = engine.backend.name(), error = %err, "durable: cannot subscribe to change hints yet; polling until it can");
+                    (None, true)
+                }
+            }
+        } else {
+            (None, false)
+        };
+        if stream.is_some() {
+            engine.hints.set_health(HintHealth::Healthy);
+        } else if supported {
+            engine.hints.set_health(HintHealth::Down);
+        }
+        let restored = match engine.initial_load().await {
+            Ok(_) => false,
+            Err(err) => match &options.backup_file {
+                Some(path) => engine.start_from_backup(path, err).await?,
+                None => return Err(err),
+            },
+        };
+        let mut tasks = Vec::new();
+        if supported || options.background_refresh || restored {
+            let listener = Listener {
+                inner: Arc::downgrade(&engine),
+                backend: Arc::clone(&engine.backend),
+                refresh: options.background_refresh,
+                poll_interval: options.poll_interval,
+                supported,
+            };
+            tasks.push(tokio::spawn(listener.run(stream, restored)).abort_handle());
+        }
+        if let Some(path) = options.backup_file {
+            // The file just read needs no rewrite; a fresh load does.
+            let written = restored.then(|| engine.swaps.load(Ordering::Acquire));
+            let task = backup::keep_backup(Arc::downgrade(&engine), Arc::clone(&engine.swapped), path, written);
+            tasks.push(tokio::spawn(task).abort_handle());
+        }
+        if let Ok(mut registered) = engine.tasks.lock() {
+            registered.extend(tasks);
+        }
+        Ok(engine)
+    }
+}
+
+/// What the dict reads.
+impl<V, C> Engine<V, C> {
+    /// The backend.
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The codec.
+    pub(crate) fn codec(&self) -> &C {
+        &self.codec
+    }
+
+    /// Whether reads sync first.
+    pub(crate) fn autosync(&self) -> bool {
+        self.autosync
+    }
+
+    /// The current snapshot's data: one atomic load.
+    pub(crate) fn current(&self) -> Arc<SnapshotData<V>> {
+        self.current.load_full()
+    }
+
+    /// The current snapshot's version, without taking a reference to it.
+    pub(crate) fn version(&self) -> Version {
+        self.current.load().version
+    }
+
+    /// The number of keys in the current snapshot.
+    pub(crate) fn len(&self) -> usize {
+        self.current.load().entries.len()
+    }
+
+    /// True when `sync()` would not ask the store.
+    pub(crate) fn quiet(&self) -> bool {
+        self.hints.quiet()
+    }
+
+    /// A receiver of change events.
+    pub(crate) fn events(&self) -> broadcast::Receiver<Event<V>> {
+        self.events.subscribe()
+    }
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
+    fn new(backend: Arc<dyn Backend>, codec: C, autosync: bool, capacity: usize) -> Self {
         Self {
             backend,
             codec,
@@ -356,157 +400,6 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
         }
     }
 
-    pub(crate) fn hash(&self, bytes: &[u8]) -> u64 {
-        self.hasher.hash_one(bytes)
-    }
-
-    /// Decodes `bytes` for `key` unless they are the bytes `old` came from. `Ok(None)`: the
-    /// value did not change.
-    fn decode_changed(&self, key: &str, bytes: &[u8], old: Option<&Entry<V>>) -> Result<Option<Entry<V>>> {
-        let raw_hash = self.hash(bytes);
-        if old.is_some_and(|old| old.raw_hash == raw_hash) {
-            return Ok(None);
-        }
-        match self.codec.decode(bytes) {
-            Ok(value) => Ok(Some(Entry { value: Arc::new(value), raw_hash })),
-            Err(source) => Err(Error::Decode { key: key.into(), source }),
-        }
-    }
-
-    fn apply_delta(
-        &self,
-        current: &Arc<SnapshotData<V>>,
-        mut changes: Vec<KeyChange>,
-        version: Version,
-    ) -> SyncOutcome {
-        let keys = changes.len();
-        // Events within one update come in the order the store wrote the keys (stable: the
-        // keys of one batch keep the store's order).
-        changes.sort_by_key(|change| change.version);
-        let mut undecodable = Vec::new();
-        let mut incoming = Vec::with_capacity(changes.len());
-        for KeyChange { key, value, .. } in changes {
-            let key: Arc<str> = key.into();
-            let entry = match value {
-                None => None,
-                Some(bytes) => match self.decode_changed(&key, &bytes, current.entries.get(&key)) {
-                    Ok(None) => continue,
-                    Ok(Some(entry)) => Some(entry),
-                    Err(err) => {
-                        undecodable.push((key, err));
-                        continue;
-                    }
-                },
-            };
-            incoming.push(Incoming { key, entry });
-        }
-        self.apply(current, incoming, undecodable, version);
-        SyncOutcome::Delta { keys, version }
-    }
-
-    fn apply_full(&self, current: &Arc<SnapshotData<V>>, durables: Durables) -> SyncOutcome {
-        let Durables { entries, version } = durables;
-        let keys = entries.len();
-        let mut next = imbl::HashMap::new();
-        let mut undecodable = imbl::HashMap::new();
-        let mut changes = Vec::new();
-        let notify = self.events.receiver_count() > 0;
-        for (key, bytes) in entries {
-            let key: Arc<str> = key.into();
-            let old = current.entries.get(&key);
-            match self.decode_changed(&key, &bytes, old) {
-                Ok(None) => {
-                    if let Some(old) = old {
-                        next.insert(key, old.clone());
-                    }
-                }
-                Ok(Some(entry)) => {
-                    if notify {
-                        changes.push(change(&key, old, Some(&entry), version));
-                    }
-                    next.insert(key, entry);
-                }
-                Err(err) => {
-                    self.report_undecodable(&key, &err);
-                    if let Some(old) = old {
-                        next.insert(key.clone(), old.clone());
-                    }
-                    undecodable.insert(key, err);
-                }
-            }
-        }
-        if notify {
-            for (key, old) in current.entries.iter() {
-                if !next.contains_key(key) {
-                    changes.push(change(key, Some(old), None, version));
-                }
-            }
-        }
-        self.swap_in(SnapshotData { entries: next, undecodable, version });
-        self.emit(changes);
-        SyncOutcome::Full { keys, version }
-    }
-
-    /// Builds the next snapshot from `current` and `incoming` (O(k)), swaps it in at
-    /// `version` and tells subscribers; every event carries `version`, the version of the
-    /// first snapshot that shows it. The caller holds the ledger lock, so snapshots only
-    /// move forward, and events come in version order.
-    pub(crate) fn apply(
-        &self,
-        current: &Arc<SnapshotData<V>>,
-        incoming: Vec<Incoming<V>>,
-        bad: Vec<(Arc<str>, Error)>,
-        version: Version,
-    ) {
-        let mut entries = current.entries.clone();
-        let mut undecodable = current.undecodable.clone();
-        let notify = self.events.receiver_count() > 0;
-        let mut changes = Vec::new();
-        for Incoming { key, entry } in incoming {
-            undecodable.remove(&key);
-            let old = match entry {
-                Some(entry) => {
-                    if notify {
-                        changes.push(change(&key, entries.get(&key), Some(&entry), version));
-                    }
-                    entries.insert(key, entry)
-                }
-                None => {
-                    let old = entries.remove(&key);
-                    if notify && let Some(old) = &old {
-                        changes.push(change(&key, Some(old), None, version));
-                    }
-                    old
-                }
-            };
-            drop(old);
-        }
-        for (key, err) in bad {
-            self.report_undecodable(&key, &err);
-            undecodable.insert(key, err);
-        }
-        self.swap_in(SnapshotData { entries, undecodable, version });
-        self.emit(changes);
-    }
-
-    fn swap_in(&self, data: SnapshotData<V>) {
-        self.current.store(Arc::new(data));
-        self.swaps.fetch_add(1, Ordering::AcqRel);
-        self.swapped.notify_one();
-    }
-
-    fn report_undecodable(&self, key: &Arc<str>, err: &Error) {
-        tracing::warn!(backend = self.backend.name(), key = %&**key, error = %err, "durable: skipping a value that cannot be decoded");
-        let _ = self.events.send(Event::Undecodable { key: Arc::clone(key), error: err.clone() });
-    }
-
-    fn emit(&self, changes: Vec<Change<V>>) {
-        for change in changes {
-            // No receiver is not an error: nobody subscribed.
-            let _ = self.events.send(Event::Changed(change));
-        }
-    }
-
     /// After a write that *created* `version` (never a version merely read from the store:
     /// a write that changed nothing passes no version here): makes the writer's own
     /// snapshot show it. When nothing else happened in between (the snapshot is at
@@ -537,65 +430,11 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Inner<V, C> {
         Entry { value: Arc::new(value), raw_hash: self.hash(bytes) }
     }
 
-    /// Installs a snapshot read from the backup file, after the first load failed with
-    /// `error`. Every value must decode: a file this dict cannot read whole is not used.
-    pub(crate) fn restore(
-        &self,
-        path: &std::path::Path,
-        durables: Durables,
-        error: Error,
-    ) -> std::result::Result<(), BackupError> {
-        let mut entries = imbl::HashMap::new();
-        for (key, bytes) in durables.entries {
-            let value = self.codec.decode(&bytes).map_err(|source| BackupError::Undecodable {
-                path: path.to_owned(),
-                key: key.clone(),
-                reason: source.to_string(),
-            })?;
-            entries.insert(Arc::from(key), self.local_entry(&bytes, value));
-        }
-        self.restored.store(true, Ordering::Release);
-        self.current.store(Arc::new(SnapshotData {
-            entries,
-            undecodable: imbl::HashMap::new(),
-            version: durables.version,
-        }));
-        self.record(&Err(error));
-        Ok(())
-    }
-
-    /// The current snapshot as a backup file's bytes, with the swap count it was taken at;
-    /// `None` when a value cannot be encoded (then no backup is written).
-    pub(crate) fn backup_bytes(&self) -> Option<(u64, Vec<u8>)> {
-        let swaps = self.swaps.load(Ordering::Acquire);
-        let data = self.current.load_full();
-        let mut encoded = Vec::with_capacity(data.entries.len());
-        for (key, entry) in data.entries.iter() {
-            match self.codec.encode(&entry.value) {
-                Ok(bytes) => encoded.push((&**key, bytes)),
-                Err(err) => {
-                    tracing::warn!(key = %&**key, error = %err, "durable: cannot encode a value for the backup file; not writing it");
-                    return None;
-                }
-            }
-        }
-        Some((swaps, crate::backup::encode(data.version, encoded.into_iter())))
-    }
-
     /// Installs the first snapshot (the builder's initial load): always a full read, since
     /// a store may hold data written by writers that keep no version (durabledict's
     /// ZooKeeper writers).
     pub(crate) async fn initial_load(&self) -> Result<SyncOutcome> {
         let mut ledger = self.ledger.lock().await;
         self.trip_locked(&mut ledger, true).await
-    }
-}
-
-fn change<V>(key: &Arc<str>, old: Option<&Entry<V>>, new: Option<&Entry<V>>, version: Version) -> Change<V> {
-    Change {
-        key: Arc::clone(key),
-        old: old.map(|entry| Arc::clone(&entry.value)),
-        new: new.map(|entry| Arc::clone(&entry.value)),
-        version,
     }
 }

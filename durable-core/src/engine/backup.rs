@@ -24,7 +24,15 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use thiserror::Error as ThisError;
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
 use crate::backend::{Durables, Version};
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::snapshot::SnapshotData;
+
+use super::Engine;
 
 const MAGIC: &[u8] = b"DURABLE-BACKUP\n";
 const FORMAT: u8 = 1;
@@ -211,6 +219,113 @@ fn sync_directory(dir: &Path) -> std::io::Result<()> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
+    /// After the first load failed with `err`: starts from the backup file at `path` when
+    /// the store is unreachable and the file is whole; otherwise fails with `err` (a refused
+    /// namespace or a broken schema is not papered over with old data).
+    pub(super) async fn start_from_backup(&self, path: &Path, err: Error) -> Result<bool> {
+        if !err.is_unavailable() {
+            return Err(err);
+        }
+        let restoring = match read(path.to_owned()).await {
+            Ok(durables) => self.restore(path, durables, err.clone()),
+            Err(bad) => Err(bad),
+        };
+        if let Err(bad) = restoring {
+            tracing::warn!(error = %bad, "durable: the store is unreachable and the backup file cannot be used");
+            return Err(err);
+        }
+        tracing::warn!(
+            backend = self.backend.name(),
+            error = %err,
+            path = %path.display(),
+            version = self.version(),
+            "durable: the store is unreachable; serving the backup file until it answers"
+        );
+        Ok(true)
+    }
+
+    /// Installs a snapshot read from the backup file, after the first load failed with
+    /// `error`. Every value must decode: a file this dict cannot read whole is not used.
+    pub(crate) fn restore(
+        &self,
+        path: &std::path::Path,
+        durables: Durables,
+        error: Error,
+    ) -> std::result::Result<(), BackupError> {
+        let mut entries = imbl::HashMap::new();
+        for (key, bytes) in durables.entries {
+            let value = self.codec.decode(&bytes).map_err(|source| BackupError::Undecodable {
+                path: path.to_owned(),
+                key: key.clone(),
+                reason: source.to_string(),
+            })?;
+            entries.insert(Arc::from(key), self.local_entry(&bytes, value));
+        }
+        self.restored.store(true, Ordering::Release);
+        self.current.store(Arc::new(SnapshotData {
+            entries,
+            undecodable: imbl::HashMap::new(),
+            version: durables.version,
+        }));
+        self.record(&Err(error));
+        Ok(())
+    }
+
+    /// The current snapshot as a backup file's bytes, with the swap count it was taken at;
+    /// `None` when a value cannot be encoded (then no backup is written).
+    pub(crate) fn backup_bytes(&self) -> Option<(u64, Vec<u8>)> {
+        let swaps = self.swaps.load(Ordering::Acquire);
+        let data = self.current.load_full();
+        let mut encoded = Vec::with_capacity(data.entries.len());
+        for (key, entry) in data.entries.iter() {
+            match self.codec.encode(&entry.value) {
+                Ok(bytes) => encoded.push((&**key, bytes)),
+                Err(err) => {
+                    tracing::warn!(key = %&**key, error = %err, "durable: cannot encode a value for the backup file; not writing it");
+                    return None;
+                }
+            }
+        }
+        Some((swaps, encode(data.version, encoded.into_iter())))
+    }
+}
+
+/// The backup writer: after every snapshot swap, writes the snapshot to `path` (swaps that
+/// arrive during a write are folded into the next one). Holds the dict weakly.
+pub(super) async fn keep_backup<V: Send + Sync + 'static, C: Codec<V>>(
+    inner: Weak<Engine<V, C>>,
+    swapped: Arc<tokio::sync::Notify>,
+    path: PathBuf,
+    mut written: Option<u64>,
+) {
+    let mut failing = false;
+    loop {
+        let taken = {
+            let Some(inner) = inner.upgrade() else { return };
+            if written == Some(inner.swaps.load(std::sync::atomic::Ordering::Acquire)) {
+                None
+            } else {
+                inner.backup_bytes()
+            }
+        };
+        if let Some((swaps, bytes)) = taken {
+            match write(path.clone(), bytes).await {
+                Ok(()) => {
+                    written = Some(swaps);
+                    failing = false;
+                }
+                Err(err) if !failing => {
+                    failing = true;
+                    tracing::warn!(path = %path.display(), error = %err, "durable: cannot write the backup file; will retry on the next change");
+                }
+                Err(_) => {}
+            }
+        }
+        swapped.notified().await;
+    }
 }
 
 #[cfg(test)]
