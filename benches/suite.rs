@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use durable::{Backend, CountingBackend, DurableDict, Event, MemoryBackend, MemoryStore, SyncOutcome};
+use durable::backend::{Backend, CountingBackend};
+use durable::{DurableDict, Event, MemoryBackend, MemoryStore, SyncOutcome};
 
 /// Counts live heap bytes, for the memory figures.
 struct CountingAlloc;
@@ -207,7 +208,7 @@ fn url_of(backend: &str, dir: &std::path::Path) -> String {
 }
 
 fn unique(label: &str) -> String {
-    durable::conformance::unique_namespace(label)
+    durable_core::conformance::unique_namespace(label)
 }
 
 /// The backend's own client, beside the library: its cheapest request (PING, `SELECT 1`,
@@ -354,7 +355,7 @@ async fn interleaved_us<'a>(
 }
 
 async fn connect(url: &str, ns: &str) -> Arc<dyn Backend> {
-    durable::connect(url, ns).await.unwrap_or_else(|e| panic!("{}: {e}", durable::redact_url(url)))
+    durable::connect(url, ns).await.unwrap_or_else(|e| panic!("{}: {e}", durable::backend::redact_url(url)))
 }
 
 async fn backend_figures(config: &Config, name: &str, url: &str, out: &mut Results) {
@@ -513,11 +514,11 @@ async fn propagation_figures(config: &Config, name: &str, url: &str, out: &mut R
 async fn shared_handles(name: &str, url: &str, ns: &str, n: usize) -> Vec<Arc<dyn Backend>> {
     match name {
         "redis" => {
-            let backend = durable::RedisBackend::connect(url, ns).await.unwrap();
+            let backend = durable::redis::RedisBackend::connect(url, ns).await.unwrap();
             (0..n).map(|_| Arc::new(backend.clone()) as Arc<dyn Backend>).collect()
         }
         "postgres" => {
-            let backend = durable::SqlBackend::connect(url, ns).await.unwrap();
+            let backend = durable::sql::SqlBackend::connect(url, ns).await.unwrap();
             (0..n).map(|_| Arc::new(backend.namespace(ns).unwrap()) as Arc<dyn Backend>).collect()
         }
         other => panic!("no shared handles for {other}"),

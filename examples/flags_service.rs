@@ -149,7 +149,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "flags service on http://{} (store {}, namespace {namespace})",
         listener.local_addr()?,
-        durable::redact_url(&url)
+        durable::backend::redact_url(&url)
     );
     axum::serve(listener, router(dict))
         .with_graceful_shutdown(async {

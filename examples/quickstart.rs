@@ -21,7 +21,7 @@ struct Flag {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let default_file = std::env::temp_dir().join("durable-quickstart.db");
     let url = std::env::var("DURABLE_URL").unwrap_or_else(|_| format!("sqlite://{}", default_file.display()));
-    println!("store: {}", durable::redact_url(&url));
+    println!("store: {}", durable::backend::redact_url(&url));
     let namespace = "quickstart-flags";
 
     // Instance A writes; it syncs by hand (autosync off), as a service does per request.

@@ -28,15 +28,57 @@
 //! Backends are chosen by Cargo feature, as in sqlx: `sqlite` (default), `postgres`,
 //! `mysql`, `redis`, `zookeeper`; [`connect`] picks one by URL scheme and, when the scheme's
 //! feature is off, says which feature to enable.
+//!
+//! The root holds what a service uses. Each backend's own type and builder (for options
+//! beyond the URL) are in its module — [`sql`], [`redis`], [`zookeeper`] — and
+//! [`backend`] holds what a backend or a wrapper is written with.
 
-pub use durable_core::*;
+use std::sync::Arc;
 
-#[cfg(feature = "redis")]
-pub use durable_redis::{RedisBackend, RedisBackendBuilder};
+pub use durable_core::{
+    BackupError, Builder, Change, Codec, DurableDict, Error, Event, HintHealth, Json, KeyName, Lz4, MemoryBackend,
+    MemoryStore, MsgPack, Raw, Result, Snapshot, Status, Subscription, SyncOutcome, Version, read_backup,
+};
+
+pub mod backend {
+    //! For writing a backend or a wrapper: the [`Backend`] trait and its types, [`Wrap`]
+    //! for wrappers, [`ReadThenWrite`] for a store with only the four primitives, and the
+    //! helpers the workspace's backends share. The conformance suite is
+    //! `durable_core::conformance` (feature `conformance` of `durable-core`).
+    pub use durable_core::{
+        Backend, Bytes, Call, CallCounts, Changes, CountingBackend, DEFAULT_CHANGE_LOG, DEFAULT_MAX_KEY_LEN, Delegate,
+        Durables, Hint, HintStream, KeyChange, LazyBackend, Open, Opening, PROBE_AFTER, PROBE_EVERY, ReadThenWrite,
+        Redactor, RefusalProbe, SimpleStore, Source, Wrap, async_trait, decode_backup, default_key_rule, redact_url,
+        scheme, shared, validate_namespace,
+    };
+}
+
+/// The SQL backend: SQLite, PostgreSQL and MySQL/MariaDB through sqlx.
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub use durable_sql::{SqlBackend, SqlBackendBuilder};
+pub mod sql {
+    pub use durable_sql::{
+        DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, DEFAULT_TOMBSTONE_RETENTION, Dialect, MAX_KEY_LEN, MAX_NAMESPACE_LEN,
+        MAX_PREFIX_LEN, SqlBackend, SqlBackendBuilder, validate_namespace, validate_prefix,
+    };
+}
+
+/// The Redis backend (durabledict's layout; Redis Cluster with `redis+cluster://`).
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use durable_redis::{
+        DEFAULT_CHANGE_LOG_LEN, DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, MAX_NAMESPACE_LEN, RedisBackend,
+        RedisBackendBuilder, validate_namespace,
+    };
+}
+
+/// The ZooKeeper backend (durabledict's layout).
 #[cfg(feature = "zookeeper")]
-pub use durable_zk::{ZkBackend, ZkBackendBuilder};
+pub mod zookeeper {
+    pub use durable_zk::{
+        DEFAULT_MAX_VALUE_SIZE, DEFAULT_SESSION_TIMEOUT, DEFAULT_TIMEOUT, MAX_KEY_LEN, ZkBackend, ZkBackendBuilder,
+        validate_key, validate_namespace,
+    };
+}
 
 #[cfg(feature = "axum")]
 mod extract;
@@ -53,7 +95,43 @@ pub use middleware::{OutagePolicy, SyncLayer, SyncService};
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-use std::sync::Arc;
+/// One backend in the scheme registry: the facade feature that compiles it in, the URL
+/// schemes it serves, and its `open` function when the feature is on.
+struct Registered {
+    feature: &'static str,
+    schemes: &'static [&'static str],
+    open: Option<backend::Open>,
+}
+
+/// `Some(open)` when the facade feature is on, `None` otherwise (the crate is not compiled).
+macro_rules! open_if {
+    ($feature:literal, $open:path) => {{
+        #[cfg(feature = $feature)]
+        let open: Option<backend::Open> = Some($open);
+        #[cfg(not(feature = $feature))]
+        let open: Option<backend::Open> = None;
+        open
+    }};
+}
+
+/// Every backend of the workspace, one line each. Adding a backend: its crate, one line
+/// here, and its feature in Cargo.toml.
+const REGISTRY: &[Registered] = &[
+    Registered { feature: "memory", schemes: &["memory"], open: Some(MemoryBackend::open) },
+    Registered { feature: "sqlite", schemes: &["sqlite"], open: open_if!("sqlite", durable_sql::open) },
+    Registered {
+        feature: "postgres",
+        schemes: &["postgres", "postgresql"],
+        open: open_if!("postgres", durable_sql::open),
+    },
+    Registered { feature: "mysql", schemes: &["mysql", "mariadb"], open: open_if!("mysql", durable_sql::open) },
+    Registered {
+        feature: "redis",
+        schemes: &["redis", "rediss", "redis+cluster"],
+        open: open_if!("redis", durable_redis::open),
+    },
+    Registered { feature: "zookeeper", schemes: &["zk", "zookeeper"], open: open_if!("zookeeper", durable_zk::open) },
+];
 
 /// Connects to the store named by `url` and returns a backend on `namespace`, chosen by the
 /// URL's scheme:
@@ -64,11 +142,11 @@ use std::sync::Arc;
 /// | `sqlite://path` | SQL backend on a SQLite file | `sqlite` |
 /// | `postgres://`, `postgresql://` | SQL backend on PostgreSQL | `postgres` |
 /// | `mysql://`, `mariadb://` | SQL backend on MySQL/MariaDB | `mysql` |
-/// | `redis://`, `rediss://` | Redis backend | `redis` |
+/// | `redis://`, `rediss://`, `redis+cluster://` | Redis backend | `redis` |
 /// | `zk://`, `zookeeper://` | ZooKeeper backend | `zookeeper` |
 ///
 /// Errors show the URL with its password removed.
-pub async fn connect(url: &str, namespace: &str) -> Result<Arc<dyn Backend>> {
+pub async fn connect(url: &str, namespace: &str) -> Result<Arc<dyn backend::Backend>> {
     Target::parse(url, namespace)?.connect().await
 }
 
@@ -76,7 +154,7 @@ pub async fn connect(url: &str, namespace: &str) -> Result<Arc<dyn Backend>> {
 /// down and serve its [backup file](Builder::backup_file) until the store answers. The URL,
 /// its scheme and feature are checked now; connection errors (and a namespace the backend
 /// refuses) come with the first call that needs the store — `build()`, which falls back to
-/// the backup file only for connection errors. See [`LazyBackend`].
+/// the backup file only for connection errors. See [`LazyBackend`](backend::LazyBackend).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> durable::Result<()> {
@@ -84,10 +162,10 @@ pub async fn connect(url: &str, namespace: &str) -> Result<Arc<dyn Backend>> {
 /// let flags = durable::DurableDict::<bool>::builder(store).build().await?;
 /// # Ok(()) }
 /// ```
-pub fn connect_lazy(url: &str, namespace: &str) -> Result<Arc<dyn Backend>> {
+pub fn connect_lazy(url: &str, namespace: &str) -> Result<Arc<dyn backend::Backend>> {
     let target = Arc::new(Target::parse(url, namespace)?);
     let name = target.feature;
-    Ok(Arc::new(LazyBackend::new(name, move || {
+    Ok(Arc::new(backend::LazyBackend::new(name, move || {
         let target = Arc::clone(&target);
         async move { target.connect().await }
     })))
@@ -98,50 +176,26 @@ struct Target {
     url: String,
     namespace: String,
     feature: &'static str,
+    open: backend::Open,
 }
 
 impl Target {
     fn parse(url: &str, namespace: &str) -> Result<Self> {
-        let invalid = |reason: &str| Error::InvalidUrl { url: redact_url(url), reason: reason.to_owned() };
+        let invalid = |reason: String| Error::InvalidUrl { url: backend::redact_url(url), reason };
         // The common rule, now; each backend checks its own limits when it connects.
-        validate_namespace(namespace, usize::MAX)?;
-        let scheme = scheme(url).ok_or_else(|| {
-            invalid("no scheme; expected memory://, sqlite://, postgres://, mysql://, redis:// or zk://")
-        })?;
-        let (feature, enabled): (&'static str, bool) = match scheme.as_str() {
-            "memory" => ("memory", true),
-            "sqlite" => ("sqlite", cfg!(feature = "sqlite")),
-            "postgres" | "postgresql" => ("postgres", cfg!(feature = "postgres")),
-            "mysql" | "mariadb" => ("mysql", cfg!(feature = "mysql")),
-            "redis" | "rediss" | "redis+cluster" => ("redis", cfg!(feature = "redis")),
-            "zk" | "zookeeper" => ("zookeeper", cfg!(feature = "zookeeper")),
-            _ => return Err(invalid(&format!("unknown scheme {scheme}://"))),
+        backend::validate_namespace(namespace, usize::MAX)?;
+        let known = || REGISTRY.iter().map(|entry| format!("{}://", entry.schemes[0])).collect::<Vec<_>>().join(", ");
+        let scheme = backend::scheme(url).ok_or_else(|| invalid(format!("no scheme; expected one of {}", known())))?;
+        let Some(entry) = REGISTRY.iter().find(|entry| entry.schemes.contains(&scheme.as_str())) else {
+            return Err(invalid(format!("unknown scheme {scheme}://; expected one of {}", known())));
         };
-        if !enabled {
-            return Err(Error::FeatureDisabled { scheme, feature });
-        }
-        Ok(Self { url: url.to_owned(), namespace: namespace.to_owned(), feature })
+        let Some(open) = entry.open else {
+            return Err(Error::FeatureDisabled { scheme, feature: entry.feature });
+        };
+        Ok(Self { url: url.to_owned(), namespace: namespace.to_owned(), feature: entry.feature, open })
     }
 
-    async fn connect(&self) -> Result<Arc<dyn Backend>> {
-        let (url, namespace) = (self.url.as_str(), self.namespace.as_str());
-        match self.feature {
-            "memory" => {
-                let name = url.split_once("://").map_or("", |(_, rest)| rest);
-                Ok(Arc::new(MemoryBackend::in_store(MemoryStore::named(name), namespace)))
-            }
-            #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-            "sqlite" | "postgres" | "mysql" => Ok(Arc::new(durable_sql::SqlBackend::connect(url, namespace).await?)),
-            #[cfg(feature = "redis")]
-            "redis" => Ok(Arc::new(durable_redis::RedisBackend::connect(url, namespace).await?)),
-            #[cfg(feature = "zookeeper")]
-            "zookeeper" => Ok(Arc::new(durable_zk::ZkBackend::connect(url, namespace).await?)),
-            feature => Err(Error::InvalidUrl {
-                url: redact_url(url),
-                reason: format!(
-                    "the `{feature}` feature is on, but its backend has not landed in this version of durable yet"
-                ),
-            }),
-        }
+    async fn connect(&self) -> Result<Arc<dyn backend::Backend>> {
+        (self.open)(&self.url, &self.namespace).await
     }
 }

@@ -5,7 +5,7 @@ use durable::{DurableDict, Error};
 
 #[tokio::test]
 async fn memory_urls_connect_and_share_one_named_store() {
-    let ns = durable::conformance::unique_namespace("facade");
+    let ns = durable_core::conformance::unique_namespace("facade");
     let a = DurableDict::<String>::builder(durable::connect("memory://facade-shared", &ns).await.unwrap())
         .hints(false)
         .build()
@@ -86,7 +86,7 @@ async fn errors_never_show_passwords() {
 async fn sqlite_urls_connect_through_the_facade() {
     let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("facade-{}.db", std::process::id()));
     let url = format!("sqlite://{}", path.display());
-    let ns = durable::conformance::unique_namespace("facade-sqlite");
+    let ns = durable_core::conformance::unique_namespace("facade-sqlite");
     let a = DurableDict::<String>::builder(durable::connect(&url, &ns).await.unwrap()).build().await.unwrap();
     let b = DurableDict::<String>::builder(durable::connect(&url, &ns).await.unwrap()).build().await.unwrap();
     a.insert("k", "v".to_owned()).await.unwrap();
@@ -98,7 +98,7 @@ async fn sqlite_urls_connect_through_the_facade() {
 async fn connect_lazy_checks_the_url_now_and_connects_on_first_use() {
     assert!(matches!(durable::connect_lazy("nosuch://x", "ns"), Err(Error::InvalidUrl { .. })));
     assert!(matches!(durable::connect_lazy("memory://", ""), Err(Error::InvalidNamespace { .. })));
-    let ns = durable::conformance::unique_namespace("lazy");
+    let ns = durable_core::conformance::unique_namespace("lazy");
     let lazy = durable::connect_lazy("memory://facade-lazy", &ns).unwrap();
     let dict = DurableDict::<i32>::builder(lazy).build().await.unwrap();
     dict.insert("n", 1).await.unwrap();

@@ -11,7 +11,7 @@ mod flags_service;
 use std::time::Duration;
 
 use common::{HttpClient, call, http_client, server_available, sqlite_url};
-use durable::conformance::unique_namespace;
+use durable_core::conformance::unique_namespace;
 
 /// How long a change may take to show on the other instance: hinted backends deliver in
 /// milliseconds, polled ones at the next request's sync.

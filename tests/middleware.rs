@@ -9,8 +9,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use common::{call, http_client, server_available, sqlite_url};
-use durable::testing::FaultyBackend;
 use durable::{DurableDict, Flags, OutagePolicy, SyncLayer};
+use durable_core::testing::FaultyBackend;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -33,7 +33,7 @@ async fn get_status(app: &Router, path: &str) -> (u16, String) {
 /// 200 concurrent requests while a writer replaces the three keys in one batch after
 /// another: every response's values come from one version.
 async fn no_request_sees_half_a_batch(url: &str) {
-    let ns = durable::conformance::unique_namespace("mw");
+    let ns = durable_core::conformance::unique_namespace("mw");
     let writer =
         DurableDict::<u64>::builder(durable::connect(url, &ns).await.unwrap()).autosync(false).build().await.unwrap();
     let base = writer.insert_many(KEYS.map(|k| (k, 0u64))).await.unwrap();
@@ -95,12 +95,12 @@ async fn concurrent_requests_each_see_one_version_on_redis() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fast_path_asks_nothing_until_a_hint_then_serves_the_change() {
-    use durable::CountingBackend;
+    use durable::backend::CountingBackend;
     if !server_available("Redis", "127.0.0.1:6379").await {
         return;
     }
     let url = "redis://127.0.0.1:6379";
-    let ns = durable::conformance::unique_namespace("mw-fast");
+    let ns = durable_core::conformance::unique_namespace("mw-fast");
     let writer =
         DurableDict::<u64>::builder(durable::connect(url, &ns).await.unwrap()).autosync(false).build().await.unwrap();
     let counting = Arc::new(CountingBackend::new(durable::connect(url, &ns).await.unwrap()));
@@ -112,7 +112,7 @@ async fn the_fast_path_asks_nothing_until_a_hint_then_serves_the_change() {
         .build()
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + durable::conformance::PATIENCE;
+    let deadline = tokio::time::Instant::now() + durable_core::conformance::PATIENCE;
     while served.status().hints != durable::HintHealth::Healthy {
         assert!(tokio::time::Instant::now() < deadline, "hints never became healthy");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -131,7 +131,7 @@ async fn the_fast_path_asks_nothing_until_a_hint_then_serves_the_change() {
     );
 
     let version = writer.insert_many(KEYS.map(|k| (k, 7u64))).await.unwrap();
-    let deadline = tokio::time::Instant::now() + durable::conformance::PATIENCE;
+    let deadline = tokio::time::Instant::now() + durable_core::conformance::PATIENCE;
     loop {
         let (status, body) = get_status(&app, "/batch").await;
         assert_eq!(status, 200, "{body}");

@@ -6,7 +6,9 @@
 //! [`ReadThenWrite`](crate::ReadThenWrite), which is correct for a single writer but not
 //! atomic against others; a wrapper implements [`Wrap`](crate::Wrap).
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -81,6 +83,13 @@ pub enum Hint {
 /// The stream [`Backend::watch`] returns. It ends when the listener gives up for good; the
 /// dict then treats hints as unhealthy and calls `watch()` again later.
 pub type HintStream = Pin<Box<dyn Stream<Item = Hint> + Send + 'static>>;
+
+/// How a backend crate opens a namespace from a URL, for the facade's scheme registry
+/// (`durable::connect` looks the URL's scheme up and calls the backend's `open`).
+pub type Open = for<'a> fn(&'a str, &'a str) -> Opening<'a>;
+
+/// The connection under way that an [`Open`] function returns.
+pub type Opening<'a> = Pin<Box<dyn Future<Output = Result<Arc<dyn Backend>>> + Send + 'a>>;
 
 /// Longest key, in bytes, that the default [`Backend::validate_key`] accepts.
 pub const DEFAULT_MAX_KEY_LEN: usize = 1024;

@@ -58,8 +58,8 @@ pub mod conformance;
 pub mod testing;
 
 pub use backend::{
-    Backend, Changes, DEFAULT_MAX_KEY_LEN, Durables, Hint, HintStream, KeyChange, Version, default_key_rule,
-    validate_namespace,
+    Backend, Changes, DEFAULT_MAX_KEY_LEN, Durables, Hint, HintStream, KeyChange, Open, Opening, Version,
+    default_key_rule, validate_namespace,
 };
 pub use builder::Builder;
 pub use codec::{Codec, Json, Lz4, MsgPack, Raw};

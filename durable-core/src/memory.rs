@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::backend::{Backend, Changes, Durables, Hint, HintStream, KeyChange, Version};
+use crate::backend::{Backend, Changes, Durables, Hint, HintStream, KeyChange, Opening, Version};
 use crate::error::{Error, Result};
 
 /// How many mutations a namespace's change log keeps by default.
@@ -106,6 +106,14 @@ impl MemoryBackend {
     /// `namespace` in `store`.
     pub fn in_store(store: Arc<MemoryStore>, namespace: &str) -> Self {
         Self { store, namespace: namespace.to_owned(), log_len: DEFAULT_CHANGE_LOG }
+    }
+
+    /// Opens `namespace` in the process-wide store named by a `memory://[name]` URL: the
+    /// facade's registry entry for `memory://`.
+    pub fn open<'a>(url: &'a str, namespace: &'a str) -> Opening<'a> {
+        let name = url.split_once("://").map_or("", |(_, rest)| rest);
+        let backend: Arc<dyn Backend> = Arc::new(Self::in_store(MemoryStore::named(name), namespace));
+        Box::pin(std::future::ready(Ok(backend)))
     }
 
     /// Keeps at most `mutations` in the change log (at least 1); older versions get

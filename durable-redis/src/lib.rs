@@ -126,3 +126,13 @@ pub const DEFAULT_MAX_VALUE_SIZE: usize = 4 * 1024 * 1024;
 pub const MAX_NAMESPACE_LEN: usize = 1024;
 
 const NAME: &str = "redis";
+
+/// Opens `namespace` at `url` with default options: this crate's entry in the `durable`
+/// facade's scheme registry (redis://, rediss:// and redis+cluster://).
+pub fn open<'a>(url: &'a str, namespace: &'a str) -> durable_core::Opening<'a> {
+    Box::pin(async move {
+        let backend: std::sync::Arc<dyn durable_core::Backend> =
+            std::sync::Arc::new(RedisBackend::connect(url, namespace).await?);
+        Ok(backend)
+    })
+}

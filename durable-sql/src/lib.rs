@@ -112,3 +112,13 @@ pub const MAX_NAMESPACE_LEN: usize = 255;
 pub const MAX_KEY_LEN: usize = durable_core::DEFAULT_MAX_KEY_LEN;
 
 const BATCH_ROWS: usize = 500;
+
+/// Opens `namespace` at `url` with default options: this crate's entry in the `durable`
+/// facade's scheme registry (sqlite://, postgres://, postgresql://, mysql:// and mariadb://).
+pub fn open<'a>(url: &'a str, namespace: &'a str) -> durable_core::Opening<'a> {
+    Box::pin(async move {
+        let backend: std::sync::Arc<dyn durable_core::Backend> =
+            std::sync::Arc::new(SqlBackend::connect(url, namespace).await?);
+        Ok(backend)
+    })
+}

@@ -111,3 +111,13 @@ pub const MAX_KEY_LEN: usize = durable_core::DEFAULT_MAX_KEY_LEN;
 pub(crate) const NAME: &str = "zookeeper";
 /// How many times an operation retries a write or a read that raced another writer.
 pub(crate) const MAX_ATTEMPTS: usize = 64;
+
+/// Opens `namespace` at `url` with default options: this crate's entry in the `durable`
+/// facade's scheme registry (zk:// and zookeeper://).
+pub fn open<'a>(url: &'a str, namespace: &'a str) -> durable_core::Opening<'a> {
+    Box::pin(async move {
+        let backend: std::sync::Arc<dyn durable_core::Backend> =
+            std::sync::Arc::new(ZkBackend::connect(url, namespace).await?);
+        Ok(backend)
+    })
+}

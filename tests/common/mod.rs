@@ -34,12 +34,13 @@ pub async fn server_available(service: &str, addr: &str) -> bool {
         tokio::time::timeout(std::time::Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
         Ok(Ok(_))
     );
-    durable::conformance::require_service(service, reachable)
+    durable_core::conformance::require_service(service, reachable)
 }
 
 /// A SQLite URL for a file of its own under the target directory.
 pub fn sqlite_url(label: &str) -> String {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let path = dir.join(format!("{label}-{}-{}.db", std::process::id(), durable::conformance::unique_namespace("f")));
+    let path =
+        dir.join(format!("{label}-{}-{}.db", std::process::id(), durable_core::conformance::unique_namespace("f")));
     format!("sqlite://{}", path.display())
 }

@@ -3,7 +3,6 @@
 //! holds the hint bookkeeping and the listener task, `backup.rs` the backup file (format,
 //! writer, restore); `dict.rs` and `builder.rs` only call methods.
 //!
-//!
 //! - Fast path: when the hint listener is healthy and no hint arrived since the last trip,
 //!   `sync()` returns without touching the store — two atomic loads (invariant 4).
 //! - Otherwise one trip: `last_updated()`; if the version moved, `changes_since()` and an
