@@ -128,7 +128,10 @@ impl Backend for ZkBackend {
             // every earlier one is in what is read now.
             let (epoch, pinned) = state.pin();
             let from = pinned.from;
-            let children = match self.bounded(OPERATION, client.get_children(self.path())).await? {
+            // After a `sync` with the leader, pipelined (see `last_updated`).
+            let listing = async { futures::join!(client.sync("/"), client.get_children(self.path())) };
+            let (synced, listed) = self.bounded(OPERATION, listing).await?;
+            let children = match synced.and(listed) {
                 Ok((children, _)) => children,
                 Err(zk::Error::NoNode) => return Ok(Durables::default()),
                 Err(err) => return Err(map_error(err)),
@@ -147,7 +150,12 @@ impl Backend for ZkBackend {
 
     async fn last_updated(&self) -> Result<Version> {
         let work = async {
-            match self.shared.state.client().check_stat(self.path()).await {
+            // The server this session talks to may be a follower that has not applied a
+            // write another session already saw acknowledged: `sync` with the leader first.
+            // Both requests are sent now and answered in order — one round trip.
+            let client = self.shared.state.client();
+            let (synced, stat) = futures::join!(client.sync("/"), client.check_stat(self.path()));
+            match synced.and(stat) {
                 Ok(stat) => Ok(stat.map_or(0, |stat| to_version(stat.version))),
                 Err(err) => Err(map_error(err)),
             }

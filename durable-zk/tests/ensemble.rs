@@ -179,3 +179,49 @@ async fn a_session_that_expired_without_quorum_is_replaced_once_the_quorum_is_ba
     assert_eq!(writer.snapshot().get("after"), Some(&json!(2)));
     assert_eq!(writer.version(), version);
 }
+
+/// Each server of the ensemble on its own: a backend on it talks to that server only.
+fn server_urls() -> Vec<String> {
+    let url = ensemble_url();
+    let rest = url.trim_start_matches("zk://");
+    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+    hosts.split(',').map(|host| format!("zk://{host}/{path}")).collect()
+}
+
+/// A write acknowledged through one server is seen by the next polled `sync()` of a dict
+/// whose session is on another server — ZooKeeper lets a follower answer reads before it
+/// applied a write the leader committed, so the version check syncs with the leader first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_sync_sees_a_write_acknowledged_through_another_server() {
+    if !Ensemble.available().await {
+        return;
+    }
+    let servers = server_urls();
+    let ns = unique_namespace("across");
+    let mut pairs = Vec::new();
+    for (i, writer_url) in servers.iter().enumerate() {
+        let reader_url = &servers[(i + 1) % servers.len()];
+        let writer = ZkBackend::connect(writer_url, &ns).await.expect("connect the writer");
+        let reader = ZkBackend::connect(reader_url, &ns).await.expect("connect the reader");
+        let reader =
+            DurableDict::<Value>::builder(Arc::new(reader)).autosync(false).hints(false).build().await.unwrap();
+        pairs.push((writer, reader));
+    }
+    // Under load the followers apply commits later, and the window is wider.
+    let hog = CpuHog::start();
+    let mut writes = 0;
+    for round in 0..200 {
+        for (writer, reader) in &pairs {
+            let version = writer.persist("k", format!("{round}").into()).await.unwrap();
+            writes += 1;
+            reader.sync().await.unwrap();
+            assert!(
+                reader.version() >= version,
+                "write {writes}: the reader is at {}, the write made {version}",
+                reader.version()
+            );
+            assert_eq!(reader.snapshot().get("k"), Some(&json!(round)));
+        }
+    }
+    drop(hog);
+}
