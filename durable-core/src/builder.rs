@@ -6,72 +6,84 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Backend;
-use crate::codec::Codec;
+use crate::codec::{Codec, Json};
 use crate::dict::DurableDict;
-use crate::engine::{Engine, Start};
+use crate::engine::Engine;
 use crate::error::Result;
 
 /// Builds a [`DurableDict`]: `DurableDict::<V>::builder(backend)...build().await`.
 pub struct Builder<V, C> {
+    options: Options,
+    codec: C,
+    value: PhantomData<fn() -> V>,
+}
+
+/// A dict's options but its codec: what [`Engine::start`] needs.
+pub(crate) struct Options {
     pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) codec: C,
     pub(crate) autosync: bool,
     pub(crate) hints: bool,
     pub(crate) background_refresh: bool,
     pub(crate) poll_interval: Duration,
     pub(crate) event_capacity: usize,
     pub(crate) backup_file: Option<PathBuf>,
-    pub(crate) value: PhantomData<fn() -> V>,
+}
+
+impl<V> Builder<V, Json> {
+    /// The defaults: JSON, autosync, hints, no background refresh, a 5 s poll interval,
+    /// 1024 events of slack, no backup file.
+    pub(crate) fn new(backend: Arc<dyn Backend>) -> Self {
+        let options = Options {
+            backend,
+            autosync: true,
+            hints: true,
+            background_refresh: false,
+            poll_interval: Duration::from_secs(5),
+            event_capacity: 1024,
+            backup_file: None,
+        };
+        Self { options, codec: Json, value: PhantomData }
+    }
 }
 
 impl<V: Send + Sync + 'static, C: Codec<V>> Builder<V, C> {
     /// The codec values are stored with (default [`Json`](crate::Json)).
     pub fn codec<C2: Codec<V>>(self, codec: C2) -> Builder<V, C2> {
-        Builder {
-            backend: self.backend,
-            codec,
-            autosync: self.autosync,
-            hints: self.hints,
-            background_refresh: self.background_refresh,
-            poll_interval: self.poll_interval,
-            event_capacity: self.event_capacity,
-            backup_file: self.backup_file,
-            value: PhantomData,
-        }
+        Builder { options: self.options, codec, value: PhantomData }
     }
 
     /// Sync before every read (default `true`, as in durabledict). Turn off to read the
     /// snapshot as it is and call `sync()` yourself, e.g. once per request.
     pub fn autosync(mut self, on: bool) -> Self {
-        self.autosync = on;
+        self.options.autosync = on;
         self
     }
 
     /// Listen to the backend's change hints (default `true`), which makes `sync()` free
     /// until something changes. Off: every `sync()` asks the store.
     pub fn hints(mut self, on: bool) -> Self {
-        self.hints = on;
+        self.options.hints = on;
         self
     }
 
     /// Apply changes in a background task as soon as a hint arrives, and check the store
     /// every poll interval whatever the hints say (default `false`).
     pub fn background_refresh(mut self, on: bool) -> Self {
-        self.background_refresh = on;
+        self.options.background_refresh = on;
         self
     }
 
     /// How often background refresh checks the store even without hints (default 5 s). It
     /// is the only source of freshness for backends that push no hints.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval.max(Duration::from_millis(1));
+        self.options.poll_interval = interval.max(Duration::from_millis(1));
         self
     }
 
     /// How many change events a subscriber may fall behind before it is told it lagged
     /// (default 1024).
     pub fn event_capacity(mut self, capacity: usize) -> Self {
-        self.event_capacity = capacity;
+        self.options.event_capacity = capacity;
         self
     }
 
@@ -91,7 +103,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Builder<V, C> {
     ///
     /// Give each dict (each namespace) its own file.
     pub fn backup_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.backup_file = Some(path.into());
+        self.options.backup_file = Some(path.into());
         self
     }
 
@@ -99,16 +111,6 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Builder<V, C> {
     /// task. Fails when the first load fails — unless a [backup file](Builder::backup_file)
     /// can stand in: a dict never starts out empty by accident.
     pub async fn build(self) -> Result<DurableDict<V, C>> {
-        let start = Start {
-            backend: self.backend,
-            codec: self.codec,
-            autosync: self.autosync,
-            hints: self.hints,
-            background_refresh: self.background_refresh,
-            poll_interval: self.poll_interval,
-            event_capacity: self.event_capacity,
-            backup_file: self.backup_file,
-        };
-        Ok(DurableDict { engine: Engine::start(start).await? })
+        Ok(DurableDict { engine: Engine::start(self.options, self.codec).await? })
     }
 }

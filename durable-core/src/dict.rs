@@ -14,9 +14,7 @@
 //! calling `sync()`.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -67,17 +65,7 @@ impl<V> DurableDict<V, Json> {
     /// Starts building a dict on `backend` with the [`Json`] codec; change it with
     /// [`Builder::codec`].
     pub fn builder(backend: Arc<dyn Backend>) -> Builder<V, Json> {
-        Builder {
-            backend,
-            codec: Json,
-            autosync: true,
-            hints: true,
-            background_refresh: false,
-            poll_interval: Duration::from_secs(5),
-            event_capacity: 1024,
-            backup_file: None,
-            value: PhantomData,
-        }
+        Builder::new(backend)
     }
 }
 

@@ -14,7 +14,6 @@
 //!   leaves the snapshot as it was (invariant 7); values are decoded once, here, and an
 //!   undecodable value is reported with its key and skipped (invariant 8).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +25,7 @@ use tokio::sync::{Mutex, Notify, broadcast};
 use tokio::task::AbortHandle;
 
 use crate::backend::{Backend, Changes, Version};
+use crate::builder::Options;
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::events::Event;
@@ -139,23 +139,11 @@ impl<V, C> Drop for Engine<V, C> {
     }
 }
 
-/// What [`Engine::start`] needs: the builder's options.
-pub(crate) struct Start<C> {
-    pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) codec: C,
-    pub(crate) autosync: bool,
-    pub(crate) hints: bool,
-    pub(crate) background_refresh: bool,
-    pub(crate) poll_interval: Duration,
-    pub(crate) event_capacity: usize,
-    pub(crate) backup_file: Option<PathBuf>,
-}
-
 impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
     /// Subscribes to hints (when on), loads the whole namespace — or, when the store is
     /// unreachable, the backup file — and starts the background tasks.
-    pub(crate) async fn start(options: Start<C>) -> Result<Arc<Self>> {
-        let engine = Arc::new(Self::new(options.backend, options.codec, options.autosync, options.event_capacity));
+    pub(crate) async fn start(options: Options, codec: C) -> Result<Arc<Self>> {
+        let engine = Arc::new(Self::new(options.backend, codec, options.autosync, options.event_capacity));
         // Subscribe before the first load, so no change falls between the two.
         let (stream, supported) = if options.hints {
             match engine.backend.watch().await {
