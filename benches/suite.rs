@@ -197,12 +197,10 @@ fn url_of(backend: &str, dir: &std::path::Path) -> String {
     match backend {
         "memory" => "memory://bench".into(),
         "sqlite" => format!("sqlite://{}/bench.db", dir.display()),
-        "postgres" => {
-            std::env::var("DURABLE_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-        }
-        "mysql" => std::env::var("DURABLE_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
-        "redis" => std::env::var("DURABLE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-        "zk" => std::env::var("DURABLE_ZK_URL").unwrap_or_else(|_| "zk://127.0.0.1:2181/durable-bench".into()),
+        "postgres" => durable_testkit::env::postgres_url(),
+        "mysql" => durable_testkit::env::mysql_url(),
+        "redis" => durable_testkit::env::redis_url(),
+        "zk" => durable_testkit::env::zk_url(),
         other => panic!("unknown backend {other}"),
     }
 }

@@ -75,31 +75,35 @@ async fn sqlite() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres() {
-    if server_available("PostgreSQL", "127.0.0.1:5432").await {
-        two_instances_share_one_store("postgres://postgres@127.0.0.1:5432/test").await;
+    let url = durable_testkit::env::postgres_url();
+    if server_available("PostgreSQL", &url, 5432).await {
+        two_instances_share_one_store(&url).await;
     }
 }
 
 #[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql() {
-    if server_available("MySQL/MariaDB", "127.0.0.1:3306").await {
-        two_instances_share_one_store("mysql://root@127.0.0.1:3306/test").await;
+    let url = durable_testkit::env::mysql_url();
+    if server_available("MySQL/MariaDB", &url, 3306).await {
+        two_instances_share_one_store(&url).await;
     }
 }
 
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis() {
-    if server_available("Redis", "127.0.0.1:6379").await {
-        two_instances_share_one_store("redis://127.0.0.1:6379").await;
+    let url = durable_testkit::env::redis_url();
+    if server_available("Redis", &url, 6379).await {
+        two_instances_share_one_store(&url).await;
     }
 }
 
 #[cfg(feature = "zookeeper")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper() {
-    if server_available("ZooKeeper", "127.0.0.1:2181").await {
-        two_instances_share_one_store("zk://127.0.0.1:2181/durable-service-test").await;
+    let url = durable_testkit::env::zk_url();
+    if server_available("ZooKeeper", &url, 2181).await {
+        two_instances_share_one_store(&url).await;
     }
 }

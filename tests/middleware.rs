@@ -84,8 +84,9 @@ async fn concurrent_requests_each_see_one_version_on_sqlite() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_each_see_one_version_on_redis() {
-    if server_available("Redis", "127.0.0.1:6379").await {
-        no_request_sees_half_a_batch("redis://127.0.0.1:6379").await;
+    let url = durable_testkit::env::redis_url();
+    if server_available("Redis", &url, 6379).await {
+        no_request_sees_half_a_batch(&url).await;
     }
 }
 
@@ -96,10 +97,10 @@ async fn concurrent_requests_each_see_one_version_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fast_path_asks_nothing_until_a_hint_then_serves_the_change() {
     use durable::backend::CountingBackend;
-    if !server_available("Redis", "127.0.0.1:6379").await {
+    let url = &durable_testkit::env::redis_url();
+    if !server_available("Redis", url, 6379).await {
         return;
     }
-    let url = "redis://127.0.0.1:6379";
     let ns = durable_core::conformance::unique_namespace("mw-fast");
     let writer =
         DurableDict::<u64>::builder(durable::connect(url, &ns).await.unwrap()).autosync(false).build().await.unwrap();

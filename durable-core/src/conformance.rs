@@ -159,6 +159,16 @@ pub async fn run_python_helper(venv: &std::path::Path, args: &[&str]) -> String 
 /// background refresh) before it calls it a failure. Generous: CI machines are noisy.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// Polls `done` every 5 ms until it holds, for up to [`PATIENCE`]; panics naming `what`
+/// when it never does.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Namespaces every backend refuses with [`Error::InvalidNamespace`] before any I/O: empty,
 /// overlong, and carrying quotes, semicolons, whitespace, control characters or a
 /// backslash. Backend tests connect with each to a port where nothing listens: an error

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use durable_core::conformance::wait_until;
 use durable_core::testing::FaultyBackend;
 use durable_core::{Backend, DurableDict, HintHealth, MemoryBackend, MemoryStore, MsgPack};
 use serde_json::{Value, json};
@@ -22,14 +23,6 @@ fn fixture() -> Fixture {
     let faulty = Arc::new(FaultyBackend::new(Arc::new(MemoryBackend::in_store(store.clone(), "flags"))));
     let dir = tempfile::tempdir().unwrap();
     Fixture { store, faulty, path: dir.path().join("flags.backup"), _dir: dir }
-}
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 async fn dict(f: &Fixture) -> durable_core::Result<DurableDict<Value>> {

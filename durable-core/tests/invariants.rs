@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use durable_core::conformance::wait_until;
 use durable_core::testing::FaultyBackend;
 use durable_core::{
     Backend, Call, Codec, CountingBackend, Delegate, DurableDict, Error, Event, Hint, HintHealth, Json, Lz4,
@@ -16,14 +17,6 @@ use serde_json::{Value, json};
 
 fn memory(ns: &str) -> MemoryBackend {
     MemoryBackend::in_store(MemoryStore::new(), ns)
-}
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 // ---- invariant 2: a snapshot never records a version newer than its data ----------------

@@ -4,21 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::conformance::{BackendFactory, require_service};
+use durable_core::conformance::BackendFactory;
 use durable_core::{Backend, Error};
 use durable_redis::RedisBackend;
 
-fn cluster_url() -> String {
-    std::env::var("DURABLE_REDIS_CLUSTER_URL")
-        .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003".into())
-}
+use durable_testkit::env::redis_cluster_url as cluster_url;
 
 async fn cluster_available() -> bool {
-    let first =
-        cluster_url().trim_start_matches("redis+cluster://").split([',', '/']).next().unwrap_or_default().to_owned();
-    let reachable =
-        matches!(tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(first)).await, Ok(Ok(_)));
-    require_service("a Redis Cluster (scripts/services.sh redis-cluster)", reachable)
+    durable_testkit::env::require("a Redis Cluster (scripts/services.sh redis-cluster)", &cluster_url(), 7001).await
 }
 
 struct Cluster;

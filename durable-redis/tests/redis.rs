@@ -303,28 +303,6 @@ async fn a_nochange_sync_makes_zero_round_trips_when_subscribed_and_one_without(
 // ---- failures --------------------------------------------------------------------------
 
 #[tokio::test]
-async fn a_server_that_never_answers_fails_within_the_timeout() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("redis://:s3cr3tpw@127.0.0.1:{}/0", silent.local_addr().unwrap().port());
-    let started = std::time::Instant::now();
-    let err = RedisBackend::builder(&url).timeout(Duration::from_millis(300)).connect("ns").await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
-    assert!(err.is_unavailable(), "{err}");
-    assert!(!format!("{err} {err:?}").contains("s3cr3tpw"), "{err:?}");
-}
-
-#[tokio::test]
-async fn a_refused_connection_is_unavailable_and_shows_no_password() {
-    let err = RedisBackend::builder("redis://user:s3cr3tpw@127.0.0.1:1/")
-        .timeout(Duration::from_secs(2))
-        .connect("ns")
-        .await
-        .unwrap_err();
-    assert!(err.is_unavailable(), "{err}");
-    assert!(!format!("{err} {err:?}").contains("s3cr3tpw"), "{err:?}");
-}
-
-#[tokio::test]
 async fn debug_output_shows_no_password() {
     if !redis_available().await {
         return;
@@ -335,14 +313,6 @@ async fn debug_output_shows_no_password() {
     assert!(shown.contains(":***@") && !shown.contains("s3cr3tpw"), "{shown}");
     let connected = backend("ns-debug").await;
     assert!(!format!("{connected:?}").contains("s3cr3tpw"));
-}
-
-#[tokio::test]
-async fn bad_namespaces_are_refused_before_any_io() {
-    let nothing = format!("redis://127.0.0.1:{}/", durable_testkit::spare_port());
-    for ns in durable_core::conformance::bad_namespaces() {
-        durable_core::conformance::assert_invalid_namespace(&ns, RedisBackend::connect(&nothing, &ns).await);
-    }
 }
 
 /// Subscribers Redis counts on `channel`, from any process.
@@ -391,11 +361,4 @@ async fn many_dicts_of_a_process_share_one_subscription_and_all_hear_a_change() 
     }
 }
 
-/// A refused connection fails at once with its cause, whatever the timeout.
-#[tokio::test]
-async fn connecting_to_a_server_that_is_not_there_fails_at_once() {
-    durable_testkit::connecting_where_nothing_listens_fails_at_once(|port| async move {
-        Ok(Arc::new(RedisBackend::connect(&format!("redis://127.0.0.1:{port}"), "flags").await?) as Arc<dyn Backend>)
-    })
-    .await;
-}
+durable_testkit::connection_suite!(common::RedisTarget);

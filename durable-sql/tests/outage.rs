@@ -1,32 +1,8 @@
-//! A PostgreSQL cluster of the test's own, killed and restarted under two dicts.
+//! A PostgreSQL cluster of the test's own, killed and restarted under live dicts; a service
+//! started while it is down (the shared outage suite).
 
 #![cfg(feature = "postgres")]
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use durable_core::Backend;
-use durable_sql::SqlBackend;
-use durable_testkit::{OwnServer, backup_stands_in_for_an_unreachable_store, outage_and_recovery};
-
-const TIMEOUT: Duration = Duration::from_millis(500);
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_postgres_is_survived_and_recovered_from_within_a_second() {
-    let Some(mut server) = OwnServer::postgres().await else { return };
-    let recovery = outage_and_recovery(&mut server, TIMEOUT, |url, ns| async move {
-        Ok(Arc::new(SqlBackend::builder(&url).timeout(TIMEOUT).connect(&ns).await?) as Arc<dyn Backend>)
-    })
-    .await;
-    eprintln!("postgres: {recovery:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_started_while_postgres_is_down_serves_its_backup_file_and_catches_up() {
-    let Some(mut server) = OwnServer::postgres().await else { return };
-    let caught_up = backup_stands_in_for_an_unreachable_store(&mut server, |url, ns| async move {
-        Ok(Arc::new(SqlBackend::builder(&url).timeout(TIMEOUT).connect(&ns).await?) as Arc<dyn Backend>)
-    })
-    .await;
-    eprintln!("postgres: caught up {caught_up:?} after the store came back");
-}
+durable_testkit::outage_suite!(durable_testkit::OwnServer::postgres, common::SqlTarget("postgres"));

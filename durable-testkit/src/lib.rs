@@ -1,14 +1,22 @@
-//! Test support for durable's backend crates (not published): stores of a test's own that
-//! a test may kill and restart ([`servers`]), and the scenarios every backend runs on them
-//! ([`scenarios`]). The conformance suite itself lives in `durable_core::conformance`.
+//! Test support for durable's backend crates (not published), in one home: stores of a
+//! test's own that a test may kill and restart ([`servers`]), the scenarios every backend
+//! runs on them ([`scenarios`]), the suites a backend runs with one macro call each
+//! ([`suites`]), where the shared test stores are ([`env`]), and load ([`load`]). The
+//! conformance suite itself lives in `durable_core::conformance`, beside the contract it
+//! checks; `wait_until` and `PATIENCE` come from there too.
 
+pub mod env;
 pub mod load;
 pub mod scenarios;
 pub mod servers;
+pub mod suites;
 
 pub use load::CpuHog;
 pub use scenarios::{
     REFUSAL_BOUND, Recovery, backup_stands_in_for_an_unreachable_store, connecting_where_nothing_listens_fails_at_once,
-    outage_and_recovery, wait_until,
+    outage_and_recovery,
 };
 pub use servers::{Engine, OwnCluster, OwnEnsemble, OwnServer, spare_port};
+pub use suites::Target;
+
+pub use durable_core::conformance::{PATIENCE, wait_until};

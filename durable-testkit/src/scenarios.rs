@@ -74,7 +74,10 @@ where
     let killed = Instant::now();
     // The hints say at once that they are down (a hinted dict's `sync()` would otherwise
     // answer "unchanged" without asking, from a store that is gone).
-    wait_until("the hints to be reported down", || refreshing.status().hints != HintHealth::Healthy).await;
+    durable_core::conformance::wait_until("the hints to be reported down", || {
+        refreshing.status().hints != HintHealth::Healthy
+    })
+    .await;
     let hints_down = killed.elapsed();
     assert!(hints_down <= REFUSAL_BOUND, "the hints were reported down {hints_down:?} after the kill");
 
@@ -175,15 +178,6 @@ fn view(dict: &DurableDict<Value>) -> BTreeMap<String, Value> {
     dict.snapshot().iter().map(|(key, value)| (key.to_string(), value.clone())).collect()
 }
 
-/// Polls `done` every 5 ms for up to [`PATIENCE`].
-pub async fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// A service that starts while its store is down starts from its backup file, reports
 /// itself stale, and catches up on its own once the store answers (within 1 s), with the
 /// file following.
@@ -204,7 +198,10 @@ where
         .expect("build the writer");
     writer.insert_many([("beta", json!(true)), ("limit", json!(10))]).await.expect("write");
     let version = writer.insert("greeting", json!("hello")).await.expect("write");
-    wait_until("the backup file", || read_backup(&path).is_ok_and(|backup| backup.version == version)).await;
+    durable_core::conformance::wait_until("the backup file", || {
+        read_backup(&path).is_ok_and(|backup| backup.version == version)
+    })
+    .await;
     let expected = view(&writer);
     drop(writer);
 
@@ -238,7 +235,7 @@ where
 
     server.start().await;
     let ready = Instant::now();
-    wait_until("the catch-up", || {
+    durable_core::conformance::wait_until("the catch-up", || {
         let status = started.status();
         !status.from_backup && status.failing_since.is_none() && status.hints != HintHealth::Down
     })
@@ -248,6 +245,9 @@ where
     assert_eq!(view(&started), expected);
     // The file follows the store again.
     let version = started.insert("after", json!(1)).await.expect("a write after the catch-up");
-    wait_until("the backup to follow", || read_backup(&path).is_ok_and(|backup| backup.version == version)).await;
+    durable_core::conformance::wait_until("the backup to follow", || {
+        read_backup(&path).is_ok_and(|backup| backup.version == version)
+    })
+    .await;
     caught_up
 }

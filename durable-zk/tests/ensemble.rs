@@ -6,16 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use durable_core::conformance::{BackendFactory, PATIENCE, require_service, unique_namespace};
+use durable_core::conformance::{BackendFactory, PATIENCE, unique_namespace};
 use durable_core::{Backend, DurableDict};
 use durable_testkit::{CpuHog, OwnEnsemble};
 use durable_zk::ZkBackend;
 use serde_json::{Value, json};
 
-fn ensemble_url() -> String {
-    std::env::var("DURABLE_ZK_ENSEMBLE_URL")
-        .unwrap_or_else(|_| "zk://127.0.0.1:2191,127.0.0.1:2192,127.0.0.1:2193/durable-test".into())
-}
+use durable_testkit::env::zk_ensemble_url as ensemble_url;
 
 struct Ensemble;
 
@@ -26,12 +23,12 @@ impl BackendFactory for Ensemble {
     }
 
     async fn available(&self) -> bool {
-        let first = ensemble_url().trim_start_matches("zk://").split([',', '/']).next().unwrap_or_default().to_owned();
-        let reachable = matches!(
-            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(first)).await,
-            Ok(Ok(_))
-        );
-        require_service("a ZooKeeper ensemble (scripts/services.sh zookeeper-ensemble)", reachable)
+        durable_testkit::env::require(
+            "a ZooKeeper ensemble (scripts/services.sh zookeeper-ensemble)",
+            &ensemble_url(),
+            2191,
+        )
+        .await
     }
 }
 

@@ -199,26 +199,6 @@ async fn keys_zookeeper_cannot_name_are_refused_before_io() {
     assert!(ZkBackend::connect(&zk_url(), "a/b").await.is_err(), "namespaces are node names too");
 }
 
-#[tokio::test]
-async fn an_ensemble_that_never_answers_fails_within_the_timeout() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("zk://127.0.0.1:{}/durable", silent.local_addr().unwrap().port());
-    let started = std::time::Instant::now();
-    let err = ZkBackend::builder(&url).timeout(Duration::from_millis(500)).connect("ns").await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
-    assert!(err.is_unavailable(), "{err}");
-}
-
-#[tokio::test]
-async fn bad_namespaces_are_refused_before_any_io() {
-    let nothing = format!("zk://127.0.0.1:{}/durable-test", durable_testkit::spare_port());
-    let mut bad = durable_core::conformance::bad_namespaces();
-    bad.extend(["a/b", ".", ".."].map(String::from));
-    for ns in bad {
-        durable_core::conformance::assert_invalid_namespace(&ns, ZkBackend::connect(&nothing, &ns).await);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_in_the_url_authenticate_the_session_and_are_never_shown() {
     if !zk_available().await {
@@ -390,11 +370,4 @@ async fn a_namespace_bigger_than_one_answer_loads() {
     assert_eq!(loaded, entries);
 }
 
-/// A refused connection fails at once with its cause, not after the 5 s timeout.
-#[tokio::test]
-async fn connecting_to_a_server_that_is_not_there_fails_at_once() {
-    durable_testkit::connecting_where_nothing_listens_fails_at_once(|port| async move {
-        Ok(Arc::new(ZkBackend::connect(&format!("zk://127.0.0.1:{port}"), "flags").await?) as Arc<dyn Backend>)
-    })
-    .await;
-}
+durable_testkit::connection_suite!(common::ZkTarget);

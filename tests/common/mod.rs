@@ -28,13 +28,9 @@ pub async fn call(client: &HttpClient, method: &str, url: &str, body: Option<&st
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Whether something accepts TCP connections at `addr`, under the CI rule for missing servers.
-pub async fn server_available(service: &str, addr: &str) -> bool {
-    let reachable = matches!(
-        tokio::time::timeout(std::time::Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    );
-    durable_core::conformance::require_service(service, reachable)
+/// Whether the server at `url` accepts TCP connections, under the CI rule for missing servers.
+pub async fn server_available(service: &str, url: &str, default_port: u16) -> bool {
+    durable_testkit::env::require(service, url, default_port).await
 }
 
 /// A SQLite URL for a file of its own under the target directory.

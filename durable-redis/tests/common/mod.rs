@@ -3,25 +3,16 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use durable_core::Backend;
-use durable_core::conformance::{BackendFactory, require_service};
+use durable_core::conformance::BackendFactory;
 use durable_redis::RedisBackend;
 
-pub fn redis_url() -> String {
-    std::env::var("DURABLE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+pub use durable_testkit::env::redis_url;
 
 pub async fn redis_available() -> bool {
-    let url = redis_url();
-    let reachable = match redis::Client::open(url.as_str()) {
-        Ok(client) => matches!(
-            tokio::time::timeout(std::time::Duration::from_secs(2), client.get_multiplexed_async_connection()).await,
-            Ok(Ok(_))
-        ),
-        Err(_) => false,
-    };
-    require_service("Redis", reachable)
+    durable_testkit::env::require("Redis", &redis_url(), 6379).await
 }
 
 pub struct Redis;
@@ -40,5 +31,21 @@ impl BackendFactory for Redis {
 
     async fn available(&self) -> bool {
         redis_available().await
+    }
+}
+
+/// How the shared suites reach Redis.
+pub struct RedisTarget;
+
+#[durable_core::async_trait]
+impl durable_testkit::Target for RedisTarget {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+    fn url(&self, port: u16) -> String {
+        format!("redis://app:{}@127.0.0.1:{port}/0", durable_testkit::suites::PASSWORD)
+    }
+    async fn connect(&self, url: &str, namespace: &str, timeout: Duration) -> durable_core::Result<Arc<dyn Backend>> {
+        Ok(Arc::new(RedisBackend::builder(url).timeout(timeout).connect(namespace).await?))
     }
 }

@@ -5,18 +5,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use durable_core::Backend;
-use durable_core::conformance::{BackendFactory, require_service};
+use durable_core::conformance::BackendFactory;
 use durable_sql::SqlBackend;
 
-pub fn postgres_url() -> String {
-    std::env::var("DURABLE_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-pub fn mysql_url() -> String {
-    std::env::var("DURABLE_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
-}
+pub use durable_testkit::env::{mysql_url, postgres_url};
 
 /// A SQLite file no other test uses, under the target directory.
 pub fn sqlite_file(label: &str) -> PathBuf {
@@ -33,18 +28,6 @@ pub fn sqlite_file(label: &str) -> PathBuf {
 
 pub fn sqlite_url(path: &std::path::Path) -> String {
     format!("sqlite://{}", path.display())
-}
-
-/// Whether something accepts TCP connections at the URL's host and port.
-pub async fn reachable(url: &str, default_port: u16) -> bool {
-    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = authority.split(['/', '?']).next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let addr = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:{default_port}") };
-    matches!(
-        tokio::time::timeout(std::time::Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
 }
 
 /// A table prefix no other run uses, for tests that need tables of their own.
@@ -89,6 +72,22 @@ impl BackendFactory for Sql {
     }
 
     async fn available(&self) -> bool {
-        self.port == 0 || require_service(self.service, reachable(&self.url, self.port).await)
+        self.port == 0 || durable_testkit::env::require(self.service, &self.url, self.port).await
+    }
+}
+
+/// How the shared suites reach a SQL server: PostgreSQL or MySQL by scheme.
+pub struct SqlTarget(pub &'static str);
+
+#[durable_core::async_trait]
+impl durable_testkit::Target for SqlTarget {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    fn url(&self, port: u16) -> String {
+        format!("{}://app:{}@127.0.0.1:{port}/test", self.0, durable_testkit::suites::PASSWORD)
+    }
+    async fn connect(&self, url: &str, namespace: &str, timeout: Duration) -> durable_core::Result<Arc<dyn Backend>> {
+        Ok(Arc::new(SqlBackend::builder(url).timeout(timeout).connect(namespace).await?))
     }
 }

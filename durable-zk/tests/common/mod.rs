@@ -3,23 +3,16 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use durable_core::Backend;
-use durable_core::conformance::{BackendFactory, require_service};
+use durable_core::conformance::BackendFactory;
 use durable_zk::ZkBackend;
 
-pub fn zk_url() -> String {
-    std::env::var("DURABLE_ZK_URL").unwrap_or_else(|_| "zk://127.0.0.1:2181/durable-test".into())
-}
+pub use durable_testkit::env::zk_url;
 
 pub async fn zk_available() -> bool {
-    let hosts = zk_url();
-    let first = hosts.trim_start_matches("zk://").split(['/', ',']).next().unwrap_or("127.0.0.1:2181").to_owned();
-    let reachable = matches!(
-        tokio::time::timeout(std::time::Duration::from_secs(2), tokio::net::TcpStream::connect(first)).await,
-        Ok(Ok(_))
-    );
-    require_service("ZooKeeper", reachable)
+    durable_testkit::env::require("ZooKeeper", &zk_url(), 2181).await
 }
 
 pub struct ZooKeeper;
@@ -32,5 +25,24 @@ impl BackendFactory for ZooKeeper {
 
     async fn available(&self) -> bool {
         zk_available().await
+    }
+}
+
+/// How the shared suites reach ZooKeeper (its URLs carry digest credentials).
+pub struct ZkTarget;
+
+#[durable_core::async_trait]
+impl durable_testkit::Target for ZkTarget {
+    fn name(&self) -> &'static str {
+        "zookeeper"
+    }
+    fn url(&self, port: u16) -> String {
+        format!("zk://app:{}@127.0.0.1:{port}/durable-test", durable_testkit::suites::PASSWORD)
+    }
+    async fn connect(&self, url: &str, namespace: &str, timeout: Duration) -> durable_core::Result<Arc<dyn Backend>> {
+        Ok(Arc::new(ZkBackend::builder(url).timeout(timeout).connect(namespace).await?))
+    }
+    fn bad_namespaces(&self) -> Vec<String> {
+        ["a/b", ".", ".."].map(String::from).to_vec()
     }
 }
