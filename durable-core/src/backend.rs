@@ -215,12 +215,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn watch(&self) -> Result<Option<HintStream>>;
 
     /// Sets `key` to `new` (deletes it when `new` is `None`) only if its current encoded
-    /// value equals `expected` (`None`: only if absent) — one atomic step in the store.
+    /// value equals `old` (`None`: only if absent) — one atomic step in the store.
     /// Returns the new version, or [`Error::Conflict`] without writing anything. When the
-    /// comparison holds but there is nothing to write — `expected` and `new` both `None`,
+    /// comparison holds but there is nothing to write — `old` and `new` both `None`,
     /// the key absent — it writes nothing and returns `Ok(None)`: never the store's current
     /// version, which belongs to whatever write made it and would let a dict label its
     /// snapshot with data it does not hold.
-    async fn compare_and_swap(&self, key: &str, expected: Option<Bytes>, new: Option<Bytes>)
-    -> Result<Option<Version>>;
+    async fn compare_and_swap(&self, key: &str, old: Option<Bytes>, new: Option<Bytes>) -> Result<Option<Version>>;
 }

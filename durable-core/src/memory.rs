@@ -228,15 +228,10 @@ impl Backend for MemoryBackend {
         Ok(Some(Box::pin(hints)))
     }
 
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<Bytes>,
-        new: Option<Bytes>,
-    ) -> Result<Option<Version>> {
+    async fn compare_and_swap(&self, key: &str, old: Option<Bytes>, new: Option<Bytes>) -> Result<Option<Version>> {
         self.check(key)?;
         self.with(|ns, log_len| {
-            if ns.entries.get(key) != expected.as_ref() {
+            if ns.entries.get(key) != old.as_ref() {
                 return Err(Error::Conflict { key: key.into() });
             }
             match new {

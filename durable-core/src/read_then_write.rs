@@ -157,13 +157,8 @@ impl<S: SimpleStore> Backend for ReadThenWrite<S> {
         Ok(None)
     }
 
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<Bytes>,
-        new: Option<Bytes>,
-    ) -> Result<Option<Version>> {
-        if self.read(key).await? != expected {
+    async fn compare_and_swap(&self, key: &str, old: Option<Bytes>, new: Option<Bytes>) -> Result<Option<Version>> {
+        if self.read(key).await? != old {
             return Err(Error::Conflict { key: key.into() });
         }
         match new {

@@ -274,14 +274,9 @@ impl<W: Wrap> Backend for W {
         let hints = self.enter(Call::Watch).await?.watch().await?;
         Ok(hints.map(|hints| self.wrap_hints(hints)))
     }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<Bytes>,
-        new: Option<Bytes>,
-    ) -> Result<Option<Version>> {
-        let call = Call::CompareAndSwap { key, expected: expected.as_deref(), new: new.as_deref() };
-        self.enter(call).await?.compare_and_swap(key, expected, new).await
+    async fn compare_and_swap(&self, key: &str, old: Option<Bytes>, new: Option<Bytes>) -> Result<Option<Version>> {
+        let call = Call::CompareAndSwap { key, expected: old.as_deref(), new: new.as_deref() };
+        self.enter(call).await?.compare_and_swap(key, old, new).await
     }
 }
 

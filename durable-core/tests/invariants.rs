@@ -708,7 +708,7 @@ impl Backend for VersionlessWriters {
     async fn compare_and_swap(
         &self,
         _key: &str,
-        _expected: Option<Bytes>,
+        _old: Option<Bytes>,
         _new: Option<Bytes>,
     ) -> durable_core::Result<Option<u64>> {
         Self::unused("compare_and_swap")

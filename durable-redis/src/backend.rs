@@ -198,18 +198,13 @@ impl Backend for RedisBackend {
         Ok(Some(hints::subscribe(self).await?))
     }
 
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<Bytes>,
-        new: Option<Bytes>,
-    ) -> Result<Option<Version>> {
+    async fn compare_and_swap(&self, key: &str, old: Option<Bytes>, new: Option<Bytes>) -> Result<Option<Version>> {
         self.validate_key(key)?;
         let flag = |present: bool| if present { &b"1"[..] } else { &b"0"[..] };
         let args: [&[u8]; 5] = [
             key.as_bytes(),
-            flag(expected.is_some()),
-            expected.as_deref().unwrap_or_default(),
+            flag(old.is_some()),
+            old.as_deref().unwrap_or_default(),
             flag(new.is_some()),
             new.as_deref().unwrap_or_default(),
         ];

@@ -128,13 +128,8 @@ impl Backend for SqlBackend {
         self.hints().await
     }
 
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<Bytes>,
-        new: Option<Bytes>,
-    ) -> Result<Option<Version>> {
+    async fn compare_and_swap(&self, key: &str, old: Option<Bytes>, new: Option<Bytes>) -> Result<Option<Version>> {
         self.validate_key(key)?;
-        self.shared.run("compare_and_swap", || self.compare_and_swap_once(key, &expected, &new)).await
+        self.shared.run("compare_and_swap", || self.compare_and_swap_once(key, &old, &new)).await
     }
 }

@@ -125,13 +125,13 @@ impl SqlBackend {
     pub(crate) async fn compare_and_swap_once(
         &self,
         key: &str,
-        expected: &Option<Bytes>,
+        old: &Option<Bytes>,
         new: &Option<Bytes>,
     ) -> Result<Option<Version>, Fail> {
         mutation!(self, tx, version, s, ns => {
             let found: Option<Vec<u8>> =
                 sqlx::query_scalar(sql(&s.live_value)).bind(ns).bind(key).fetch_optional(&mut *tx).await?;
-            if found.as_deref() != expected.as_deref() {
+            if found.as_deref() != old.as_deref() {
                 return Err(Fail::Core(Error::Conflict { key: key.into() }));
             }
             match (new, found) {

@@ -258,19 +258,14 @@ impl Backend for ZkBackend {
         Ok(Some(Box::pin(hints)))
     }
 
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<Bytes>,
-        new: Option<Bytes>,
-    ) -> Result<Option<Version>> {
+    async fn compare_and_swap(&self, key: &str, old: Option<Bytes>, new: Option<Bytes>) -> Result<Option<Version>> {
         self.check_key(key)?;
         let work = async {
             let client = self.shared.state.client();
             let path = self.key_path(key);
             for _ in 0..MAX_ATTEMPTS {
                 let (current, guard) = self.read_guarded(&client, key).await?;
-                if current.as_deref() != expected.as_deref() {
+                if current.as_deref() != old.as_deref() {
                     return Err(Error::Conflict { key: key.into() });
                 }
                 let op = match (&current, &new) {
