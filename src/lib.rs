@@ -33,6 +33,8 @@
 //! beyond the URL) are in its module — [`sql`], [`redis`], [`zookeeper`] — and
 //! [`backend`] holds what a backend or a wrapper is written with.
 
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 
 pub use durable_core::{

@@ -29,16 +29,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::{Mutex, broadcast};
 use tokio_stream::wrappers::BroadcastStream;
 
-/// How long the task waits before connecting again after a loss, at first and at most.
-const RECONNECT_MIN: Duration = Duration::from_millis(50);
-const RECONNECT_MAX: Duration = Duration::from_millis(250);
+use crate::backoff::Backoff;
+
 /// Notes a slow subscriber may fall behind by before it hears [`Note::Back`] instead.
 const CAPACITY: usize = 1024;
 
@@ -132,12 +130,11 @@ impl<M: Clone + Send + Sync + 'static> SharedFeeds<M> {
             }
             tracing::debug!(backend = self.name, "durable: a shared subscription was lost; connecting again");
             let _ = notes.send(Note::Lost);
-            let mut delay = RECONNECT_MIN;
+            let mut backoff = Backoff::RECONNECT;
             messages = loop {
-                tokio::time::sleep(delay).await;
-                match connect().await {
-                    Ok(messages) => break messages,
-                    Err(_) => delay = (delay * 2).min(RECONNECT_MAX),
+                tokio::time::sleep(backoff.next_delay()).await;
+                if let Ok(messages) = connect().await {
+                    break messages;
                 }
             };
             let _ = notes.send(Note::Back);
@@ -148,6 +145,7 @@ impl<M: Clone + Send + Sync + 'static> SharedFeeds<M> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     use futures::channel::mpsc;
 

@@ -67,20 +67,14 @@
 //! its replica is lost when the replica takes over, and after the resync the dicts show the
 //! store as the new master has it, without that write. (The failover test waits for the
 //! replica before killing the master, so that it tests the dict, not Redis's replication.)
-//! Tested (`tests/cluster.rs`): the conformance suite on a 3-master, 3-replica cluster; a
-//! master killed under live dicts (writes resumed about 4.5 s later with a 2 s
-//! `cluster-node-timeout`; the reader had the next change within milliseconds of that);
-//! and the namespace's slot migrated to another master under a live dict (`SETSLOT
-//! IMPORTING`/`MIGRATING`, `MIGRATE`, `SETSLOT NODE`) whose only poll is a minute away —
-//! it had the next write about 45 ms after the move and keeps hearing hints from the new
-//! master. Keyspace events are not used on a
-//! cluster (they stay on the node that produced them): durabledict writers there are
+//! A master failover and a slot migration under live dicts are tested (`tests/cluster.rs`;
+//! TESTING.md has what they measured). Keyspace events are not used on a cluster (they stay on the node that produced them): durabledict writers there are
 //! heard at the next poll or `resync()`, or use `.hints(false)`.
 //!
 //! # Hints and failures
 //!
 //! Every dict of a process on one URL and namespace listens through **one shared pub/sub
-//! connection** (tested with 200 dicts: `PUBSUB NUMSUB` says 1), so a thousand dicts cost
+//! connection** (`PUBSUB NUMSUB` says 1 however many dicts), so a thousand dicts cost
 //! Redis one subscriber and one message per change; it closes with the last dict.
 //! It subscribes to the namespace's channel. When
 //! Redis publishes keyspace events for string commands (`notify-keyspace-events` holding `K`
@@ -102,6 +96,8 @@
 //! With the `tls` feature, `rediss://` URLs connect over TLS (rustls with the ring
 //! provider), trusting the system's roots or, with `tls_root_cert(pem)`, a given CA. The URL's password
 //! never appears in `Debug`, `Display`, errors or logs.
+
+#![warn(missing_docs)]
 
 mod backend;
 mod builder;

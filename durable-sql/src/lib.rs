@@ -59,8 +59,8 @@
 //! PostgreSQL: each mutation sends `NOTIFY` on the channel `<prefix>durable_changes` inside
 //! its transaction (delivered at commit) with `"<version> <namespace>"`. Every dict of a
 //! process listens through **one shared `LISTEN` connection** per database URL and channel,
-//! however many dicts, backends or pools it has (tested with 50 dicts: one connection in
-//! `pg_stat_activity`); each dict's stream keeps its own namespace's notifications, and the
+//! however many dicts, backends or pools it has (one connection in `pg_stat_activity`); each
+//! dict's stream keeps its own namespace's notifications, and the
 //! connection closes with the last dict. When it is lost, every stream says `Interrupted`
 //! (the dicts then ask the store on every `sync()`), the shared task reconnects within
 //! 250 ms of the server answering and says `Resumed`, and each dict checks once. SQLite and
@@ -78,6 +78,8 @@
 //! Every operation, retries included, is bounded by the operation timeout (default 5 s):
 //! it fails with `Error::Timeout`, or `Error::StoreUnavailable` when the database cannot be
 //! reached — never hangs. Messages carry the URL with its password removed.
+
+#![warn(missing_docs)]
 
 #[macro_use]
 mod pool;

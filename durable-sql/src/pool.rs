@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::{Error, Redactor, RefusalProbe, Result};
+use durable_core::{Backoff, Error, Redactor, RefusalProbe, Result};
 use sqlx::AssertSqlSafe;
 
 use crate::builder::SqlBackendBuilder;
@@ -74,13 +74,10 @@ impl Shared {
         // Opening can meet a busy database too (SQLite switching a new file to WAL while
         // another process does): retried like any operation, within the timeout.
         let connecting = async {
-            let mut tries = 0u32;
+            let mut backoff = Backoff::BUSY;
             loop {
                 match Self::open_pool(dialect, &options, &secrets).await {
-                    Err(fail) if fail.is_retryable() => {
-                        tries += 1;
-                        tokio::time::sleep(backoff(tries)).await;
-                    }
+                    Err(fail) if fail.is_retryable() => tokio::time::sleep(backoff.next_delay()).await,
                     other => return other.map_err(|fail| error::map(&secrets, dialect.name(), fail)),
                 }
             }
@@ -174,14 +171,14 @@ impl Shared {
     {
         let backend = self.dialect.name();
         let attempts = async {
-            let mut tries = 0;
+            let mut backoff = Backoff::BUSY;
             loop {
                 match attempt().await {
                     Ok(value) => return Ok(value),
                     Err(fail) if fail.is_retryable() => {
-                        tries += 1;
-                        tracing::debug!(backend, operation, tries, "durable-sql: retrying after a transient conflict");
-                        tokio::time::sleep(backoff(tries)).await;
+                        let delay = backoff.next_delay();
+                        tracing::debug!(backend, operation, ?delay, "durable-sql: retrying after a transient conflict");
+                        tokio::time::sleep(delay).await;
                     }
                     Err(fail) => return Err(error::map(&self.secrets, backend, fail)),
                 }
@@ -243,12 +240,6 @@ impl Shared {
             Ok(())
         })
     }
-}
-
-/// Pause before retry number `tries`: 4 ms doubling up to 128 ms. Retries go on until the
-/// operation's timeout.
-pub(crate) fn backoff(tries: u32) -> Duration {
-    Duration::from_millis(2u64 << tries.clamp(1, 6))
 }
 
 /// The TCP address a server URL names, as sqlx reads it (defaults and `host=`/`port=`

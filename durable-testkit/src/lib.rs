@@ -5,6 +5,8 @@
 //! conformance suite itself lives in `durable_core::conformance`, beside the contract it
 //! checks; `wait_until` and `PATIENCE` come from there too.
 
+#![warn(missing_docs)]
+
 pub mod env;
 pub mod load;
 pub mod scenarios;

@@ -19,8 +19,11 @@ use tokio::process::{Child, Command};
 /// Which store an [`OwnServer`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
+    /// redis-server.
     Redis,
+    /// A PostgreSQL cluster of its own (`initdb`, `pg_ctl`).
     Postgres,
+    /// A standalone ZooKeeper from Debian's jars.
     ZooKeeper,
 }
 
@@ -76,10 +79,12 @@ impl OwnServer {
         Some(server)
     }
 
+    /// Which store this is.
     pub fn engine(&self) -> Engine {
         self.engine
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -25,8 +25,8 @@ pub struct ZkBackendBuilder {
 }
 
 impl ZkBackendBuilder {
-    /// Bound on every operation, connecting included (default 5 s). A full or delta read,
-    /// one request per key, is bounded per batch of 1,000 pipelined reads instead, so a big
+    /// Bound on every operation, connecting included (default 5 s). A full or delta read of
+    /// many keys is many multi-reads, and the bound applies to each of them, so a big
     /// namespace's reload is cut off when the store stops answering, not for its size.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

@@ -88,6 +88,8 @@
 //! read, not the read as a whole, so a read of any size finishes while the store answers
 //! and fails within the timeout when it stops answering.
 
+#![warn(missing_docs)]
+
 mod backend;
 mod builder;
 mod error;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::{Error, Hint, RefusalProbe};
+use durable_core::{Backoff, Error, Hint, RefusalProbe};
 use zookeeper_client as zk;
 
 use crate::error::map_error;
@@ -60,7 +60,7 @@ impl Drop for Shared {
 /// ensemble coming back. (The abandoned session holds no ephemeral nodes; the server lets it
 /// expire.)
 pub(crate) async fn follow(config: Arc<Config>, state: Arc<State>) {
-    let mut backoff = RECONNECT_MIN;
+    let mut backoff = Backoff::RECONNECT;
     let mut probe_at: Option<tokio::time::Instant> = None;
     // Building a session is a quorum write; right after an election a loaded ensemble may
     // take seconds to commit one, and a bound shorter than its answer would never let a new
@@ -81,10 +81,10 @@ pub(crate) async fn follow(config: Arc<Config>, state: Arc<State>) {
         }
         let watching = state.watcher().is_some();
         if watching && state.disconnected.load(std::sync::atomic::Ordering::Acquire) {
-            probe_at.get_or_insert_with(|| tokio::time::Instant::now() + backoff);
+            probe_at.get_or_insert_with(|| tokio::time::Instant::now() + backoff.peek());
         } else if watching {
             probe_at = None;
-            backoff = RECONNECT_MIN;
+            backoff.reset();
         }
         if watching {
             let probe = async {
@@ -106,8 +106,7 @@ pub(crate) async fn follow(config: Arc<Config>, state: Arc<State>) {
         let probing = state.watcher().is_some();
         if probing && config.probe.refused().await.is_some() {
             // Still down: a TCP connect answers that at once, where a session would wait.
-            probe_at = Some(tokio::time::Instant::now() + backoff);
-            backoff = (backoff * 2).min(RECONNECT_MAX);
+            probe_at = Some(tokio::time::Instant::now() + backoff.next_delay());
             continue;
         }
         let opening = async { config.open().await.map_err(map_error) };
@@ -118,7 +117,7 @@ pub(crate) async fn follow(config: Arc<Config>, state: Arc<State>) {
                 }
                 *state.watcher() = Some(new_watcher);
                 state.disconnected.store(false, std::sync::atomic::Ordering::Release);
-                backoff = RECONNECT_MIN;
+                backoff.reset();
                 probe_at = None;
                 state.tracker().forget();
                 state.hint(Hint::Resumed);
@@ -129,17 +128,13 @@ pub(crate) async fn follow(config: Arc<Config>, state: Arc<State>) {
                 if matches!(err, Error::Timeout { .. }) {
                     build_bound = (build_bound * 2).min(longest_build);
                 }
+                let delay = backoff.next_delay();
                 if probe_at.is_some() {
-                    probe_at = Some(tokio::time::Instant::now() + backoff);
+                    probe_at = Some(tokio::time::Instant::now() + delay);
                 } else {
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(delay).await;
                 }
-                backoff = (backoff * 2).min(RECONNECT_MAX);
             }
         }
     }
 }
-
-/// The first wait before building a new session; it doubles up to [`RECONNECT_MAX`].
-pub(crate) const RECONNECT_MIN: Duration = Duration::from_millis(50);
-pub(crate) const RECONNECT_MAX: Duration = Duration::from_millis(250);

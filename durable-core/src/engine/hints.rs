@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 
 use crate::backend::{Backend, Hint, HintStream, Version};
+use crate::backoff::Backoff;
 use crate::codec::Codec;
 
 use super::Engine;
@@ -103,14 +104,6 @@ pub(super) struct Listener<V, C> {
     pub(super) supported: bool,
 }
 
-/// The first delay before re-subscribing or retrying a failed trip; it doubles up to
-/// [`RETRY_MAX`] while the store stays away.
-const RETRY_MIN: Duration = Duration::from_millis(50);
-/// The longest delay between two attempts: recovery within about a quarter second of the
-/// store coming back, at a cost of four connection attempts a second per dict while it is
-/// away.
-const RETRY_MAX: Duration = Duration::from_millis(250);
-
 /// What a hint asks of the listener, in rising order.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 enum Wants {
@@ -121,20 +114,19 @@ enum Wants {
     Catchup,
 }
 
-/// When to try again: exponential, capped, starting over after a success.
+/// When to try again ([`Backoff::RECONNECT`]): re-subscribing, or a failed trip.
 struct Retry {
-    delay: Duration,
+    backoff: Backoff,
     at: Option<tokio::time::Instant>,
 }
 
 impl Retry {
     fn new() -> Self {
-        Self { delay: RETRY_MIN, at: None }
+        Self { backoff: Backoff::RECONNECT, at: None }
     }
 
     fn failed(&mut self) {
-        self.at = Some(tokio::time::Instant::now() + self.delay);
-        self.delay = (self.delay * 2).min(RETRY_MAX);
+        self.at = Some(tokio::time::Instant::now() + self.backoff.next_delay());
     }
 
     fn succeeded(&mut self) {
@@ -159,7 +151,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
         }
         // While the listener is connected but interrupted (its store connection dropped), a
         // refreshing dict checks the store at the retry cadence rather than at the poll.
-        let mut interrupted_poll = tokio::time::interval(RETRY_MAX);
+        let mut interrupted_poll = tokio::time::interval(Backoff::RECONNECT.max());
         interrupted_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let interrupted = self.refresh
