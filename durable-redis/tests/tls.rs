@@ -1,5 +1,5 @@
 //! `rediss://` against a TLS Redis this test starts itself (Debian's redis-server is built
-//! with TLS), with a certificate from a throwaway CA made by openssl and trusted through
+//! with TLS), with a certificate from a throwaway CA (`durable_testkit::tls`) trusted through
 //! `tls_root_cert`.
 
 #![cfg(feature = "tls")]
@@ -10,17 +10,18 @@ use std::sync::Arc;
 use durable_core::DurableDict;
 use durable_core::conformance::require_service;
 use durable_redis::RedisBackend;
+use durable_testkit::tls::TestCa;
 
 struct TlsRedis {
     port: u16,
-    dir: std::path::PathBuf,
+    ca: TestCa,
 }
 
 impl Drop for TlsRedis {
     fn drop(&mut self) {
         let _ = std::process::Command::new("redis-cli")
             .args(["--tls", "--cacert"])
-            .arg(self.dir.join("ca.pem"))
+            .arg(self.ca.ca())
             .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -29,77 +30,23 @@ impl Drop for TlsRedis {
 }
 
 async fn start_tls_redis() -> Option<TlsRedis> {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tls-redis-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // A CA, and a server certificate it signed (webpki refuses a CA as the server's own).
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let steps: [&[&str]; 3] = [
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=durable-test-ca",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-        &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "server.csr"],
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-out",
-            "cert.pem",
-            "-extfile",
-            "ext.cnf",
-        ],
-    ];
-    for step in steps {
-        let made = tokio::process::Command::new("openssl")
-            .args(step)
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
-        if !require_service("openssl", matches!(made, Ok(s) if s.success())) {
-            return None;
-        }
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ca = TestCa::make("durable-test-ca").await?;
+    let port = durable_testkit::spare_port();
     let started = tokio::process::Command::new("redis-server")
         .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
         .arg("--tls-cert-file")
-        .arg(dir.join("cert.pem"))
+        .arg(ca.cert())
         .arg("--tls-key-file")
-        .arg(dir.join("key.pem"))
+        .arg(ca.key())
         .args(["--tls-auth-clients", "no", "--daemonize", "yes"])
         .arg("--logfile")
-        .arg(dir.join("redis.log"))
+        .arg(ca.dir().join("redis.log"))
         .status()
         .await;
     if !require_service("redis-server with TLS", matches!(started, Ok(s) if s.success())) {
         return None;
     }
-    let server = TlsRedis { port, dir };
+    let server = TlsRedis { port, ca };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         assert!(tokio::time::Instant::now() < deadline, "the TLS Redis did not start");
@@ -112,7 +59,7 @@ async fn start_tls_redis() -> Option<TlsRedis> {
 async fn rediss_urls_work_with_a_trusted_root() {
     let Some(server) = start_tls_redis().await else { return };
     let url = format!("rediss://127.0.0.1:{}/", server.port);
-    let root = std::fs::read(server.dir.join("ca.pem")).unwrap();
+    let root = std::fs::read(server.ca.ca()).unwrap();
     let connect = || RedisBackend::builder(&url).tls_root_cert(root.clone()).connect("tls-flags");
     let a = DurableDict::<String>::builder(Arc::new(connect().await.unwrap())).autosync(false).build().await.unwrap();
     let b = DurableDict::<String>::builder(Arc::new(connect().await.unwrap()))

@@ -36,7 +36,8 @@ impl SqlBackend {
         Self::builder(url).connect(namespace).await
     }
 
-    /// Options: table prefix, timeout, tombstone retention, pool size, value size limit.
+    /// Options: table prefix, timeout, tombstone retention, pool size, value size limit, TLS
+    /// root certificate.
     pub fn builder(url: &str) -> SqlBackendBuilder {
         SqlBackendBuilder {
             url: url.to_owned(),
@@ -45,6 +46,7 @@ impl SqlBackend {
             tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
             max_connections: 10,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            tls_root_cert: None,
         }
     }
 

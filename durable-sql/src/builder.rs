@@ -1,8 +1,8 @@
 //! [`SqlBackendBuilder`]: options, and the namespace rule.
 
-use std::time::Duration;
-
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use durable_core::Result;
 
@@ -11,7 +11,7 @@ use crate::backend::SqlBackend;
 use crate::pool::Shared;
 
 /// Options for [`SqlBackend::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqlBackendBuilder {
     pub(crate) url: String,
     pub(crate) table_prefix: String,
@@ -19,6 +19,21 @@ pub struct SqlBackendBuilder {
     pub(crate) tombstone_retention: u64,
     pub(crate) max_connections: u32,
     pub(crate) max_value_size: usize,
+    pub(crate) tls_root_cert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SqlBackendBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlBackendBuilder")
+            .field("url", &durable_core::redact_url(&self.url))
+            .field("table_prefix", &self.table_prefix)
+            .field("timeout", &self.timeout)
+            .field("tombstone_retention", &self.tombstone_retention)
+            .field("max_connections", &self.max_connections)
+            .field("max_value_size", &self.max_value_size)
+            .field("tls_root_cert", &self.tls_root_cert)
+            .finish()
+    }
 }
 
 impl SqlBackendBuilder {
@@ -50,6 +65,16 @@ impl SqlBackendBuilder {
     /// Largest encoded value accepted (default 4 MiB); bigger ones are refused before I/O.
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.max_value_size = bytes;
+        self
+    }
+
+    /// For PostgreSQL and MySQL/MariaDB over TLS (feature `tls`): trust the CA certificate in
+    /// this PEM file instead of the system's roots, e.g. a private CA's. Unless the URL says
+    /// otherwise (`sslmode=` for PostgreSQL, `ssl-mode=` for MySQL), the connection then
+    /// requires TLS and verifies the server's certificate and name (`verify-full`,
+    /// `VERIFY_IDENTITY`). Without it, the URL's own `sslrootcert=` / `ssl-ca=` apply.
+    pub fn tls_root_cert(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.tls_root_cert = Some(pem_file.into());
         self
     }
 

@@ -129,7 +129,13 @@ impl Shared {
             #[cfg(feature = "postgres")]
             Dialect::Postgres => {
                 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-                let connect = PgConnectOptions::from_str(url).map_err(bad_url)?;
+                let mut connect = PgConnectOptions::from_str(url).map_err(bad_url)?;
+                if let Some(ca) = &options.tls_root_cert {
+                    connect = connect.ssl_root_cert(ca);
+                    if !names_ssl_mode(url) {
+                        connect = connect.ssl_mode(sqlx::postgres::PgSslMode::VerifyFull);
+                    }
+                }
                 let pool = PgPoolOptions::new()
                     .max_connections(options.max_connections)
                     .acquire_timeout(options.timeout)
@@ -141,7 +147,13 @@ impl Shared {
             #[cfg(feature = "mysql")]
             Dialect::MySql => {
                 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-                let connect = MySqlConnectOptions::from_str(url).map_err(bad_url)?;
+                let mut connect = MySqlConnectOptions::from_str(url).map_err(bad_url)?;
+                if let Some(ca) = &options.tls_root_cert {
+                    connect = connect.ssl_ca(ca);
+                    if !names_ssl_mode(url) {
+                        connect = connect.ssl_mode(sqlx::mysql::MySqlSslMode::VerifyIdentity);
+                    }
+                }
                 let pool = MySqlPoolOptions::new()
                     .max_connections(options.max_connections)
                     .acquire_timeout(options.timeout)
@@ -240,6 +252,13 @@ impl Shared {
             Ok(())
         })
     }
+}
+
+/// Whether the URL's query says which TLS mode to use (`sslmode=` or `ssl-mode=`).
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+fn names_ssl_mode(url: &str) -> bool {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    query.split('&').any(|pair| matches!(pair.split('=').next(), Some("sslmode" | "ssl-mode")))
 }
 
 /// The TCP address a server URL names, as sqlx reads it (defaults and `host=`/`port=`

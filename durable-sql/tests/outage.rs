@@ -1,8 +1,14 @@
-//! A PostgreSQL cluster of the test's own, killed and restarted under live dicts; a service
-//! started while it is down (the shared outage suite).
-
-#![cfg(feature = "postgres")]
+//! A PostgreSQL cluster and a MariaDB of the test's own, each killed and restarted under
+//! live dicts; a service started while its store is down (the shared outage suite).
 
 mod common;
 
-durable_testkit::outage_suite!(durable_testkit::OwnServer::postgres, common::SqlTarget("postgres"));
+#[cfg(feature = "postgres")]
+mod postgres {
+    durable_testkit::outage_suite!(durable_testkit::OwnServer::postgres, crate::common::SqlTarget("postgres"));
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    durable_testkit::outage_suite!(durable_testkit::OwnServer::mariadb, crate::common::SqlTarget("mysql"));
+}

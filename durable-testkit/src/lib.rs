@@ -12,6 +12,7 @@ pub mod load;
 pub mod scenarios;
 pub mod servers;
 pub mod suites;
+pub mod tls;
 
 pub use load::CpuHog;
 pub use scenarios::{

@@ -1,4 +1,4 @@
-//! Stores of a test's own: a Redis, a PostgreSQL cluster or a ZooKeeper on a spare loopback
+//! Stores of a test's own: a Redis, a PostgreSQL cluster, a MariaDB or a ZooKeeper on a spare loopback
 //! port with its data in a temporary directory, which the test may kill like a crash and
 //! start again on the same port and data. The machine's shared services are never touched.
 //!
@@ -23,6 +23,8 @@ pub enum Engine {
     Redis,
     /// A PostgreSQL cluster of its own (`initdb`, `pg_ctl`).
     Postgres,
+    /// A MariaDB of its own (`mariadb-install-db`, `mariadbd`; no grant tables).
+    MariaDb,
     /// A standalone ZooKeeper from Debian's jars.
     ZooKeeper,
 }
@@ -35,6 +37,8 @@ pub struct OwnServer {
     child: Option<Child>,
     /// PostgreSQL's `bin` directory.
     pg_bin: Option<PathBuf>,
+    /// A certificate and key to serve TLS with (PostgreSQL, MariaDB).
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A loopback port nothing listens on right now.
@@ -62,6 +66,33 @@ impl OwnServer {
         Self::launch(Engine::Postgres, bin).await
     }
 
+    /// A PostgreSQL cluster that serves TLS with `ca`'s server certificate (and plain
+    /// connections too, as `sslmode` asks).
+    pub async fn postgres_with_tls(ca: &crate::tls::TestCa) -> Option<Self> {
+        let bin = postgres_bin();
+        if !require_service("PostgreSQL's initdb and pg_ctl (for a cluster of the test's own)", bin.is_some()) {
+            return None;
+        }
+        Self::launch_with(Engine::Postgres, bin, Some((ca.cert(), ca.key()))).await
+    }
+
+    /// A MariaDB of its own, started without grant tables (any user connects). `None`
+    /// when its server binaries are not installed.
+    pub async fn mariadb() -> Option<Self> {
+        if !require_service("mariadbd and mariadb-install-db (for a MariaDB of the test's own)", mariadb_found()) {
+            return None;
+        }
+        Self::launch(Engine::MariaDb, None).await
+    }
+
+    /// A MariaDB of its own that serves TLS with `ca`'s server certificate.
+    pub async fn mariadb_with_tls(ca: &crate::tls::TestCa) -> Option<Self> {
+        if !require_service("mariadbd and mariadb-install-db (for a MariaDB of the test's own)", mariadb_found()) {
+            return None;
+        }
+        Self::launch_with(Engine::MariaDb, None, Some((ca.cert(), ca.key()))).await
+    }
+
     /// A standalone ZooKeeper from Debian's jars. `None` when they are not installed.
     pub async fn zookeeper() -> Option<Self> {
         let found = Path::new(ZK_JAR).exists() && which("java").is_some();
@@ -72,8 +103,12 @@ impl OwnServer {
     }
 
     async fn launch(engine: Engine, pg_bin: Option<PathBuf>) -> Option<Self> {
+        Self::launch_with(engine, pg_bin, None).await
+    }
+
+    async fn launch_with(engine: Engine, pg_bin: Option<PathBuf>, tls: Option<(PathBuf, PathBuf)>) -> Option<Self> {
         let dir = tempfile::Builder::new().prefix("durable-own-").tempdir().expect("a temporary directory");
-        let mut server = Self { engine, port: spare_port(), dir, child: None, pg_bin };
+        let mut server = Self { engine, port: spare_port(), dir, child: None, pg_bin, tls };
         server.prepare().await;
         server.start().await;
         Some(server)
@@ -94,6 +129,7 @@ impl OwnServer {
         match self.engine {
             Engine::Redis => format!("redis://127.0.0.1:{}/", self.port),
             Engine::Postgres => format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
+            Engine::MariaDb => format!("mysql://root@127.0.0.1:{}/mysql", self.port),
             Engine::ZooKeeper => format!("zk://127.0.0.1:{}/durable-test", self.port),
         }
     }
@@ -110,6 +146,28 @@ impl OwnServer {
                 let mut command = as_postgres(&initdb);
                 command.arg("-D").arg(dir.join("data"));
                 command.args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"]);
+                run(&mut command).await;
+                if let Some((cert, key)) = &self.tls {
+                    // PostgreSQL reads its key only when the server's user owns it, mode 0600.
+                    std::fs::copy(cert, dir.join("server.crt")).expect("copy the certificate");
+                    std::fs::copy(key, dir.join("server.key")).expect("copy the key");
+                    run(Command::new("chmod").arg("600").arg(dir.join("server.key"))).await;
+                    if is_root() {
+                        run(Command::new("chown")
+                            .arg("postgres:")
+                            .arg(dir.join("server.crt"))
+                            .arg(dir.join("server.key")))
+                        .await;
+                    }
+                }
+            }
+            Engine::MariaDb => {
+                // Two bootstraps at once may trip over each other: one at a time per process.
+                static INSTALLING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+                let _one_at_a_time = INSTALLING.lock().await;
+                let mut command = Command::new("mariadb-install-db");
+                command.arg("--no-defaults").arg(format!("--datadir={}", dir.join("data").display()));
+                command.args(["--user=root", "--skip-test-db", "--auth-root-authentication-method=normal"]);
                 run(&mut command).await;
             }
             Engine::ZooKeeper => {
@@ -139,16 +197,37 @@ impl OwnServer {
                 self.child = Some(spawn(&mut command));
             }
             Engine::Postgres => {
-                let options = format!(
+                let mut options = format!(
                     "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off \
                      -c full_page_writes=off -c max_connections=200",
                     self.port,
                     dir.display()
                 );
+                if self.tls.is_some() {
+                    options.push_str(&format!(
+                        " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                        dir.join("server.crt").display(),
+                        dir.join("server.key").display()
+                    ));
+                }
                 let mut command = as_postgres(&self.pg_bin.as_ref().expect("pg bin").join("pg_ctl"));
                 command.arg("-D").arg(dir.join("data")).arg("-l").arg(dir.join("postgres.log"));
                 command.args(["-W", "-o", &options, "start"]);
                 run(&mut command).await;
+            }
+            Engine::MariaDb => {
+                let mut command = Command::new(mariadbd().expect("mariadbd"));
+                command.arg("--no-defaults").arg(format!("--datadir={}", dir.join("data").display()));
+                command.arg(format!("--port={}", self.port)).arg("--bind-address=127.0.0.1");
+                command.arg(format!("--socket={}", dir.join("mysqld.sock").display()));
+                command.arg(format!("--pid-file={}", dir.join("mysqld.pid").display()));
+                command.args(["--user=root", "--skip-grant-tables", "--innodb-flush-log-at-trx-commit=2"]);
+                command.arg(format!("--log-error={}", dir.join("mariadb.log").display()));
+                if let Some((cert, key)) = &self.tls {
+                    command.arg(format!("--ssl-cert={}", cert.display())).arg(format!("--ssl-key={}", key.display()));
+                }
+                command.stdout(Stdio::null()).stderr(Stdio::null());
+                self.child = Some(spawn(&mut command));
             }
             Engine::ZooKeeper => {
                 let mut command = Command::new("java");
@@ -178,6 +257,8 @@ impl OwnServer {
         match self.engine {
             Engine::Redis => exchange(self.port, b"PING\r\n").await.is_some_and(|r| r.starts_with("+PONG")),
             Engine::ZooKeeper => exchange(self.port, b"srvr").await.is_some_and(|r| r.starts_with("Zookeeper version")),
+            // The server greets every connection with its handshake, version included.
+            Engine::MariaDb => exchange(self.port, b"").await.is_some_and(|r| r.contains("MariaDB")),
             Engine::Postgres => {
                 let isready = self.pg_bin.as_ref().expect("pg bin").join("pg_isready");
                 Command::new(isready)
@@ -563,6 +644,15 @@ fn as_postgres(program: &Path) -> Command {
     } else {
         Command::new(program)
     }
+}
+
+fn mariadb_found() -> bool {
+    mariadbd().is_some() && which("mariadb-install-db").is_some()
+}
+
+/// `mariadbd`, on the PATH or where Debian puts it.
+fn mariadbd() -> Option<PathBuf> {
+    which("mariadbd").or_else(|| Some(PathBuf::from("/usr/sbin/mariadbd")).filter(|path| path.is_file()))
 }
 
 fn spawn(command: &mut Command) -> Child {

@@ -128,10 +128,17 @@ impl Backend for ZkBackend {
             // every earlier one is in what is read now.
             let (epoch, pinned) = state.pin();
             let from = pinned.from;
-            // After a `sync` with the leader, pipelined (see `last_updated`).
-            let listing = async { futures::join!(client.sync("/"), client.get_children(self.path())) };
-            let (synced, listed) = self.bounded(OPERATION, listing).await?;
-            let children = match synced.and(listed) {
+            // After a `sync` with the leader on an ensemble, pipelined (see `last_updated`).
+            let quorum = state.quorum.load(std::sync::atomic::Ordering::Acquire);
+            let listing = async {
+                if quorum {
+                    let (synced, listed) = futures::join!(client.sync("/"), client.get_children(self.path()));
+                    synced.and(listed)
+                } else {
+                    client.get_children(self.path()).await
+                }
+            };
+            let children = match self.bounded(OPERATION, listing).await? {
                 Ok((children, _)) => children,
                 Err(zk::Error::NoNode) => return Ok(Durables::default()),
                 Err(err) => return Err(map_error(err)),
@@ -150,12 +157,18 @@ impl Backend for ZkBackend {
 
     async fn last_updated(&self) -> Result<Version> {
         let work = async {
-            // The server this session talks to may be a follower that has not applied a
-            // write another session already saw acknowledged: `sync` with the leader first.
-            // Both requests are sent now and answered in order — one round trip.
+            // On an ensemble the server this session talks to may be a follower that has not
+            // applied a write another session already saw acknowledged: `sync` with the
+            // leader first. Both requests are sent now and answered in order — one round
+            // trip. A standalone server needs no sync.
             let client = self.shared.state.client();
-            let (synced, stat) = futures::join!(client.sync("/"), client.check_stat(self.path()));
-            match synced.and(stat) {
+            let stat = if self.shared.state.quorum.load(std::sync::atomic::Ordering::Acquire) {
+                let (synced, stat) = futures::join!(client.sync("/"), client.check_stat(self.path()));
+                synced.and(stat)
+            } else {
+                client.check_stat(self.path()).await
+            };
+            match stat {
                 Ok(stat) => Ok(stat.map_or(0, |stat| to_version(stat.version))),
                 Err(err) => Err(map_error(err)),
             }

@@ -10,7 +10,7 @@ use crate::NAME;
 use crate::backend::ZkBackend;
 use crate::error::map_error;
 use crate::names::validate_namespace;
-use crate::session::{Config, Shared, follow};
+use crate::session::{Config, Opened, Shared, follow};
 use crate::tracker::Tracker;
 use crate::url::{ZkUrl, parse_url};
 use crate::watch::State;
@@ -61,7 +61,7 @@ impl ZkBackendBuilder {
             max_value_size: self.max_value_size,
         };
         let opening = async { config.open().await.map_err(map_error) };
-        let (client, watcher) = config.probe.bound("connect", self.timeout, opening).await?;
+        let Opened { client, watcher, quorum } = config.probe.bound("connect", self.timeout, opening).await?;
         let config = Arc::new(config);
         let state = Arc::new(State {
             ns_path: config.ns_path.clone(),
@@ -71,6 +71,7 @@ impl ZkBackendBuilder {
             tracker: Mutex::new(Tracker::default()),
             hints: broadcast::channel(1024).0,
             disconnected: std::sync::atomic::AtomicBool::new(false),
+            quorum: std::sync::atomic::AtomicBool::new(quorum),
         });
         let task = tokio::spawn(follow(Arc::clone(&config), Arc::clone(&state))).abort_handle();
         Ok(ZkBackend { shared: Arc::new(Shared { config, state, task }) })

@@ -42,10 +42,12 @@
 //! number of its latest event.
 //!
 //! On an ensemble a session's server may be a follower that has not yet applied a write the
-//! leader committed and another session saw acknowledged. The version check and the full
-//! read therefore send a `sync` with the leader first, pipelined with the read (one round
-//! trip): a polled `sync()` sees every write acknowledged before it began (within
-//! ZooKeeper's own caveat that `sync` is not quorum-acknowledged, ZOOKEEPER-1675).
+//! leader committed and another session saw acknowledged. There (when the server's
+//! `/zookeeper/config` lists an ensemble) the version check and the full read send a `sync`
+//! with the leader first, pipelined with the read (one round trip, which the server answers
+//! later): a polled `sync()` sees every write acknowledged before it began (within
+//! ZooKeeper's own caveat that `sync` is not quorum-acknowledged, ZOOKEEPER-1675). A
+//! standalone server needs no sync.
 //!
 //! Reads are multi-reads (ZooKeeper 3.6+), which ZooKeeper answers as of one moment. A
 //! multi-read stays under half of ZooKeeper's 1 MB request limit (`jute.maxbuffer`; a

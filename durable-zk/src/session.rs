@@ -23,9 +23,20 @@ pub(crate) struct Config {
     pub(crate) max_value_size: usize,
 }
 
+/// A session [`Config::open`] made.
+pub(crate) struct Opened {
+    pub(crate) client: zk::Client,
+    pub(crate) watcher: zk::PersistentWatcher,
+    /// The server is one of an ensemble, so it may be a follower that has not yet applied
+    /// a write another session saw acknowledged: reads that must see every acknowledged
+    /// write `sync` with the leader first. A standalone server has no followers.
+    pub(crate) quorum: bool,
+}
+
 impl Config {
-    /// A new session with the namespace node in place and the watch on it.
-    pub(crate) async fn open(&self) -> std::result::Result<(zk::Client, zk::PersistentWatcher), zk::Error> {
+    /// A new session with the namespace node in place and the watch on it, and whether
+    /// its server is part of a quorum (see [`Opened::quorum`]).
+    pub(crate) async fn open(&self) -> std::result::Result<Opened, zk::Error> {
         let mut connector =
             zk::Client::connector().with_session_timeout(self.session_timeout).with_connection_timeout(self.timeout);
         if let Some(auth) = &self.auth {
@@ -37,7 +48,14 @@ impl Config {
             Err(err) => return Err(err),
         }
         let watcher = client.watch(&self.ns_path, zk::AddWatchMode::PersistentRecursive).await?;
-        Ok((client, watcher))
+        // A standalone server's configuration node is empty; an ensemble member's lists the
+        // servers.
+        let quorum = match client.get_data("/zookeeper/config").await {
+            Ok((config, _)) => !config.is_empty(),
+            Err(zk::Error::NoNode) => false,
+            Err(err) => return Err(err),
+        };
+        Ok(Opened { client, watcher, quorum })
     }
 }
 
@@ -111,11 +129,12 @@ pub(crate) async fn follow(config: Arc<Config>, state: Arc<State>) {
         }
         let opening = async { config.open().await.map_err(map_error) };
         match config.probe.bound("new session", build_bound, opening).await {
-            Ok((client, new_watcher)) => {
+            Ok(Opened { client, watcher, quorum }) => {
                 if let Ok(mut slot) = state.client.write() {
                     *slot = client;
                 }
-                *state.watcher() = Some(new_watcher);
+                *state.watcher() = Some(watcher);
+                state.quorum.store(quorum, std::sync::atomic::Ordering::Release);
                 state.disconnected.store(false, std::sync::atomic::Ordering::Release);
                 backoff.reset();
                 probe_at = None;

@@ -25,6 +25,8 @@ pub(crate) struct State {
     pub(crate) hints: broadcast::Sender<Hint>,
     /// The session lost its connection and has not regained it.
     pub(crate) disconnected: std::sync::atomic::AtomicBool,
+    /// The session's server is one of an ensemble (see `Opened::quorum`).
+    pub(crate) quorum: std::sync::atomic::AtomicBool,
 }
 
 impl State {

@@ -157,10 +157,16 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
             let interrupted = self.refresh
                 && stream.is_some()
                 && self.inner.upgrade().is_some_and(|inner| inner.hints.health() == HintHealth::Down);
+            // A polled refreshing dict looks at the same cadence whether the store is failing
+            // (a sync of the service's own failed, which no hint announces), so that it
+            // recovers within a fraction of a second, not at the next poll.
+            let polled = self.refresh && !self.supported;
             tokio::select! {
-                _ = interrupted_poll.tick(), if interrupted => {
+                _ = interrupted_poll.tick(), if interrupted || polled => {
                     let Some(inner) = self.inner.upgrade() else { return };
-                    Self::sync(&inner, &mut trip, true).await;
+                    if interrupted || inner.status().failing_since.is_some() {
+                        Self::sync(&inner, &mut trip, true).await;
+                    }
                 }
                 hint = next_hint(&mut stream) => {
                     let Some(inner) = self.inner.upgrade() else { return };
