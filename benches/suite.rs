@@ -197,7 +197,17 @@ fn url_of(backend: &str, dir: &std::path::Path) -> String {
     match backend {
         "memory" => "memory://bench".into(),
         "sqlite" => format!("sqlite://{}/bench.db", dir.display()),
-        "postgres" => durable_testkit::env::postgres_url(),
+        // Plain TCP, so that the figures measure the library and not TLS: with the
+        // `postgres-tls` feature sqlx's default `sslmode=prefer` encrypts whenever the server
+        // offers TLS (Debian's does), which costs about a third more per round trip here.
+        "postgres" => {
+            let url = durable_testkit::env::postgres_url();
+            if url.contains("sslmode=") {
+                url
+            } else {
+                format!("{url}{}sslmode=disable", if url.contains('?') { '&' } else { '?' })
+            }
+        }
         "mysql" => durable_testkit::env::mysql_url(),
         "redis" => durable_testkit::env::redis_url(),
         "zk" => durable_testkit::env::zk_url(),
