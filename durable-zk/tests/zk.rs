@@ -140,22 +140,20 @@ async fn a_forced_session_expiry_ends_in_a_correct_resynced_dict() {
     // joins it and closes it.
     let hog = durable_testkit::CpuHog::start();
     // The original client reconnects at once and may win the session back before the
-    // thief's handshake completes: try again until the thief gets in and closes it.
+    // thief's close reaches the server: join the session and close it until joining it
+    // says it has expired, so that the wait below starts from a session known to be gone.
     let original = format!("{:?}", session.id());
     let mut attempts = 0;
     loop {
         let connector = zookeeper_client::Client::connector().with_session(session.clone());
         match tokio::time::timeout(Duration::from_secs(3), connector.connect(&hosts())).await {
-            Ok(Ok(thief)) => {
-                drop(thief);
-                break;
-            }
+            Ok(Ok(thief)) => drop(thief), // Closes the session.
+            Ok(Err(zookeeper_client::Error::SessionExpired)) => break,
             _ if format!("{:?}", backend.session().id()) != original => break,
-            _ => {
-                attempts += 1;
-                assert!(attempts < 10, "could not join the session to close it");
-            }
+            _ => {}
         }
+        attempts += 1;
+        assert!(attempts < 20, "could not expire the session");
     }
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while format!("{:?}", backend.session().id()) == original {
