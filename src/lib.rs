@@ -60,7 +60,7 @@ pub mod backend {
 pub mod sql {
     pub use durable_sql::{
         DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, DEFAULT_TOMBSTONE_RETENTION, Dialect, MAX_KEY_LEN, MAX_NAMESPACE_LEN,
-        MAX_PREFIX_LEN, SqlBackend, SqlBackendBuilder, validate_namespace, validate_prefix,
+        MAX_PREFIX_LEN, SqlBackend, SqlBackendBuilder, SqlError, validate_namespace, validate_prefix,
     };
 }
 
@@ -69,7 +69,7 @@ pub mod sql {
 pub mod redis {
     pub use durable_redis::{
         DEFAULT_CHANGE_LOG_LEN, DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, MAX_NAMESPACE_LEN, RedisBackend,
-        RedisBackendBuilder, validate_namespace,
+        RedisBackendBuilder, RedisError, validate_namespace,
     };
 }
 
@@ -78,7 +78,7 @@ pub mod redis {
 pub mod zookeeper {
     pub use durable_zk::{
         DEFAULT_MAX_VALUE_SIZE, DEFAULT_SESSION_TIMEOUT, DEFAULT_TIMEOUT, MAX_KEY_LEN, ZkBackend, ZkBackendBuilder,
-        validate_key, validate_namespace,
+        ZkError, validate_key, validate_namespace,
     };
 }
 

@@ -23,6 +23,11 @@ impl Source {
     pub fn msg(message: impl Into<String>) -> Self {
         Self(Arc::new(Message(message.into())))
     }
+
+    /// The wrapped error as `T`, if it is one.
+    pub fn downcast_ref<T: StdError + 'static>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
 }
 
 impl fmt::Debug for Source {
@@ -201,6 +206,28 @@ impl Error {
     /// fail-open middleware and health checks treat as an outage.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Error::StoreUnavailable { .. } | Error::Timeout { .. })
+    }
+
+    /// The backend's own error behind this one as `T` — `durable_redis::RedisError`,
+    /// `durable_sql::SqlError`, `durable_zk::ZkError` — when it is one.
+    ///
+    /// ```
+    /// use durable_core::{Error, Source};
+    ///
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("disk on fire")]
+    /// struct Fire;
+    ///
+    /// let err = Error::StoreUnavailable { backend: "custom", source: Source::new(Fire) };
+    /// assert!(err.source_as::<Fire>().is_some());
+    /// assert!(err.source_as::<std::io::Error>().is_none());
+    /// ```
+    pub fn source_as<T: StdError + 'static>(&self) -> Option<&T> {
+        let source = StdError::source(self)?;
+        match source.downcast_ref::<Source>() {
+            Some(wrapped) => wrapped.downcast_ref::<T>(),
+            None => source.downcast_ref::<T>(),
+        }
     }
 
     /// Shorthand for [`Error::StoreUnavailable`].

@@ -9,7 +9,7 @@ use durable_core::{Backend, Changes, Durables, Error, HintStream, KeyChange, Res
 use redis::{AsyncCommands, Value};
 
 use crate::builder::RedisBackendBuilder;
-use crate::connection::Shared;
+use crate::connection::{Shared, unexpected};
 use crate::layout::{Keys, validate_namespace};
 use crate::{DEFAULT_CHANGE_LOG_LEN, DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, NAME, hints};
 
@@ -61,8 +61,8 @@ impl RedisBackend {
 
 fn version_of(value: &Value) -> Result<Version> {
     match value {
-        Value::Int(n) => Version::try_from(*n).map_err(|_| Error::store(NAME, format!("negative version {n}"))),
-        other => Err(Error::store(NAME, format!("expected a version, got {other:?}"))),
+        Value::Int(n) => Version::try_from(*n).map_err(|_| unexpected(format!("negative version {n}"))),
+        other => Err(unexpected(format!("expected a version, got {other:?}"))),
     }
 }
 
@@ -71,15 +71,16 @@ fn bytes_of(value: Value) -> Result<Option<Bytes>> {
         Value::Nil => Ok(None),
         Value::BulkString(bytes) => Ok(Some(Bytes::from(bytes))),
         Value::SimpleString(text) => Ok(Some(Bytes::from(text))),
-        other => Err(Error::store(NAME, format!("expected a value, got {other:?}"))),
+        other => Err(unexpected(format!("expected a value, got {other:?}"))),
     }
 }
 
 fn parse_counter(raw: Option<Vec<u8>>) -> Result<Version> {
     let Some(raw) = raw else { return Ok(0) };
-    std::str::from_utf8(&raw).ok().and_then(|text| text.trim().parse::<u64>().ok()).ok_or_else(|| {
-        Error::store(NAME, format!("the counter holds {:?}, not a version", String::from_utf8_lossy(&raw)))
-    })
+    std::str::from_utf8(&raw)
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .ok_or_else(|| unexpected(format!("the counter holds {:?}, not a version", String::from_utf8_lossy(&raw))))
 }
 
 #[async_trait]
@@ -153,7 +154,7 @@ impl Backend for RedisBackend {
                 let value = bytes_of(items.swap_remove(0))?.unwrap_or_default();
                 Ok(Some((value, version)))
             }
-            other => Err(Error::store(NAME, format!("unexpected pop reply {other:?}"))),
+            other => Err(unexpected(format!("unexpected pop reply {other:?}"))),
         }
     }
 
@@ -165,7 +166,7 @@ impl Backend for RedisBackend {
                 let version = version_of(&items[1])?;
                 Ok((bytes_of(items.swap_remove(0))?.unwrap_or_default(), Some(version)))
             }
-            other => Err(Error::store(NAME, format!("unexpected setdefault reply {other:?}"))),
+            other => Err(unexpected(format!("unexpected setdefault reply {other:?}"))),
         }
     }
 
@@ -176,7 +177,7 @@ impl Backend for RedisBackend {
         let mut connection = self.shared.commands.clone();
         let reply: Value = self.run("changes_since", invocation.invoke_async(&mut connection)).await?;
         let Value::Array(items) = reply else {
-            return Err(Error::store(NAME, format!("unexpected changes reply {reply:?}")));
+            return Err(unexpected(format!("unexpected changes reply {reply:?}")));
         };
         let mut items = items.into_iter();
         let version = match items.next() {

@@ -97,12 +97,41 @@ impl RedisBackend {
     }
 }
 
+/// What went wrong talking to Redis: the source of the `durable_core::Error` this crate
+/// returns (`std::error::Error::source` downcasts to it). Its messages carry no password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisError {
+    /// redis-rs reported an error: its kind, the server's error code when it sent one
+    /// (`WRONGTYPE`, `NOSCRIPT`, ...), and its message with any password removed. (The
+    /// driver's own error is not kept: its text may hold the URL's password.)
+    #[error("{message}")]
+    Client {
+        /// What kind of failure.
+        kind: redis::ErrorKind,
+        /// The server's error code, if it sent one.
+        code: Option<String>,
+        /// The message, password removed.
+        message: String,
+    },
+    /// Redis answered something this crate did not expect.
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+}
+
 /// Turns a redis error into the crate's error, passwords scrubbed.
 pub(crate) fn map_error(secrets: &Redactor, err: redis::RedisError) -> Error {
-    let source = Source::msg(secrets.scrub(&err.to_string()));
-    if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_timeout() {
-        Error::StoreUnavailable { backend: NAME, source }
-    } else {
-        Error::Store { backend: NAME, source }
-    }
+    let unavailable =
+        err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_timeout();
+    let source = Source::new(RedisError::Client {
+        kind: err.kind(),
+        code: err.code().map(str::to_owned),
+        message: secrets.scrub(&err.to_string()),
+    });
+    if unavailable { Error::StoreUnavailable { backend: NAME, source } } else { Error::Store { backend: NAME, source } }
+}
+
+/// A reply this crate did not expect, as the core's error.
+pub(crate) fn unexpected(message: impl Into<String>) -> Error {
+    Error::Store { backend: NAME, source: Source::new(RedisError::Unexpected(message.into())) }
 }

@@ -110,6 +110,7 @@ use std::time::Duration;
 
 pub use backend::RedisBackend;
 pub use builder::RedisBackendBuilder;
+pub use connection::RedisError;
 pub use layout::validate_namespace;
 
 /// Default bound on every operation.

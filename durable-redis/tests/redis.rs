@@ -236,6 +236,28 @@ async fn a_counter_that_is_not_a_number_is_a_typed_error() {
     let err = backend(&ns).await.last_updated().await.unwrap_err();
     assert!(matches!(err, Error::Store { .. }), "{err}");
     assert!(err.to_string().contains("not-a-number"), "{err}");
+    let source = err.source_as::<durable_redis::RedisError>();
+    assert!(
+        matches!(source, Some(durable_redis::RedisError::Unexpected(_))),
+        "the source is the crate's error: {source:?}"
+    );
+}
+
+/// A server-side error keeps its kind and code as the core error's source.
+#[tokio::test]
+async fn a_server_error_keeps_its_kind_and_code_in_the_source() {
+    if !redis_available().await {
+        return;
+    }
+    let ns = unique_namespace("wrongtype");
+    // The namespace's hash is a string: HSET answers WRONGTYPE.
+    let _: () = raw().await.set(&ns, "a string, not a hash").await.unwrap();
+    let err = backend(&ns).await.persist("k", "1".into()).await.unwrap_err();
+    let source = err.source_as::<durable_redis::RedisError>();
+    match source {
+        Some(durable_redis::RedisError::Client { code, .. }) => assert_eq!(code.as_deref(), Some("WRONGTYPE"), "{err}"),
+        other => panic!("want the crate's error as the source, got {other:?} for {err}"),
+    }
 }
 
 // ---- hints -----------------------------------------------------------------------------

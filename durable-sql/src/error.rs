@@ -1,7 +1,33 @@
-//! sqlx errors turned into `durable_core::Error` at the crate boundary, with the password
-//! of the URL scrubbed from every message (invariant 10).
+//! [`SqlError`]: sqlx errors turned into `durable_core::Error` at the crate boundary, with
+//! the password of the URL scrubbed from every message (invariant 10).
 
 use durable_core::{Error, Redactor, Source};
+
+/// What went wrong talking to the database: the source of the `durable_core::Error` this
+/// crate returns (`std::error::Error::source` downcasts to it). Its messages carry no
+/// password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqlError {
+    /// sqlx reported an error: its message with any password removed, and the database's
+    /// own code (SQLSTATE, or MySQL's and SQLite's numbers) when it gave one. (sqlx's own
+    /// error is not kept: its text may hold the URL's password.)
+    #[error("{message}")]
+    Driver {
+        /// The message, password removed.
+        message: String,
+        /// The database's error code, if it gave one.
+        code: Option<String>,
+    },
+    /// The database held something this crate did not expect.
+    #[error("unexpected: {0}")]
+    Unexpected(String),
+}
+
+/// Something in the store this crate did not expect, as the core's error.
+pub(crate) fn unexpected(backend: &'static str, message: impl Into<String>) -> Error {
+    Error::Store { backend, source: Source::new(SqlError::Unexpected(message.into())) }
+}
 
 /// What one attempt of an operation can fail with.
 pub(crate) enum Fail {
@@ -40,18 +66,23 @@ pub(crate) fn map(secrets: &Redactor, backend: &'static str, fail: Fail) -> Erro
         Fail::Sql(err) => err,
     };
     let message = secrets.scrub(&err.to_string());
+    let code = match &err {
+        sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
+        _ => None,
+    };
+    let driver = |message: String| Source::new(SqlError::Driver { message, code: code.clone() });
     match &err {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => Error::StoreUnavailable { backend, source: Source::msg(message) },
+        | sqlx::Error::Protocol(_) => Error::StoreUnavailable { backend, source: driver(message) },
         sqlx::Error::Configuration(_) => Error::InvalidUrl { url: secrets.url().to_owned(), reason: message },
         sqlx::Error::Database(db) if db.code().is_some_and(|code| is_connection_loss(&code)) => {
-            Error::StoreUnavailable { backend, source: Source::msg(message) }
+            Error::StoreUnavailable { backend, source: driver(message) }
         }
-        _ => Error::Store { backend, source: Source::msg(message) },
+        _ => Error::Store { backend, source: driver(message) },
     }
 }
 

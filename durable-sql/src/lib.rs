@@ -98,6 +98,7 @@ use std::time::Duration;
 pub use backend::SqlBackend;
 pub use builder::{SqlBackendBuilder, validate_namespace};
 pub use dialect::{Dialect, MAX_PREFIX_LEN, validate_prefix};
+pub use error::SqlError;
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
 compile_error!("durable-sql needs at least one of the features `sqlite`, `postgres`, `mysql`");

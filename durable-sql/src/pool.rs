@@ -221,7 +221,7 @@ impl Shared {
                         .fetch_one(&mut *tx)
                         .await?;
                     if got != Some(1) {
-                        return Err(Fail::Core(Error::store("mysql", "could not take the migration lock")));
+                        return Err(Fail::Core(crate::error::unexpected("mysql", "could not take the migration lock")));
                     }
                 }
                 Dialect::Sqlite => {}

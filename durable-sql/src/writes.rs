@@ -69,7 +69,8 @@ macro_rules! mutation {
 }
 
 pub(crate) fn to_version(raw: i64) -> Result<Version, Fail> {
-    Version::try_from(raw).map_err(|_| Fail::Core(Error::store("sql", format!("negative version {raw} in the store"))))
+    Version::try_from(raw)
+        .map_err(|_| Fail::Core(crate::error::unexpected("sql", format!("negative version {raw} in the store"))))
 }
 
 impl SqlBackend {

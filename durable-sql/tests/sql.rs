@@ -434,3 +434,21 @@ mod postgres {
 mod mysql {
     durable_testkit::connection_suite!(crate::common::SqlTarget("mysql"));
 }
+
+/// A database error keeps its code (SQLSTATE) as the core error's source.
+#[tokio::test]
+async fn a_database_error_keeps_its_code_in_the_source() {
+    if !postgres_available().await {
+        return;
+    }
+    let prefix = unique_prefix();
+    let backend = SqlBackend::builder(&postgres_url()).table_prefix(&prefix).connect("codes").await.unwrap();
+    drop_tables(&postgres_url(), &prefix).await;
+    let err = backend.persist("k", "1".into()).await.unwrap_err();
+    let source = err.source_as::<durable_sql::SqlError>();
+    match source {
+        // undefined_table: the tables went away under the backend.
+        Some(durable_sql::SqlError::Driver { code, .. }) => assert_eq!(code.as_deref(), Some("42P01"), "{err}"),
+        other => panic!("want the crate's error as the source, got {other:?} for {err}"),
+    }
+}

@@ -11,7 +11,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use zookeeper_client as zk;
 
 use crate::builder::ZkBackendBuilder;
-use crate::error::{map_error, to_version};
+use crate::error::{map_error, to_version, unexpected};
 use crate::names::validate_key;
 use crate::session::Shared;
 use crate::writes::Op;
@@ -152,7 +152,7 @@ impl Backend for ZkBackend {
             let entries = values.into_iter().filter_map(|(key, value)| Some((key, value?))).collect();
             return Ok(Durables { entries, version });
         }
-        Err(Error::store(NAME, "the session kept losing its connection during a full read"))
+        Err(unexpected("the session kept losing its connection during a full read"))
     }
 
     async fn last_updated(&self) -> Result<Version> {
@@ -213,7 +213,7 @@ impl Backend for ZkBackend {
                     Err((_, err)) => return Err(map_error(err)),
                 }
             }
-            Err(Error::store(NAME, "too much contention on the key"))
+            Err(unexpected("too much contention on the key"))
         };
         self.run("pop", work).await
     }
@@ -233,7 +233,7 @@ impl Backend for ZkBackend {
                     Err((_, err)) => return Err(map_error(err)),
                 }
             }
-            Err(Error::store(NAME, "too much contention on the key"))
+            Err(unexpected("too much contention on the key"))
         };
         self.run("setdefault", work).await
     }
@@ -294,7 +294,7 @@ impl Backend for ZkBackend {
                     Err((_, err)) => return Err(map_error(err)),
                 }
             }
-            Err(Error::store(NAME, "too much contention on the key"))
+            Err(unexpected("too much contention on the key"))
         };
         self.run("compare_and_swap", work).await
     }

@@ -107,6 +107,7 @@ use std::time::Duration;
 
 pub use backend::ZkBackend;
 pub use builder::ZkBackendBuilder;
+pub use error::ZkError;
 pub use names::{validate_key, validate_namespace};
 
 /// Default bound on every operation.

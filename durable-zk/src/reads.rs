@@ -8,7 +8,7 @@ use durable_core::{Error, Result, Version};
 use zookeeper_client as zk;
 
 use crate::backend::ZkBackend;
-use crate::error::{map_error, to_version, value_of};
+use crate::error::{map_error, to_version, unexpected, value_of};
 use crate::{MAX_ATTEMPTS, NAME};
 
 /// The most keys one multi-read asks for.
@@ -43,9 +43,9 @@ impl ZkBackend {
         let guard = match answers.next() {
             Some(Read::Data { stat, .. }) => Some(stat.version),
             Some(Read::Error { err: zk::Error::NoNode }) => None,
-            other => return Err(Error::store(NAME, format!("a multi-read answered {other:?}"))),
+            other => return Err(unexpected(format!("a multi-read answered {other:?}"))),
         };
-        let Some(answer) = answers.next() else { return Err(Error::store(NAME, "a multi-read answered too little")) };
+        let Some(answer) = answers.next() else { return Err(unexpected("a multi-read answered too little")) };
         Ok((value_of(answer)?.map(Vec::from), guard))
     }
 
@@ -85,7 +85,7 @@ impl ZkBackend {
         }
         let answers = self.bounded(operation, reader.commit()).await?.map_err(map_error)?;
         if answers.len() != asked {
-            return Err(Error::store(NAME, format!("a multi-read of {asked} nodes answered {}", answers.len())));
+            return Err(unexpected(format!("a multi-read of {asked} nodes answered {}", answers.len())));
         }
         answers.into_iter().map(value_of).collect()
     }
@@ -151,7 +151,7 @@ impl ZkBackend {
         values: &mut HashMap<String, Option<Bytes>>,
     ) -> Result<Option<(Version, u64)>> {
         use zk::MultiReadResult as Read;
-        let unexpected = |answer: Option<Read>| Error::store(NAME, format!("a multi-read answered {answer:?}"));
+        let odd = |answer: Option<Read>| unexpected(format!("a multi-read answered {answer:?}"));
         let state = &self.shared.state;
         for round in 0..MAX_ATTEMPTS {
             state.drain();
@@ -185,13 +185,13 @@ impl ZkBackend {
                 // The namespace node deleted (by hand: it has no children left): version 0,
                 // every key gone.
                 Some(Read::Error { err: zk::Error::NoNode }) => 0,
-                other => return Err(unexpected(other)),
+                other => return Err(odd(other)),
             };
             let children: Option<std::collections::HashSet<String>> = match listing.then(|| answers.next()) {
                 None => None,
                 Some(Some(Read::Children { children })) => Some(children.into_iter().collect()),
                 Some(Some(Read::Error { err: zk::Error::NoNode })) => Some(Default::default()),
-                Some(other) => return Err(unexpected(other)),
+                Some(other) => return Err(odd(other)),
             };
             if answers.len() != keys.len() {
                 return Err(Error::store(
@@ -223,6 +223,6 @@ impl ZkBackend {
             }
             from = seen;
         }
-        Err(Error::store(NAME, "the namespace kept changing during a read"))
+        Err(unexpected("the namespace kept changing during a read"))
     }
 }

@@ -2,13 +2,13 @@
 //! it (invariant 1), and requests pipelined in batches.
 
 use bytes::Bytes;
-use durable_core::{Error, Result, Version};
+use durable_core::{Result, Version};
 use zookeeper_client as zk;
 
+use crate::MAX_ATTEMPTS;
 use crate::backend::ZkBackend;
-use crate::error::{map_error, multi_error, to_version};
+use crate::error::{map_error, multi_error, to_version, unexpected};
 use crate::names::PERSISTENT;
-use crate::{MAX_ATTEMPTS, NAME};
 
 /// How many requests a write of many keys keeps in flight at once; see
 /// `ZkBackend::batched`.
@@ -109,6 +109,6 @@ impl ZkBackend {
                 Err((_, err)) => return Err(map_error(err)),
             }
         }
-        Err(Error::store(NAME, "too much contention on the namespace"))
+        Err(unexpected("too much contention on the namespace"))
     }
 }
