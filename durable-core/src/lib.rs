@@ -4,14 +4,17 @@
 //! - [`DurableDict`] — the dictionary: reads from a [`Snapshot`], writes to the store,
 //!   `sync()` that costs nothing when nothing changed.
 //! - [`Backend`] — the store interface every backend crate implements (durabledict's four
-//!   methods on bytes plus optional faster paths), and [`MemoryBackend`], the in-process one.
+//!   methods on bytes plus the atomic writes, deltas and hints the dict relies on, all
+//!   required), and [`MemoryBackend`], the in-process one.
+//! - [`Wrap`] — how a wrapper is written (it inherits every method of what it wraps):
+//!   [`CountingBackend`] counts store calls, [`LazyBackend`] connects on first use.
+//!   [`ReadThenWrite`] adapts a [`SimpleStore`] that has only the four primitives.
 //! - Codecs: [`Json`] (durabledict-compatible), [`MsgPack`], [`Raw`], [`Lz4`].
-//! - [`CountingBackend`] — a wrapper that counts store calls (round trips), for tests,
-//!   benchmarks and metrics.
 //! - `conformance` (feature `conformance`) — the test suite every backend must pass.
 //!
-//! Most services use the `durable` facade crate, which re-exports all of this and picks
-//! backends by Cargo feature.
+//! Most services use the `durable` facade crate: the user API at its root, what backends
+//! and wrappers are written with in `durable::backend`, and backends picked by Cargo
+//! feature.
 //!
 //! # Fuzzing
 //!
