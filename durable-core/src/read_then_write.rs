@@ -1,55 +1,4 @@
-//! [`ReadThenWrite`]: a [`Backend`] made from durabledict's four primitives
-//! ([`SimpleStore`]), for a third-party store that has nothing more. Its `persist_many`,
-//! `pop`, `setdefault` and `compare_and_swap` read and then write: correct for a single
-//! writer, *not* atomic against other writers — which is what its name says. It has no
-//! deltas (every sync that finds a change reloads everything) and no hints (the dict polls).
-//!
-//! ```
-//! use durable_core::{
-//!     DurableDict, Durables, ReadThenWrite, Result, SimpleStore, Version, async_trait, Bytes,
-//! };
-//! use std::collections::BTreeMap;
-//! use std::sync::{Arc, Mutex};
-//!
-//! /// A store with only the four primitives.
-//! #[derive(Default)]
-//! struct Plain(Mutex<(BTreeMap<String, Bytes>, Version)>);
-//!
-//! #[async_trait]
-//! impl SimpleStore for Plain {
-//!     fn name(&self) -> &'static str {
-//!         "plain"
-//!     }
-//!     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
-//!         let mut state = self.0.lock().unwrap();
-//!         state.0.insert(key.to_owned(), value);
-//!         state.1 += 1;
-//!         Ok(state.1)
-//!     }
-//!     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
-//!         let mut state = self.0.lock().unwrap();
-//!         if state.0.remove(key).is_none() {
-//!             return Ok(None);
-//!         }
-//!         state.1 += 1;
-//!         Ok(Some(state.1))
-//!     }
-//!     async fn durables(&self) -> Result<Durables> {
-//!         let state = self.0.lock().unwrap();
-//!         Ok(Durables { entries: state.0.clone().into_iter().collect(), version: state.1 })
-//!     }
-//!     async fn last_updated(&self) -> Result<Version> {
-//!         Ok(self.0.lock().unwrap().1)
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<()> {
-//! let dict = DurableDict::<String>::builder(Arc::new(ReadThenWrite(Plain::default()))).build().await?;
-//! dict.insert("greeting", "hello".into()).await?;
-//! assert_eq!(dict.pop("greeting").await?.as_deref().map(String::as_str), Some("hello"));
-//! assert_eq!(dict.backend().describe(), "read-then-write(plain)");
-//! # Ok(()) }
-//! ```
+//! [`ReadThenWrite`]: a [`Backend`] made from durabledict's four primitives; see its docs.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -86,8 +35,58 @@ pub trait SimpleStore: Send + Sync + 'static {
     async fn last_updated(&self) -> Result<Version>;
 }
 
-/// A [`Backend`] over a [`SimpleStore`] whose multi-key and conditional writes read and then
-/// write: not atomic against other writers. See the [module docs](self).
+/// A [`Backend`] made from durabledict's four primitives ([`SimpleStore`]), for a
+/// third-party store that has nothing more. Its `persist_many`, `pop`, `setdefault` and
+/// `compare_and_swap` read and then write: correct for a single writer, *not* atomic
+/// against other writers — which is what its name says. It has no deltas (every sync that
+/// finds a change reloads everything) and no hints (the dict polls).
+///
+/// ```
+/// use durable_core::{
+///     DurableDict, Durables, ReadThenWrite, Result, SimpleStore, Version, async_trait, Bytes,
+/// };
+/// use std::collections::BTreeMap;
+/// use std::sync::{Arc, Mutex};
+///
+/// /// A store with only the four primitives.
+/// #[derive(Default)]
+/// struct Plain(Mutex<(BTreeMap<String, Bytes>, Version)>);
+///
+/// #[async_trait]
+/// impl SimpleStore for Plain {
+///     fn name(&self) -> &'static str {
+///         "plain"
+///     }
+///     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
+///         let mut state = self.0.lock().unwrap();
+///         state.0.insert(key.to_owned(), value);
+///         state.1 += 1;
+///         Ok(state.1)
+///     }
+///     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
+///         let mut state = self.0.lock().unwrap();
+///         if state.0.remove(key).is_none() {
+///             return Ok(None);
+///         }
+///         state.1 += 1;
+///         Ok(Some(state.1))
+///     }
+///     async fn durables(&self) -> Result<Durables> {
+///         let state = self.0.lock().unwrap();
+///         Ok(Durables { entries: state.0.clone().into_iter().collect(), version: state.1 })
+///     }
+///     async fn last_updated(&self) -> Result<Version> {
+///         Ok(self.0.lock().unwrap().1)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<()> {
+/// let dict = DurableDict::<String>::builder(Arc::new(ReadThenWrite(Plain::default()))).build().await?;
+/// dict.insert("greeting", "hello".into()).await?;
+/// assert_eq!(dict.pop("greeting").await?.as_deref().map(String::as_str), Some("hello"));
+/// assert_eq!(dict.backend().describe(), "read-then-write(plain)");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct ReadThenWrite<S>(pub S);
 

@@ -1,45 +1,4 @@
-//! [`Wrap`]: the one way a wrapper around a [`Backend`] is written. A wrapper says what it
-//! does before a call ([`Wrap::enter`]) and to the hint stream ([`Wrap::wrap_hints`]); the
-//! blanket `impl<W: Wrap> Backend for W` forwards every method — atomic writes, deltas,
-//! hints, key rules, size limit — to the backend `enter` returns. A wrapper cannot forget a
-//! method, so it cannot fall back to a weaker default by accident (invariant 14).
-//!
-//! ```
-//! use durable_core::{Backend, Call, Delegate, MemoryBackend, Result, Wrap, async_trait};
-//! use std::sync::atomic::{AtomicU64, Ordering};
-//!
-//! /// Counts the writes that reach the store.
-//! struct CountWrites<B> {
-//!     inner: B,
-//!     writes: AtomicU64,
-//! }
-//!
-//! #[async_trait]
-//! impl<B: Backend> Wrap for CountWrites<B> {
-//!     fn label(&self) -> &'static str {
-//!         "count-writes"
-//!     }
-//!     fn wrapped(&self) -> Option<Delegate<'_>> {
-//!         Some(Delegate::from(&self.inner as &dyn Backend))
-//!     }
-//!     async fn enter(&self, call: Call<'_>) -> Result<Delegate<'_>> {
-//!         if call.is_write() {
-//!             self.writes.fetch_add(1, Ordering::Relaxed);
-//!         }
-//!         Ok(Delegate::from(&self.inner as &dyn Backend))
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<()> {
-//! let counted = CountWrites { inner: MemoryBackend::new("flags"), writes: AtomicU64::new(0) };
-//! counted.persist("k", "1".into()).await?;
-//! counted.last_updated().await?;
-//! assert_eq!(counted.writes.load(Ordering::Relaxed), 1);
-//! assert_eq!(counted.describe(), "count-writes(memory)");
-//! // Everything else is the wrapped backend's: its atomic pop, its deltas, its hints.
-//! assert!(counted.watch().await?.is_some());
-//! # Ok(()) }
-//! ```
+//! [`Wrap`]: the one way a wrapper around a [`Backend`] is written; see its docs.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -199,6 +158,47 @@ impl From<Arc<dyn Backend>> for Delegate<'_> {
 /// forwards every `Backend` method through [`Wrap::enter`] to the backend it returns, so
 /// the wrapper keeps every guarantee of what it wraps — atomic `pop`, `setdefault`,
 /// `compare_and_swap` and `persist_many`, deltas, hints, key rules and size limit.
+///
+/// A wrapper says what it does before a call ([`Wrap::enter`]) and to the hint stream
+/// ([`Wrap::wrap_hints`]), and nothing else: it cannot forget a method, so it cannot fall
+/// back to a weaker default by accident (invariant 14).
+///
+/// ```
+/// use durable_core::{Backend, Call, Delegate, MemoryBackend, Result, Wrap, async_trait};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// /// Counts the writes that reach the store.
+/// struct CountWrites<B> {
+///     inner: B,
+///     writes: AtomicU64,
+/// }
+///
+/// #[async_trait]
+/// impl<B: Backend> Wrap for CountWrites<B> {
+///     fn label(&self) -> &'static str {
+///         "count-writes"
+///     }
+///     fn wrapped(&self) -> Option<Delegate<'_>> {
+///         Some(Delegate::from(&self.inner as &dyn Backend))
+///     }
+///     async fn enter(&self, call: Call<'_>) -> Result<Delegate<'_>> {
+///         if call.is_write() {
+///             self.writes.fetch_add(1, Ordering::Relaxed);
+///         }
+///         Ok(Delegate::from(&self.inner as &dyn Backend))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<()> {
+/// let counted = CountWrites { inner: MemoryBackend::new("flags"), writes: AtomicU64::new(0) };
+/// counted.persist("k", "1".into()).await?;
+/// counted.last_updated().await?;
+/// assert_eq!(counted.writes.load(Ordering::Relaxed), 1);
+/// assert_eq!(counted.describe(), "count-writes(memory)");
+/// // Everything else is the wrapped backend's: its atomic pop, its deltas, its hints.
+/// assert!(counted.watch().await?.is_some());
+/// # Ok(()) }
+/// ```
 #[async_trait]
 pub trait Wrap: Send + Sync + 'static {
     /// What the wrapper adds to the wrapped backend's description: `counting` makes
