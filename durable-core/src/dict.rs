@@ -169,9 +169,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
     // ---- writes ---------------------------------------------------------------------------
 
     fn encode(&self, key: &str, value: &V) -> Result<Bytes> {
-        self.engine.backend().validate_key(key)?;
+        self.engine.store().validate_key(key)?;
         let bytes = self.engine.codec().encode(value).map_err(|source| Error::Encode { key: key.into(), source })?;
-        if let Some(max) = self.engine.backend().max_value_size()
+        if let Some(max) = self.engine.store().max_value_size()
             && bytes.len() > max
         {
             return Err(Error::ValueTooLarge {
@@ -195,7 +195,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
     /// Stores `value` at `key`; returns the new version.
     pub async fn insert(&self, key: &str, value: V) -> Result<Version> {
         let bytes = self.encode(key, &value)?;
-        let version = self.engine.backend().persist(key, bytes.clone()).await?;
+        let version = self.engine.store().persist(key, bytes.clone()).await?;
         let local = self.set_locally(key, &bytes, value);
         self.engine.after_write(version, vec![local]).await;
         Ok(version)
@@ -224,7 +224,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
         for (key, value) in &batch {
             encoded.push((key.clone(), self.encode(key, value)?));
         }
-        let version = self.engine.backend().persist_many(encoded.clone()).await?;
+        let version = self.engine.store().persist_many(encoded.clone()).await?;
         let local = batch
             .into_iter()
             .zip(encoded)
@@ -237,8 +237,8 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
     /// Removes `key`; returns the new version, or `None` when the key was absent (then
     /// nothing is written and the version does not move).
     pub async fn remove(&self, key: &str) -> Result<Option<Version>> {
-        self.engine.backend().validate_key(key)?;
-        let version = self.engine.backend().depersist(key).await?;
+        self.engine.store().validate_key(key)?;
+        let version = self.engine.store().depersist(key).await?;
         if let Some(version) = version {
             let local = Incoming { key: key.into(), entry: None };
             self.engine.after_write(version, vec![local]).await;
@@ -256,8 +256,8 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
 
     /// [`DurableDict::pop`], also returning the version of the removal.
     pub async fn pop_versioned(&self, key: &str) -> Result<Option<(Arc<V>, Version)>> {
-        self.engine.backend().validate_key(key)?;
-        let Some((bytes, version)) = self.engine.backend().pop(key).await? else {
+        self.engine.store().validate_key(key)?;
+        let Some((bytes, version)) = self.engine.store().pop(key).await? else {
             return Ok(None);
         };
         let local = Incoming { key: key.into(), entry: None };
@@ -277,7 +277,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
     /// when the key was already there).
     pub async fn setdefault_versioned(&self, key: &str, default: V) -> Result<(Arc<V>, Option<Version>)> {
         let bytes = self.encode(key, &default)?;
-        let (found, inserted) = self.engine.backend().setdefault(key, bytes.clone()).await?;
+        let (found, inserted) = self.engine.store().setdefault(key, bytes.clone()).await?;
         let Some(version) = inserted else {
             return Ok((Arc::new(self.decode(key, &found)?), None));
         };
@@ -294,10 +294,10 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
     /// nothing. `Ok(None)`, as from [`DurableDict::remove`], when the comparison held but
     /// there was nothing to write: `expected` and `new` both `None` and the key absent.
     pub async fn compare_and_swap(&self, key: &str, expected: Option<&V>, new: Option<V>) -> Result<Option<Version>> {
-        self.engine.backend().validate_key(key)?;
+        self.engine.store().validate_key(key)?;
         let expected = expected.map(|value| self.encode(key, value)).transpose()?;
         let new_bytes = new.as_ref().map(|value| self.encode(key, value)).transpose()?;
-        let Some(version) = self.engine.backend().compare_and_swap(key, expected, new_bytes.clone()).await? else {
+        let Some(version) = self.engine.store().compare_and_swap(key, expected, new_bytes.clone()).await? else {
             return Ok(None);
         };
         let local = match (new, new_bytes) {

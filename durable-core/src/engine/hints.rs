@@ -202,7 +202,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
                 }
                 _ = sleep_until(resubscribe.at), if stream.is_none() && self.supported => {
                     let Some(inner) = self.inner.upgrade() else { return };
-                    match self.backend.watch().await {
+                    match (*self.backend).watch().await {
                         Ok(Some(new_stream)) => {
                             stream = Some(new_stream);
                             resubscribe.succeeded();

@@ -146,7 +146,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
         let engine = Arc::new(Self::new(options.backend, codec, options.autosync, options.event_capacity));
         // Subscribe before the first load, so no change falls between the two.
         let (stream, supported) = if options.hints {
-            match engine.backend.watch().await {
+            match engine.store().watch().await {
                 Ok(Some(stream)) => (Some(stream), true),
                 Ok(None) => (None, false),
                 Err(err) => {
@@ -198,6 +198,13 @@ impl<V, C> Engine<V, C> {
     /// The backend.
     pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// The backend to call. Through `&dyn Backend`, not the `Arc`: `Arc<dyn Backend>` is a
+    /// backend too (a transparent [`Wrap`](crate::Wrap)), and calling through it would add
+    /// a forwarding step to every store call.
+    pub(crate) fn store(&self) -> &dyn Backend {
+        &*self.backend
     }
 
     /// The codec.
@@ -316,13 +323,13 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
         } else if unversioned {
             current.version
         } else {
-            self.backend.last_updated().await?
+            self.store().last_updated().await?
         };
         if version == current.version && !unversioned {
             return Ok(SyncOutcome::Unchanged);
         }
         if version >= current.version {
-            if let Changes::Delta { changes, version } = self.backend.changes_since(current.version).await? {
+            if let Changes::Delta { changes, version } = self.store().changes_since(current.version).await? {
                 if version == current.version && changes.is_empty() {
                     return Ok(SyncOutcome::Unchanged);
                 }
@@ -336,7 +343,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
     }
 
     async fn reload(&self) -> Result<SyncOutcome> {
-        let durables = self.backend.durables().await?;
+        let durables = self.store().durables().await?;
         Ok(self.apply_full(&self.current.load_full(), durables))
     }
 
