@@ -11,45 +11,44 @@ use crate::backend::Backend;
 use crate::error::Result;
 use crate::wrap::{Call, Delegate, Wrap};
 
-/// Calls made through a [`CountingBackend`], per method.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CallCounts {
-    /// `persist` calls.
-    pub persist: u64,
-    /// `depersist` calls.
-    pub depersist: u64,
-    /// `durables` calls (full reloads).
-    pub durables: u64,
-    /// `last_updated` calls (version checks).
-    pub last_updated: u64,
-    /// `persist_many` calls.
-    pub persist_many: u64,
-    /// `pop` calls.
-    pub pop: u64,
-    /// `setdefault` calls.
-    pub setdefault: u64,
-    /// `changes_since` calls (deltas).
-    pub changes_since: u64,
-    /// `watch` calls (subscriptions).
-    pub watch: u64,
-    /// `compare_and_swap` calls.
-    pub compare_and_swap: u64,
+/// `CallCounts`, one field per method in [`Call::METHODS`] order (a test checks the order),
+/// and the conversion from the counters.
+macro_rules! call_counts {
+    ($($method:ident: $doc:literal,)*) => {
+        /// Calls made through a [`CountingBackend`], per method.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct CallCounts {
+            $(#[doc = $doc] pub $method: u64,)*
+        }
+
+        impl CallCounts {
+            /// Every call, summed.
+            pub fn total(&self) -> u64 {
+                0 $(+ self.$method)*
+            }
+
+            fn from_counters(counters: &[AtomicU64; Call::METHODS.len()]) -> Self {
+                let mut counts = counters.iter().map(|counter| counter.load(Ordering::Relaxed));
+                Self { $($method: counts.next().unwrap_or_default(),)* }
+            }
+
+            #[cfg(test)]
+            const FIELDS: &[&str] = &[$(stringify!($method)),*];
+        }
+    };
 }
 
-impl CallCounts {
-    /// Every call, summed.
-    pub fn total(&self) -> u64 {
-        self.persist
-            + self.depersist
-            + self.durables
-            + self.last_updated
-            + self.persist_many
-            + self.pop
-            + self.setdefault
-            + self.changes_since
-            + self.watch
-            + self.compare_and_swap
-    }
+call_counts! {
+    persist: "`persist` calls.",
+    depersist: "`depersist` calls.",
+    durables: "`durables` calls (full reloads).",
+    last_updated: "`last_updated` calls (version checks).",
+    persist_many: "`persist_many` calls.",
+    pop: "`pop` calls.",
+    setdefault: "`setdefault` calls.",
+    changes_since: "`changes_since` calls (deltas).",
+    watch: "`watch` calls (subscriptions).",
+    compare_and_swap: "`compare_and_swap` calls.",
 }
 
 /// Wraps a backend and counts calls to it; see [`CallCounts`]. Everything else is the
@@ -67,30 +66,7 @@ impl CountingBackend {
 
     /// The calls counted so far.
     pub fn counts(&self) -> CallCounts {
-        let [
-            persist,
-            depersist,
-            durables,
-            last_updated,
-            persist_many,
-            pop,
-            setdefault,
-            changes_since,
-            watch,
-            compare_and_swap,
-        ] = self.counters.each_ref().map(|counter| counter.load(Ordering::Relaxed));
-        CallCounts {
-            persist,
-            depersist,
-            durables,
-            last_updated,
-            persist_many,
-            pop,
-            setdefault,
-            changes_since,
-            watch,
-            compare_and_swap,
-        }
+        CallCounts::from_counters(&self.counters)
     }
 }
 
@@ -105,5 +81,26 @@ impl Wrap for CountingBackend {
     async fn enter(&self, call: Call<'_>) -> Result<Delegate<'_>> {
         self.counters[call.index()].fetch_add(1, Ordering::Relaxed);
         Ok(Delegate::from(&self.inner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryBackend;
+
+    #[test]
+    fn the_fields_follow_the_methods() {
+        assert_eq!(CallCounts::FIELDS, Call::METHODS);
+    }
+
+    #[tokio::test]
+    async fn each_call_is_counted_under_its_method() {
+        let counting = CountingBackend::new(Arc::new(MemoryBackend::new("instrument-test")));
+        counting.persist("k", bytes::Bytes::from_static(b"1")).await.unwrap();
+        counting.last_updated().await.unwrap();
+        counting.last_updated().await.unwrap();
+        let counts = counting.counts();
+        assert_eq!((counts.persist, counts.last_updated, counts.total()), (1, 2, 3));
     }
 }

@@ -37,7 +37,7 @@ mod memory;
 mod read_then_write;
 mod refusal;
 mod snapshot;
-mod url;
+mod store_url;
 mod wrap;
 
 pub mod shared;
@@ -65,7 +65,7 @@ pub use memory::{DEFAULT_CHANGE_LOG, MemoryBackend, MemoryStore};
 pub use read_then_write::{ReadThenWrite, SimpleStore};
 pub use refusal::{PROBE_AFTER, PROBE_EVERY, RefusalProbe};
 pub use snapshot::Snapshot;
-pub use url::{Redactor, redact_url, scheme};
+pub use store_url::{HostPort, Redactor, StoreUrl, redact_url, scheme};
 pub use wrap::{Call, Delegate, Wrap};
 
 /// Re-exported so backend crates and users name the same versions.

@@ -20,6 +20,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::backend::{Backend, Changes, Durables, Hint, HintStream, KeyChange, Opening, Version};
 use crate::error::{Error, Result};
+use crate::store_url::StoreUrl;
 
 /// How many mutations a namespace's change log keeps by default.
 pub const DEFAULT_CHANGE_LOG: usize = 10_000;
@@ -111,9 +112,11 @@ impl MemoryBackend {
     /// Opens `namespace` in the process-wide store named by a `memory://[name]` URL: the
     /// facade's registry entry for `memory://`.
     pub fn open<'a>(url: &'a str, namespace: &'a str) -> Opening<'a> {
-        let name = url.split_once("://").map_or("", |(_, rest)| rest);
-        let backend: Arc<dyn Backend> = Arc::new(Self::in_store(MemoryStore::named(name), namespace));
-        Box::pin(std::future::ready(Ok(backend)))
+        let opened = StoreUrl::parse(url).map(|url| {
+            let backend: Arc<dyn Backend> = Arc::new(Self::in_store(MemoryStore::named(url.location()), namespace));
+            backend
+        });
+        Box::pin(std::future::ready(opened))
     }
 
     /// Keeps at most `mutations` in the change log (at least 1); older versions get

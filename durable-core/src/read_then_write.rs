@@ -6,32 +6,27 @@ use bytes::Bytes;
 use crate::backend::{Backend, Changes, Durables, HintStream, Version, default_key_rule};
 use crate::error::{Error, Result};
 
-/// durabledict's four-method store interface: all a [`ReadThenWrite`] needs.
+/// durabledict's four-method store interface: all a [`ReadThenWrite`] needs. Each method
+/// has the contract of the [`Backend`] method of the same name.
 #[async_trait]
 pub trait SimpleStore: Send + Sync + 'static {
-    /// A short name for messages and metrics.
+    /// See [`Backend::name`].
     fn name(&self) -> &'static str;
-
-    /// Refuses keys this store cannot hold, without I/O (default: [`default_key_rule`]).
+    /// See [`Backend::validate_key`]; the default is the same.
     fn validate_key(&self, key: &str) -> Result<()> {
         default_key_rule(key)
     }
-
-    /// The largest encoded value this store accepts, if it has a limit.
+    /// See [`Backend::max_value_size`]; the default is the same (no limit).
     fn max_value_size(&self) -> Option<usize> {
         None
     }
-
-    /// Stores `value` at `key`; returns the new version.
+    /// See [`Backend::persist`].
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version>;
-
-    /// Deletes `key`; returns the new version, or `None` when the key was absent.
+    /// See [`Backend::depersist`].
     async fn depersist(&self, key: &str) -> Result<Option<Version>>;
-
-    /// Every entry and the version they belong to, read consistently.
+    /// See [`Backend::durables`].
     async fn durables(&self) -> Result<Durables>;
-
-    /// The current version.
+    /// See [`Backend::last_updated`].
     async fn last_updated(&self) -> Result<Version>;
 }
 

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result, Source};
+use crate::store_url::StoreUrl;
 
 /// How long an operation runs before its server is first probed: well above what a store
 /// operation takes on a healthy network, well below any timeout worth setting.
@@ -46,8 +47,8 @@ impl RefusalProbe {
         Self { backend, addrs: addrs.into_iter().collect() }
     }
 
-    /// A probe of the hosts in `url`'s authority (`scheme://[user[:password]@]host[:port][,host[:port]...]/...`),
-    /// `default_port` where a host names none.
+    /// A probe of the hosts of `url` ([`StoreUrl`]: `scheme://[user[:password]@]host[:port][,host[:port]...]/...`),
+    /// `default_port` where a host names none; a URL that does not parse names no host.
     ///
     /// ```
     /// use durable_core::RefusalProbe;
@@ -55,19 +56,7 @@ impl RefusalProbe {
     /// assert_eq!(probe.addrs(), ["a:2191", "b:2181", "[::1]:7"]);
     /// ```
     pub fn from_url(backend: &'static str, url: &str, default_port: u16) -> Self {
-        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-        let hosts = authority.rsplit_once('@').map_or(authority, |(_, hosts)| hosts);
-        let addrs = hosts.split(',').filter(|host| !host.is_empty()).map(|host| {
-            let has_port = match host.rsplit_once(':') {
-                Some((name, port)) => {
-                    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':')
-                }
-                None => false,
-            };
-            if has_port { host.to_owned() } else { format!("{host}:{default_port}") }
-        });
-        Self::new(backend, addrs)
+        Self::new(backend, StoreUrl::parse(url).map(|url| url.addrs(default_port)).unwrap_or_default())
     }
 
     /// The addresses probed.

@@ -76,7 +76,7 @@ impl RedisBackendBuilder {
         let invalid = |reason: String| Error::InvalidUrl { url: redactor.url().to_owned(), reason };
         let (mode, connecting) = match cluster_nodes(&self.url) {
             Some(nodes) => {
-                let nodes = nodes.map_err(invalid)?;
+                let nodes = nodes?;
                 validate_cluster_namespace(namespace)?;
                 let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
                     .connection_timeout(self.timeout)

@@ -1,7 +1,7 @@
 //! Where a namespace lives in Redis: its key names (see the crate docs' table), the
 //! namespace rules, and the node list of a `redis+cluster://` URL.
 
-use durable_core::{Error, Result};
+use durable_core::{Error, Result, StoreUrl};
 
 use crate::MAX_NAMESPACE_LEN;
 
@@ -39,22 +39,22 @@ pub fn validate_namespace(namespace: &str) -> Result<()> {
 
 /// `redis+cluster://[user:password@]host:port,host:port[/]` → one `redis://` URL per node;
 /// `None` for any other URL.
-pub(crate) fn cluster_nodes(url: &str) -> Option<std::result::Result<Vec<String>, String>> {
-    let rest = url.strip_prefix("redis+cluster://")?;
-    let rest = rest.trim_end_matches('/');
-    if rest.contains('/') {
-        return Some(Err("a cluster URL names no database: redis+cluster://host:port,host:port".into()));
-    }
-    let (userinfo, hosts) = match rest.rsplit_once('@') {
-        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
-        None => (String::new(), rest),
+pub(crate) fn cluster_nodes(url: &str) -> Option<Result<Vec<String>>> {
+    let parsed = match StoreUrl::parse(url) {
+        Ok(parsed) if parsed.scheme() == "redis+cluster" => parsed,
+        Ok(_) => return None,
+        Err(err) => {
+            return durable_core::scheme(url).is_some_and(|scheme| scheme == "redis+cluster").then_some(Err(err));
+        }
     };
-    let nodes: Vec<String> =
-        hosts.split(',').filter(|host| !host.is_empty()).map(|host| format!("redis://{userinfo}{host}/")).collect();
-    if nodes.is_empty() {
-        return Some(Err("no cluster nodes".into()));
+    let invalid = |reason: &str| Error::InvalidUrl { url: parsed.to_string(), reason: reason.to_owned() };
+    if !matches!(parsed.path(), "" | "/") {
+        return Some(Err(invalid("a cluster URL names no database: redis+cluster://host:port,host:port")));
     }
-    Some(Ok(nodes))
+    if parsed.hosts().is_empty() {
+        return Some(Err(invalid("no cluster nodes")));
+    }
+    Some(Ok(parsed.node_urls("redis")))
 }
 
 /// On a cluster every key of a namespace must hash to one slot, so that a mutation stays

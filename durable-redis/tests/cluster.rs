@@ -10,6 +10,10 @@ use durable_redis::RedisBackend;
 
 use durable_testkit::env::redis_cluster_url as cluster_url;
 
+/// The reader's poll interval in the failover tests: far beyond them, so that what the reader
+/// learns comes from hints (or the resync after losing them).
+const MINUTE: Duration = Duration::from_secs(60);
+
 async fn cluster_available() -> bool {
     durable_testkit::env::require("a Redis Cluster (scripts/services.sh redis-cluster)", &cluster_url(), 7001).await
 }
@@ -42,48 +46,20 @@ async fn a_namespace_without_a_hash_tag_is_refused_on_a_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_is_replaced_by_its_replica_and_the_dict_recovers() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Instant;
 
-    use durable_core::DurableDict;
-    use durable_core::conformance::{PATIENCE, unique_namespace};
-    use serde_json::{Value, json};
+    use durable_core::conformance::unique_namespace;
+    use durable_testkit::LiveDicts;
+    use serde_json::json;
 
     let Some(mut cluster) = durable_testkit::OwnCluster::start().await else { return };
     let ns = format!("{{{}}}", unique_namespace("failover"));
     let connect = || async {
         RedisBackend::builder(&cluster.url()).timeout(Duration::from_secs(1)).connect(&ns).await.expect("connect")
     };
-    let reader = DurableDict::<Value>::builder(Arc::new(connect().await))
-        .autosync(false)
-        .background_refresh(true)
-        .poll_interval(Duration::from_secs(60))
-        .build()
-        .await
-        .unwrap();
-    let writer = DurableDict::<Value>::builder(Arc::new(connect().await)).autosync(false).build().await.unwrap();
-    for i in 0..20 {
-        writer.insert(&format!("k{i}"), json!(i)).await.unwrap();
-    }
-    let deadline = Instant::now() + PATIENCE;
-    while reader.snapshot().len() < 20 {
-        assert!(Instant::now() < deadline, "the reader never caught up");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let reads = tokio::spawn({
-        let (reader, stop) = (reader.clone(), stop.clone());
-        async move {
-            let mut reads = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                assert!(reader.snapshot().len() >= 20, "a read lost keys");
-                reads += 1;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            reads
-        }
-    });
+    // A minute between polls: what the reader learns after the failover comes from hints.
+    let live = LiveDicts::seeded(Arc::new(connect().await), Arc::new(connect().await), Some(MINUTE), 20).await;
+    let reads = live.keep_reading();
 
     let master = cluster.master_of(&ns).await.expect("the namespace's master");
     // Redis replicates asynchronously: what the master acknowledged but had not yet sent
@@ -92,35 +68,17 @@ async fn a_killed_master_is_replaced_by_its_replica_and_the_dict_recovers() {
     cluster.wait_for_replicas(master).await;
     cluster.kill(master).await;
     let killed = Instant::now();
-    let resumed = loop {
-        match writer.insert("after", json!("failover")).await {
-            Ok(version) => break version,
-            Err(err) => {
-                assert!(err.is_unavailable(), "a write during the failover: {err}");
-                assert!(killed.elapsed() < PATIENCE * 3, "writes never resumed: {err}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let resumed = live.write_through("after", json!("failover"), killed).await;
     let writes_back_after = killed.elapsed();
     assert_ne!(cluster.master_of(&ns).await, Some(master), "the replica took over");
     // The refreshing dict hears of it without a poll (a minute away): the sharded
     // subscription followed the slot to its new master, or the dict resynced on resuming.
-    let deadline = Instant::now() + PATIENCE;
-    while reader.snapshot().get("after") != Some(&json!("failover")) || reader.version() < resumed {
-        assert!(Instant::now() < deadline, "the write after the failover never reached the reader");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    live.reader_has("after", &json!("failover"), resumed).await;
     let reached_reader_after = killed.elapsed();
     // And a later change too, through the hints.
-    let again = writer.insert("later", json!(1)).await.unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while reader.version() < again {
-        assert!(Instant::now() < deadline, "hints did not come back after the failover");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    let reads = reads.await.expect("no read failed");
+    let again = live.writer.insert("later", json!(1)).await.unwrap();
+    live.reader_has("later", &json!(1), again).await;
+    let reads = reads.stop().await;
     eprintln!(
         "cluster failover: writes resumed {writes_back_after:?} after the master was killed, the reader had the \
          change {reached_reader_after:?} after; {reads} reads meanwhile"
@@ -131,9 +89,9 @@ async fn a_killed_master_is_replaced_by_its_replica_and_the_dict_recovers() {
 async fn a_resharded_slot_ends_in_a_resync_on_its_new_master() {
     use std::time::Instant;
 
-    use durable_core::DurableDict;
-    use durable_core::conformance::{PATIENCE, unique_namespace};
-    use serde_json::{Value, json};
+    use durable_core::conformance::unique_namespace;
+    use durable_testkit::LiveDicts;
+    use serde_json::json;
 
     let Some(cluster) = durable_testkit::OwnCluster::start().await else { return };
     let ns = format!("{{{}}}", unique_namespace("reshard"));
@@ -142,46 +100,26 @@ async fn a_resharded_slot_ends_in_a_resync_on_its_new_master() {
     };
     // A minute between polls: whatever the reader learns after the move, it learns from
     // the hints or from the resync that follows losing them.
-    let reader = DurableDict::<Value>::builder(Arc::new(connect().await))
-        .autosync(false)
-        .background_refresh(true)
-        .poll_interval(Duration::from_secs(60))
-        .build()
-        .await
-        .unwrap();
-    let writer = DurableDict::<Value>::builder(Arc::new(connect().await)).autosync(false).build().await.unwrap();
-    let before = writer.insert("before", json!(1)).await.unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while reader.version() < before {
-        assert!(Instant::now() < deadline, "the reader never heard of the first write");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let live = LiveDicts::seeded(Arc::new(connect().await), Arc::new(connect().await), Some(MINUTE), 0).await;
+    let before = live.writer.insert("before", json!(1)).await.unwrap();
+    live.reader_has("before", &json!(1), before).await;
 
     let (from, to) = cluster.move_slot_of(&ns).await.expect("the slot moved");
     assert_eq!(cluster.master_of(&ns).await, Some(to), "the cluster serves the slot from its new master");
     let moved = Instant::now();
     // The keys moved with the slot: the writer's next write follows the redirect and
     // continues the same version sequence.
-    let after = writer.insert("after", json!("moved")).await.unwrap();
+    let after = live.writer.insert("after", json!("moved")).await.unwrap();
     assert_eq!(after, before + 1, "the namespace's counter moved with its slot");
-    let deadline = Instant::now() + PATIENCE;
-    while reader.version() < after {
-        assert!(Instant::now() < deadline, "the write after the move never reached the reader");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    live.reader_has("after", &json!("moved"), after).await;
     let reached = moved.elapsed();
-    assert_eq!(reader.snapshot().get("after"), Some(&json!("moved")));
-    assert_eq!(reader.snapshot().get("before"), Some(&json!(1)));
+    assert_eq!(live.reader.snapshot().get("before"), Some(&json!(1)));
     // The subscription now lives on the new master: later changes keep arriving.
     for i in 0..5 {
-        let version = writer.insert(&format!("later{i}"), json!(i)).await.unwrap();
-        let deadline = Instant::now() + PATIENCE;
-        while reader.version() < version {
-            assert!(Instant::now() < deadline, "hint {i} after the move never arrived");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let version = live.writer.insert(&format!("later{i}"), json!(i)).await.unwrap();
+        live.reader_has(&format!("later{i}"), &json!(i), version).await;
     }
-    let status = reader.status();
+    let status = live.reader.status();
     assert!(status.last_error.is_none() && status.hints == durable_core::HintHealth::Healthy, "{status:?}");
     eprintln!(
         "cluster resharding: slot moved {from} -> {to}; the reader had the next write {reached:?} after the move"

@@ -207,41 +207,32 @@ impl Statements {
         let n = q(&self.namespaces_table);
         let index = q(&self.index);
         let key = q("key");
-        let v1 = match self.dialect {
-            Dialect::Postgres => vec![
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {n} (namespace TEXT NOT NULL PRIMARY KEY, \
-                     version BIGINT NOT NULL, horizon BIGINT NOT NULL DEFAULT 0)"
-                ),
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {e} (namespace TEXT NOT NULL, {key} TEXT NOT NULL, value BYTEA, \
-                     version BIGINT NOT NULL, tombstone BOOLEAN NOT NULL DEFAULT FALSE, PRIMARY KEY (namespace, {key}))"
-                ),
-                format!("CREATE INDEX IF NOT EXISTS {index} ON {e} (namespace, version)"),
-            ],
-            Dialect::Sqlite => vec![
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {n} (namespace TEXT NOT NULL PRIMARY KEY, \
-                     version INTEGER NOT NULL, horizon INTEGER NOT NULL DEFAULT 0)"
-                ),
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {e} (namespace TEXT NOT NULL, {key} TEXT NOT NULL, value BLOB, \
-                     version INTEGER NOT NULL, tombstone BOOLEAN NOT NULL DEFAULT FALSE, PRIMARY KEY (namespace, {key}))"
-                ),
-                format!("CREATE INDEX IF NOT EXISTS {index} ON {e} (namespace, version)"),
-            ],
-            Dialect::MySql => vec![
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {n} (namespace VARBINARY(255) NOT NULL PRIMARY KEY, \
-                     version BIGINT NOT NULL, horizon BIGINT NOT NULL DEFAULT 0) ENGINE=InnoDB"
-                ),
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {e} (namespace VARBINARY(255) NOT NULL, {key} VARBINARY(1024) NOT NULL, \
-                     value LONGBLOB NULL, version BIGINT NOT NULL, tombstone BOOLEAN NOT NULL DEFAULT FALSE, \
-                     PRIMARY KEY (namespace, {key}), INDEX {index} (namespace, version)) ENGINE=InnoDB"
-                ),
-            ],
+        let (namespace, key_type, int, blob) = match self.dialect {
+            Dialect::Postgres => ("TEXT", "TEXT", "BIGINT", "BYTEA"),
+            Dialect::Sqlite => ("TEXT", "TEXT", "INTEGER", "BLOB"),
+            Dialect::MySql => ("VARBINARY(255)", "VARBINARY(1024)", "BIGINT", "LONGBLOB NULL"),
         };
+        // MySQL has no `CREATE INDEX IF NOT EXISTS`: its index is declared with the table.
+        let mysql = self.dialect == Dialect::MySql;
+        let (inline_index, engine) = if mysql {
+            (format!(", INDEX {index} (namespace, version)"), " ENGINE=InnoDB")
+        } else {
+            (String::new(), "")
+        };
+        let mut v1 = vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {n} (namespace {namespace} NOT NULL PRIMARY KEY, \
+                 version {int} NOT NULL, horizon {int} NOT NULL DEFAULT 0){engine}"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {e} (namespace {namespace} NOT NULL, {key} {key_type} NOT NULL, \
+                 value {blob}, version {int} NOT NULL, tombstone BOOLEAN NOT NULL DEFAULT FALSE, \
+                 PRIMARY KEY (namespace, {key}){inline_index}){engine}"
+            ),
+        ];
+        if !mysql {
+            v1.push(format!("CREATE INDEX IF NOT EXISTS {index} ON {e} (namespace, version)"));
+        }
         vec![v1]
     }
 

@@ -257,8 +257,7 @@ impl Shared {
 /// Whether the URL's query says which TLS mode to use (`sslmode=` or `ssl-mode=`).
 #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
 fn names_ssl_mode(url: &str) -> bool {
-    let query = url.split_once('?').map_or("", |(_, query)| query);
-    query.split('&').any(|pair| matches!(pair.split('=').next(), Some("sslmode" | "ssl-mode")))
+    durable_core::StoreUrl::parse(url).is_ok_and(|url| url.query("sslmode").or(url.query("ssl-mode")).is_some())
 }
 
 /// The TCP address a server URL names, as sqlx reads it (defaults and `host=`/`port=`

@@ -1,6 +1,6 @@
 //! Test support for durable's backend crates (not published), in one home: stores of a
 //! test's own that a test may kill and restart ([`servers`]), the scenarios every backend
-//! runs on them ([`scenarios`]), the suites a backend runs with one macro call each
+//! runs on them ([`scenarios`]) and the parts of a failover test ([`failover`]), the suites a backend runs with one macro call each
 //! ([`suites`]), where the shared test stores are ([`env`]), and load ([`load`]). The
 //! conformance suite itself lives in `durable_core::conformance`, beside the contract it
 //! checks; `wait_until` and `PATIENCE` come from there too.
@@ -8,12 +8,14 @@
 #![warn(missing_docs)]
 
 pub mod env;
+pub mod failover;
 pub mod load;
 pub mod scenarios;
 pub mod servers;
 pub mod suites;
 pub mod tls;
 
+pub use failover::LiveDicts;
 pub use load::CpuHog;
 pub use scenarios::{
     REFUSAL_BOUND, Recovery, backup_stands_in_for_an_unreachable_store, connecting_where_nothing_listens_fails_at_once,

@@ -52,7 +52,7 @@ impl ZkBackendBuilder {
         validate_namespace(namespace)?;
         let ns_path = if base.is_empty() { format!("/{namespace}") } else { format!("{base}/{namespace}") };
         let config = Config {
-            probe: RefusalProbe::from_url(NAME, &format!("zk://{cluster}"), 2181),
+            probe: RefusalProbe::new(NAME, cluster.split(',').map(str::to_owned)),
             cluster,
             auth,
             ns_path,

@@ -3,12 +3,11 @@
 //! dicts (an ensemble of the test's own).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use durable_core::conformance::{BackendFactory, PATIENCE, unique_namespace};
 use durable_core::{Backend, DurableDict};
-use durable_testkit::{CpuHog, OwnEnsemble};
+use durable_testkit::{CpuHog, LiveDicts, OwnEnsemble};
 use durable_zk::ZkBackend;
 use serde_json::{Value, json};
 
@@ -50,75 +49,32 @@ async fn reads_go_on_and_writes_resume_when_the_leader_dies() {
             builder.connect(&ns).await.expect("connect")
         }
     };
-    let reader = DurableDict::<Value>::builder(Arc::new(connect(Duration::from_secs(2)).await))
-        .autosync(false)
-        .background_refresh(true)
-        .build()
-        .await
-        .unwrap();
-    let writer = DurableDict::<Value>::builder(Arc::new(connect(Duration::from_secs(2)).await))
-        .autosync(false)
-        .build()
-        .await
-        .unwrap();
-    for i in 0..20 {
-        writer.insert(&format!("k{i}"), json!(i)).await.unwrap();
-    }
-    let deadline = Instant::now() + PATIENCE;
-    while reader.snapshot().len() < 20 {
-        assert!(Instant::now() < deadline, "the reader never caught up");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-
+    let live = LiveDicts::seeded(
+        Arc::new(connect(Duration::from_secs(2)).await),
+        Arc::new(connect(Duration::from_secs(2)).await),
+        None,
+        20,
+    )
+    .await;
     // Reads are checked all along, from another task, while the leader dies and the rest
     // elect a new one.
-    let stop = Arc::new(AtomicBool::new(false));
-    let reads = tokio::spawn({
-        let (reader, stop) = (reader.clone(), stop.clone());
-        async move {
-            let mut reads = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let view = reader.snapshot();
-                assert!(view.len() >= 20, "a read lost keys: {} left", view.len());
-                assert_eq!(reader.get("k7").await.as_deref(), Some(&json!(7)));
-                reads += 1;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            reads
-        }
-    });
-
+    let reads = live.keep_reading();
     let leader = ensemble.leader().await.expect("a leader");
     let hog = CpuHog::start();
     ensemble.kill(leader).await;
     let killed = Instant::now();
     // Writes fail (or wait) during the election, then go through again.
-    let resumed = loop {
-        match writer.insert("after", json!("election")).await {
-            Ok(version) => break version,
-            Err(err) => {
-                assert!(err.is_unavailable(), "a write during the election: {err}");
-                assert!(killed.elapsed() < PATIENCE * 3, "writes never resumed: {err}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let resumed = live.write_through("after", json!("election"), killed).await;
     let writes_back_after = killed.elapsed();
     drop(hog);
-    let deadline = Instant::now() + PATIENCE;
-    while reader.snapshot().get("after") != Some(&json!("election")) || reader.version() < resumed {
-        assert!(Instant::now() < deadline, "the write after the election never reached the reader");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    let reads = reads.await.expect("no read failed");
-    assert!(reads > 0);
+    live.reader_has("after", &json!("election"), resumed).await;
+    let reads = reads.stop().await;
     assert_ne!(ensemble.leader().await, Some(leader), "another server leads");
     eprintln!("ensemble: writes resumed {writes_back_after:?} after the leader was killed; {reads} reads meanwhile");
 
     // The old leader rejoins as a follower, and everything still holds.
     ensemble.restart(leader).await;
-    writer.insert("rejoined", json!(true)).await.unwrap();
+    live.writer.insert("rejoined", json!(true)).await.unwrap();
     let fresh = DurableDict::<Value>::builder(Arc::new(connect(Duration::from_secs(2)).await))
         .autosync(false)
         .hints(false)
