@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 pub use durable_core::{
     BackupError, Builder, Change, Codec, DurableDict, Error, Event, HintHealth, Json, KeyName, Lz4, MemoryBackend,
-    MemoryStore, MsgPack, Raw, Result, Snapshot, Status, Subscription, SyncOutcome, Version, read_backup,
+    MemoryStore, MsgPack, Raw, Result, Snapshot, Status, Subscription, SyncOutcome, Version, WriteBatch, read_backup,
 };
 
 pub mod backend {
@@ -48,10 +48,10 @@ pub mod backend {
     //! helpers the workspace's backends share. The conformance suite is
     //! `durable_core::conformance` (feature `conformance` of `durable-core`).
     pub use durable_core::{
-        Backend, Bytes, Call, CallCounts, Changes, CountingBackend, DEFAULT_CHANGE_LOG, DEFAULT_MAX_KEY_LEN, Delegate,
-        Durables, Hint, HintStream, KeyChange, LazyBackend, Open, Opening, PROBE_AFTER, PROBE_EVERY, ReadThenWrite,
-        Redactor, RefusalProbe, SimpleStore, Source, Wrap, async_trait, decode_backup, default_key_rule, redact_url,
-        scheme, shared, validate_namespace,
+        Backend, Batch, Bytes, Call, CallCounts, Changes, CountingBackend, DEFAULT_CHANGE_LOG, DEFAULT_MAX_KEY_LEN,
+        Delegate, Durables, Hint, HintStream, HostPort, KeyChange, LazyBackend, Op, Open, Opening, PROBE_AFTER,
+        PROBE_EVERY, ReadThenWrite, Redactor, RefusalProbe, SimpleStore, Source, StoreUrl, Wrap, async_trait,
+        decode_backup, default_key_rule, redact_url, scheme, shared, validate_namespace,
     };
 }
 

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
+use crate::batch::Batch;
 use crate::error::{Error, Result};
 
 /// The version of a namespace: 0 before the first write, and strictly increasing with every
@@ -192,8 +193,13 @@ pub trait Backend: Send + Sync + 'static {
     /// The current version: the cheap check `sync()` makes.
     async fn last_updated(&self) -> Result<Version>;
 
-    /// Stores every entry as one mutation (one version bump); no reader sees part of it.
-    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version>;
+    /// Applies every put and delete of `batch` as one mutation (one version bump); no reader
+    /// sees part of it. With a [guard](Batch::guard), only if the namespace is still at that
+    /// version when the store applies it — else nothing is written and the call fails with
+    /// [`Error::VersionConflict`] carrying the current version. Returns the new version, or
+    /// `None` when the batch changed nothing (empty, or only deletes of absent keys): then
+    /// nothing is written and no version is made.
+    async fn apply(&self, batch: Batch) -> Result<Option<Version>>;
 
     /// Removes `key` and returns its value with the new version, or `None` when absent —
     /// one atomic step in the store.

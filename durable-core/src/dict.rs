@@ -19,12 +19,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::backend::{Backend, Version};
+use crate::batch::Batch;
 use crate::builder::Builder;
 use crate::codec::{Codec, Json};
 use crate::engine::{Engine, Incoming, Status, SyncOutcome};
 use crate::error::{Error, Result};
 use crate::events::Subscription;
 use crate::snapshot::Snapshot;
+use crate::write_batch::WriteBatch;
 
 /// A dictionary kept in a durable store and served from an immutable in-memory snapshot.
 /// Cheap to clone: clones share one snapshot, one listener and one sync.
@@ -168,7 +170,19 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
 
     // ---- writes ---------------------------------------------------------------------------
 
-    fn encode(&self, key: &str, value: &V) -> Result<Bytes> {
+    pub(crate) fn validate_key(&self, key: &str) -> Result<()> {
+        self.engine.store().validate_key(key)
+    }
+
+    pub(crate) async fn store_apply(&self, batch: Batch) -> Result<Option<Version>> {
+        self.engine.store().apply(batch).await
+    }
+
+    pub(crate) async fn after_write(&self, version: Version, local: Vec<Incoming<V>>) {
+        self.engine.after_write(version, local).await;
+    }
+
+    pub(crate) fn encode(&self, key: &str, value: &V) -> Result<Bytes> {
         self.engine.store().validate_key(key)?;
         let bytes = self.engine.codec().encode(value).map_err(|source| Error::Encode { key: key.into(), source })?;
         if let Some(max) = self.engine.store().max_value_size()
@@ -188,7 +202,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
         self.engine.codec().decode(bytes).map_err(|source| Error::Decode { key: key.into(), source })
     }
 
-    fn set_locally(&self, key: &str, bytes: &Bytes, value: V) -> Incoming<V> {
+    pub(crate) fn set_locally(&self, key: &str, bytes: &Bytes, value: V) -> Incoming<V> {
         Incoming { key: key.into(), entry: Some(self.engine.local_entry(bytes, value)) }
     }
 
@@ -203,35 +217,19 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
 
     /// Stores every entry as one mutation: one version, and no reader anywhere sees part of
     /// it. A key given twice keeps its last value. An empty batch writes nothing and returns
-    /// the snapshot's version.
+    /// the snapshot's version. (A [`DurableDict::batch`] of inserts.)
     pub async fn insert_many<K, I>(&self, entries: I) -> Result<Version>
     where
         K: Into<String>,
         I: IntoIterator<Item = (K, V)>,
     {
-        let mut batch: Vec<(String, V)> = Vec::new();
-        for (key, value) in entries {
-            let key = key.into();
-            match batch.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => batch.push((key, value)),
-            }
-        }
-        if batch.is_empty() {
-            return Ok(self.version());
-        }
-        let mut encoded = Vec::with_capacity(batch.len());
-        for (key, value) in &batch {
-            encoded.push((key.clone(), self.encode(key, value)?));
-        }
-        let version = self.engine.store().persist_many(encoded.clone()).await?;
-        let local = batch
-            .into_iter()
-            .zip(encoded)
-            .map(|((key, value), (_, bytes))| self.set_locally(&key, &bytes, value))
-            .collect();
-        self.engine.after_write(version, local).await;
-        Ok(version)
+        Ok(self.batch().insert_all(entries).apply().await?.unwrap_or_else(|| self.version()))
+    }
+
+    /// Starts a batch of inserts and removes applied as one mutation, optionally guarded by
+    /// the version the namespace must still be at; see [`WriteBatch`].
+    pub fn batch(&self) -> WriteBatch<'_, V, C> {
+        WriteBatch::new(self)
     }
 
     /// Removes `key`; returns the new version, or `None` when the key was absent (then

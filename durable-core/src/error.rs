@@ -9,6 +9,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::Version;
+
 /// A cloneable, shareable source error (a driver's error, a codec's error).
 #[derive(Clone)]
 pub struct Source(Arc<dyn StdError + Send + Sync>);
@@ -172,6 +174,15 @@ pub enum Error {
         key: KeyName,
     },
 
+    /// A guarded write found the namespace at another version than the one it was guarded
+    /// by; nothing was written.
+    #[error("the namespace is at version {current}, not {expected} as the write required")]
+    VersionConflict {
+        /// The version the write required.
+        expected: Version,
+        /// The version the namespace was at.
+        current: Version,
+    },
     /// A URL whose scheme is known but whose backend is not compiled in.
     #[error("the {scheme}:// backend is not compiled in: enable the `{feature}` feature of `durable`")]
     FeatureDisabled {

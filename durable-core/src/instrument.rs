@@ -43,7 +43,7 @@ call_counts! {
     depersist: "`depersist` calls.",
     durables: "`durables` calls (full reloads).",
     last_updated: "`last_updated` calls (version checks).",
-    persist_many: "`persist_many` calls.",
+    apply: "`apply` calls (batches).",
     pop: "`pop` calls.",
     setdefault: "`setdefault` calls.",
     changes_since: "`changes_since` calls (deltas).",

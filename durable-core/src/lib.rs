@@ -25,6 +25,7 @@
 
 mod backend;
 mod backoff;
+mod batch;
 mod builder;
 mod codec;
 mod dict;
@@ -39,6 +40,7 @@ mod refusal;
 mod snapshot;
 mod store_url;
 mod wrap;
+mod write_batch;
 
 pub mod shared;
 
@@ -52,6 +54,7 @@ pub use backend::{
     default_key_rule, validate_namespace,
 };
 pub use backoff::Backoff;
+pub use batch::{Batch, Op};
 pub use builder::Builder;
 pub use codec::{Codec, Json, Lz4, MsgPack, Raw};
 pub use dict::DurableDict;
@@ -67,6 +70,7 @@ pub use refusal::{PROBE_AFTER, PROBE_EVERY, RefusalProbe};
 pub use snapshot::Snapshot;
 pub use store_url::{HostPort, Redactor, StoreUrl, redact_url, scheme};
 pub use wrap::{Call, Delegate, Wrap};
+pub use write_batch::WriteBatch;
 
 /// Re-exported so backend crates and users name the same versions.
 pub use async_trait::async_trait;

@@ -19,6 +19,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::backend::{Backend, Changes, Durables, Hint, HintStream, KeyChange, Opening, Version};
+use crate::batch::{Batch, Op};
 use crate::error::{Error, Result};
 use crate::store_url::StoreUrl;
 
@@ -169,17 +170,30 @@ impl Backend for MemoryBackend {
         self.with(|ns, _| Ok(ns.version))
     }
 
-    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
-        for (key, _) in &entries {
+    async fn apply(&self, batch: Batch) -> Result<Option<Version>> {
+        for (key, _) in batch.ops() {
             self.check(key)?;
         }
         self.with(|ns, log_len| {
-            if entries.is_empty() {
-                return Ok(ns.version);
+            if let Some(expected) = batch.guard_version()
+                && expected != ns.version
+            {
+                return Err(Error::VersionConflict { expected, current: ns.version });
             }
-            let keys = entries.iter().map(|(k, _)| k.clone()).collect();
-            ns.entries.extend(entries);
-            Ok(ns.commit(keys, log_len))
+            let mut touched = Vec::with_capacity(batch.len());
+            for (key, op) in batch.ops() {
+                let changed = match op {
+                    Op::Put(value) => {
+                        ns.entries.insert(key.to_owned(), value.clone());
+                        true
+                    }
+                    Op::Delete => ns.entries.remove(key).is_some(),
+                };
+                if changed {
+                    touched.push(key.to_owned());
+                }
+            }
+            Ok((!touched.is_empty()).then(|| ns.commit(touched, log_len)))
         })
     }
 

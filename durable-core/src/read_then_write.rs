@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::backend::{Backend, Changes, Durables, HintStream, Version, default_key_rule};
+use crate::batch::{Batch, Op};
 use crate::error::{Error, Result};
 
 /// durabledict's four-method store interface: all a [`ReadThenWrite`] needs. Each method
@@ -31,9 +32,10 @@ pub trait SimpleStore: Send + Sync + 'static {
 }
 
 /// A [`Backend`] made from durabledict's four primitives ([`SimpleStore`]), for a
-/// third-party store that has nothing more. Its `persist_many`, `pop`, `setdefault` and
+/// third-party store that has nothing more. Its `apply`, `pop`, `setdefault` and
 /// `compare_and_swap` read and then write: correct for a single writer, *not* atomic
-/// against other writers — which is what its name says. It has no deltas (every sync that
+/// against other writers — which is what its name says: a batch is one write per key (a
+/// version each) and its guard is checked by reading the version first. It has no deltas (every sync that
 /// finds a change reloads everything) and no hints (the dict polls).
 ///
 /// ```
@@ -119,11 +121,21 @@ impl<S: SimpleStore> Backend for ReadThenWrite<S> {
         self.0.last_updated().await
     }
 
-    /// One write per entry: a reader may see part of it.
-    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
-        let mut version = self.0.last_updated().await?;
-        for (key, value) in entries {
-            version = self.0.persist(&key, value).await?;
+    /// One write per key: a reader may see part of it; the guard is checked by a read first.
+    async fn apply(&self, batch: Batch) -> Result<Option<Version>> {
+        if let Some(expected) = batch.guard_version() {
+            let current = self.0.last_updated().await?;
+            if current != expected {
+                return Err(Error::VersionConflict { expected, current });
+            }
+        }
+        let mut version = None;
+        for (key, op) in batch.ops() {
+            let written = match op {
+                Op::Put(value) => Some(self.0.persist(key, value.clone()).await?),
+                Op::Delete => self.0.depersist(key).await?,
+            };
+            version = written.or(version);
         }
         Ok(version)
     }

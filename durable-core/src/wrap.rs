@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::backend::{Backend, Changes, Durables, HintStream, Version, default_key_rule};
+use crate::batch::Batch;
 use crate::error::Result;
 
 /// A call about to go through a wrapper, with what it carries — enough to count it, time
@@ -30,10 +31,10 @@ pub enum Call<'a> {
     Durables,
     /// [`Backend::last_updated`].
     LastUpdated,
-    /// [`Backend::persist_many`].
-    PersistMany {
-        /// The entries.
-        entries: &'a [(String, Bytes)],
+    /// [`Backend::apply`].
+    Apply {
+        /// The batch.
+        batch: &'a Batch,
     },
     /// [`Backend::pop`].
     Pop {
@@ -72,7 +73,7 @@ impl Call<'_> {
         "depersist",
         "durables",
         "last_updated",
-        "persist_many",
+        "apply",
         "pop",
         "setdefault",
         "changes_since",
@@ -87,7 +88,7 @@ impl Call<'_> {
             Call::Depersist { .. } => 1,
             Call::Durables => 2,
             Call::LastUpdated => 3,
-            Call::PersistMany { .. } => 4,
+            Call::Apply { .. } => 4,
             Call::Pop { .. } => 5,
             Call::Setdefault { .. } => 6,
             Call::ChangesSince { .. } => 7,
@@ -111,7 +112,7 @@ impl Call<'_> {
         match *self {
             Call::Persist { key, value } | Call::Setdefault { key, value } => vec![(key, value)],
             Call::CompareAndSwap { key, new: Some(value), .. } => vec![(key, value)],
-            Call::PersistMany { entries } => entries.iter().map(|(k, v)| (k.as_str(), v.as_ref())).collect(),
+            Call::Apply { batch } => batch.puts_iter().map(|(key, value)| (key, value.as_ref())).collect(),
             _ => Vec::new(),
         }
     }
@@ -258,8 +259,8 @@ impl<W: Wrap> Backend for W {
     async fn last_updated(&self) -> Result<Version> {
         self.enter(Call::LastUpdated).await?.last_updated().await
     }
-    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
-        self.enter(Call::PersistMany { entries: &entries }).await?.persist_many(entries).await
+    async fn apply(&self, batch: Batch) -> Result<Option<Version>> {
+        self.enter(Call::Apply { batch: &batch }).await?.apply(batch).await
     }
     async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
         self.enter(Call::Pop { key }).await?.pop(key).await

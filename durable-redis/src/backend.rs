@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use durable_core::{Backend, Changes, Durables, Error, HintStream, KeyChange, Result, Version};
+use durable_core::{Backend, Batch, Changes, Durables, Error, HintStream, KeyChange, Op, Result, Version};
 use redis::{AsyncCommands, Value};
 
 use crate::builder::RedisBackendBuilder;
@@ -133,16 +133,30 @@ impl Backend for RedisBackend {
         parse_counter(raw)
     }
 
-    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
-        for (key, _) in &entries {
+    async fn apply(&self, batch: Batch) -> Result<Option<Version>> {
+        for (key, _) in batch.ops() {
             self.validate_key(key)?;
         }
-        if entries.is_empty() {
-            return self.last_updated().await;
+        if batch.is_empty() && batch.guard_version().is_none() {
+            return Ok(None);
         }
-        let args: Vec<&[u8]> = entries.iter().flat_map(|(k, v)| [k.as_bytes(), v.as_ref()]).collect();
-        let reply = self.mutate("persist_many", &self.shared.scripts.persist, &args).await?;
-        version_of(&reply)
+        let guard = batch.guard_version().map(|version| version.to_string()).unwrap_or_default();
+        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + 3 * batch.len());
+        args.push(guard.as_bytes());
+        for (key, op) in batch.ops() {
+            match op {
+                Op::Put(value) => args.extend([b"p".as_slice(), key.as_bytes(), value.as_ref()]),
+                Op::Delete => args.extend([b"d".as_slice(), key.as_bytes(), b"".as_slice()]),
+            }
+        }
+        match self.mutate("apply", &self.shared.scripts.apply, &args).await? {
+            Value::Nil => Ok(None),
+            Value::Array(items) if items.len() == 2 && items[0] == Value::Int(-1) => {
+                let current = version_of(&items[1])?;
+                Err(Error::VersionConflict { expected: batch.guard_version().unwrap_or_default(), current })
+            }
+            reply => version_of(&reply).map(Some),
+        }
     }
 
     async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {

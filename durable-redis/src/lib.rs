@@ -23,11 +23,14 @@
 //!
 //! # Atomicity
 //!
-//! Every mutation — insert, insert_many, remove, pop, setdefault, compare-and-swap — is one
+//! Every mutation — insert, a batch (insert_many is one), remove, pop, setdefault,
+//! compare-and-swap — is one
 //! Lua script, run atomically by Redis in one round trip: it writes the hash, INCRs the
 //! counter, logs the touched keys, trims the log and publishes the hint. A mutation that
 //! changes nothing (removing an absent key, a setdefault that finds its key, a conflict)
-//! bumps nothing. `durables()` reads the hash and the counter in one MULTI/EXEC;
+//! bumps nothing. A batch (`lua/apply.lua`) checks its guard against the counter inside the
+//! script, so a guard that no longer holds writes nothing and answers the current version.
+//! `durables()` reads the hash and the counter in one MULTI/EXEC;
 //! `last_updated()` is one GET.
 //!
 //! # Deltas

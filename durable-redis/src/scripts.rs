@@ -23,6 +23,7 @@ macro_rules! mutations {
     ($publish:literal) => {
         Scripts {
             persist: Script::new(mutation!($publish, "lua/persist.lua")),
+            apply: Script::new(mutation!($publish, "lua/apply.lua")),
             depersist: Script::new(mutation!($publish, "lua/depersist.lua")),
             pop: Script::new(mutation!($publish, "lua/pop.lua")),
             setdefault: Script::new(mutation!($publish, "lua/setdefault.lua")),
@@ -36,6 +37,9 @@ macro_rules! mutations {
 pub(crate) struct Scripts {
     /// `lua/persist.lua`: ARGV[3..] key, value, ... → the new version.
     pub(crate) persist: Script,
+    /// `lua/apply.lua`: ARGV[3] guard or '', ARGV[4..] op, key, value, ... → the new version,
+    /// nil when nothing changed, or {-1, current} when the guard does not hold.
+    pub(crate) apply: Script,
     /// `lua/depersist.lua`: ARGV[3] key → the new version, or nil when absent.
     pub(crate) depersist: Script,
     /// `lua/pop.lua`: ARGV[3] key → {value, version}, or nil when absent.

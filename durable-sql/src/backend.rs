@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use durable_core::{Backend, Changes, Durables, HintStream, Result, Version};
+use durable_core::{Backend, Batch, Changes, Durables, HintStream, Result, Version};
 
 use crate::builder::{SqlBackendBuilder, validate_namespace};
 use crate::dialect::Dialect;
@@ -79,8 +79,9 @@ impl Backend for SqlBackend {
 
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
         self.validate_key(key)?;
-        let entries = [(key.to_owned(), value)];
-        self.shared.run("persist", || self.upsert_once(&entries)).await
+        let batch = Batch::new().put(key, value);
+        let written = self.shared.run("persist", || self.apply_once(&batch)).await?;
+        written.ok_or_else(|| crate::error::unexpected(self.name(), "a put changed nothing"))
     }
 
     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
@@ -96,20 +97,14 @@ impl Backend for SqlBackend {
         self.shared.run("last_updated", || self.last_updated_once()).await
     }
 
-    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
-        let mut unique: Vec<(String, Bytes)> = Vec::with_capacity(entries.len());
-        for (key, value) in entries {
-            self.validate_key(&key)?;
-            // One statement cannot touch a row twice (PostgreSQL refuses): the last value wins.
-            match unique.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => unique.push((key, value)),
-            }
+    async fn apply(&self, batch: Batch) -> Result<Option<Version>> {
+        for (key, _) in batch.ops() {
+            self.validate_key(key)?;
         }
-        if unique.is_empty() {
-            return self.last_updated().await;
+        if batch.is_empty() && batch.guard_version().is_none() {
+            return Ok(None);
         }
-        self.shared.run("persist_many", || self.upsert_once(&unique)).await
+        self.shared.run("apply", || self.apply_once(&batch)).await
     }
 
     async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {

@@ -36,7 +36,9 @@
 //! the writers of one namespace, then writes or tombstones the entry rows stamped with the
 //! new version, then commits. A mutation that turns out to change nothing (removing an
 //! absent key, a `setdefault` that finds its key, a compare-and-swap conflict) rolls back,
-//! so the version does not move. PostgreSQL runs at its default READ COMMITTED, MySQL at
+//! so the version does not move. A batch is one such transaction: its guard is checked
+//! against the version the bump replaced, under the row lock, and a guard that no longer
+//! holds rolls everything back. PostgreSQL runs at its default READ COMMITTED, MySQL at
 //! its default REPEATABLE READ (the snapshot is taken after the namespace row is locked),
 //! SQLite in `BEGIN IMMEDIATE` transactions. Deadlocks, serialization failures and a busy
 //! SQLite file are retried (with backoff) until the operation timeout.

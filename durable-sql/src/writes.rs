@@ -2,7 +2,7 @@
 //! (invariant 1), or rolls back when it changes nothing.
 
 use bytes::Bytes;
-use durable_core::{Error, Version};
+use durable_core::{Batch, Error, Version};
 use sqlx::Row;
 
 use crate::BATCH_ROWS;
@@ -74,17 +74,30 @@ pub(crate) fn to_version(raw: i64) -> Result<Version, Fail> {
 }
 
 impl SqlBackend {
-    pub(crate) async fn upsert_once(&self, entries: &[(String, Bytes)]) -> Result<Version, Fail> {
+    /// One batch (its keys unique, so no statement touches a row twice — PostgreSQL refuses
+    /// that): the guard checked against the version the bump replaced, under the bump's row
+    /// lock; the puts upserted in chunks; the deletes tombstoned.
+    pub(crate) async fn apply_once(&self, batch: &Batch) -> Result<Option<Version>, Fail> {
+        let puts: Vec<(&str, &Bytes)> = batch.puts_iter().collect();
         mutation!(self, tx, version, s, ns => {
-            for chunk in entries.chunks(BATCH_ROWS) {
+            let current = to_version(version - 1)?;
+            if let Some(expected) = batch.guard_version() && expected != current {
+                return Err(Fail::Core(Error::VersionConflict { expected, current }));
+            }
+            for chunk in puts.chunks(BATCH_ROWS) {
                 let mut insert = sqlx::QueryBuilder::new(s.upsert_head.as_str());
                 insert.push_values(chunk, |mut row, (key, value)| {
-                    row.push_bind(ns).push_bind(key.as_str()).push_bind(value.as_ref()).push_bind(version).push("FALSE");
+                    row.push_bind(ns).push_bind(*key).push_bind(value.as_ref()).push_bind(version).push("FALSE");
                 });
                 insert.push(s.upsert_tail.as_str());
                 insert.build().execute(&mut *tx).await?;
             }
-            Outcome::Changed(to_version(version)?)
+            let mut changed = !puts.is_empty();
+            for key in batch.deletes() {
+                let done = sqlx::query(sql(&s.tombstone)).bind(version).bind(ns).bind(key).execute(&mut *tx).await?;
+                changed |= done.rows_affected() > 0;
+            }
+            if changed { Outcome::Changed(Some(to_version(version)?)) } else { Outcome::Unchanged(None) }
         })
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use durable_core::{Backend, Changes, Durables, Error, Hint, HintStream, KeyChange, Result, Source, Version};
+use durable_core::{Backend, Batch, Changes, Durables, Error, Hint, HintStream, KeyChange, Result, Source, Version};
 use futures::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use zookeeper_client as zk;
@@ -102,7 +102,9 @@ impl Backend for ZkBackend {
 
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
         self.check_key(key)?;
-        self.run("persist", self.write_all("persist", &[(key.to_owned(), value)])).await
+        let batch = Batch::new().put(key, value);
+        let written = self.run("persist", self.apply_batch("persist", &batch)).await?;
+        written.ok_or_else(|| unexpected("a put changed nothing"))
     }
 
     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
@@ -176,28 +178,25 @@ impl Backend for ZkBackend {
         self.run("last_updated", work).await
     }
 
-    async fn persist_many(&self, entries: Vec<(String, Bytes)>) -> Result<Version> {
-        let mut unique: Vec<(String, Bytes)> = Vec::with_capacity(entries.len());
-        for (key, value) in entries {
-            self.check_key(&key)?;
-            match unique.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => unique.push((key, value)),
-            }
+    /// One ZooKeeper multi, so a batch must fit one request: its keys and values together
+    /// at most the value size limit (`ValueTooLarge` otherwise, before any I/O).
+    async fn apply(&self, batch: Batch) -> Result<Option<Version>> {
+        for (key, _) in batch.ops() {
+            self.check_key(key)?;
         }
-        let total: usize = unique.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let total = batch.payload_size();
         if total > self.shared.config.max_value_size {
             return Err(Error::ValueTooLarge {
-                key: unique.first().map_or("", |(k, _)| k.as_str()).into(),
+                key: batch.ops().next().map_or("", |(key, _)| key).into(),
                 size: total,
                 max: self.shared.config.max_value_size,
                 backend: NAME,
             });
         }
-        if unique.is_empty() {
-            return self.last_updated().await;
+        if batch.is_empty() && batch.guard_version().is_none() {
+            return Ok(None);
         }
-        self.run("persist_many", self.write_all("persist_many", &unique)).await
+        self.run("apply", self.apply_batch("apply", &batch)).await
     }
 
     async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {

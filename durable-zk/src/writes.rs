@@ -1,8 +1,7 @@
 //! Writes: one ZooKeeper multi per mutation, guarded by the namespace version and bumping
 //! it (invariant 1), and requests pipelined in batches.
 
-use bytes::Bytes;
-use durable_core::{Result, Version};
+use durable_core::{Batch, Error, Op as BatchOp, Result, Version};
 use zookeeper_client as zk;
 
 use crate::MAX_ATTEMPTS;
@@ -83,29 +82,55 @@ impl ZkBackend {
         }
     }
 
-    /// Writes `entries` as one mutation, creating or overwriting each key's znode.
-    pub(crate) async fn write_all(&self, operation: &'static str, entries: &[(String, Bytes)]) -> Result<Version> {
+    /// Applies `batch` as one multi: a put creates or overwrites its key's znode, a delete
+    /// removes the znode when it exists; with a guard, the multi also requires the
+    /// namespace node at that version (its node version is the dict version). `None` when
+    /// nothing was there to change.
+    pub(crate) async fn apply_batch(&self, operation: &'static str, batch: &Batch) -> Result<Option<Version>> {
         let client = self.shared.state.client();
-        let paths: Vec<String> = entries.iter().map(|(key, _)| self.key_path(key)).collect();
+        let ops: Vec<(&str, &BatchOp)> = batch.ops().collect();
+        let mut paths: Vec<String> = ops.iter().map(|(key, _)| self.key_path(key)).collect();
+        // The namespace node rides along with the keys: one round trip tells the guard's
+        // current version and which keys exist.
+        paths.push(self.path().to_owned());
+        // A version past what a node version can hold is never the current one.
+        let guard = batch.guard_version().map(|expected| (expected, i32::try_from(expected).unwrap_or(i32::MAX)));
         for _ in 0..MAX_ATTEMPTS {
-            // Which of these keys exist: one request per key written, whatever the
-            // namespace's size.
-            let existing = self
+            // One request per key written, whatever the namespace's size.
+            let mut existing = self
                 .batched(operation, &paths, |path| async { client.check_stat(path).await.map_err(map_error) })
                 .await?;
-            let ops: Vec<Op<'_>> = entries
+            let namespace = existing.pop().flatten();
+            if let Some((expected, _)) = guard {
+                let current = namespace.map_or(0, |stat| to_version(stat.version));
+                if current != expected {
+                    return Err(Error::VersionConflict { expected, current });
+                }
+            }
+            let changes =
+                ops.iter().zip(&existing).any(|((_, op), stat)| matches!(op, BatchOp::Put(_)) || stat.is_some());
+            if !changes {
+                // Only removes of keys that were absent when read: nothing to write.
+                return Ok(None);
+            }
+            let writes: Vec<Op<'_>> = ops
                 .iter()
                 .zip(&paths)
                 .zip(existing)
-                .map(|(((_, value), path), stat)| match stat {
-                    Some(_) => Op::Set(path, value),
-                    None => Op::Create(path, value),
+                .flat_map(|(((_, op), path), stat)| match (op, stat) {
+                    (BatchOp::Put(value), Some(_)) => vec![Op::Set(path, value)],
+                    (BatchOp::Put(value), None) => vec![Op::Create(path, value)],
+                    (BatchOp::Delete, Some(_)) => vec![Op::Delete(path)],
+                    // A multi has no "is absent" check: creating and deleting the node in
+                    // the same multi fails (NodeExists) if another writer created it since
+                    // it was read, and leaves nothing otherwise.
+                    (BatchOp::Delete, None) => vec![Op::Create(path, &[]), Op::Delete(path)],
                 })
                 .collect();
-            match self.commit(&client, &ops, None).await {
-                Ok(version) => return Ok(version),
-                // Created or deleted meanwhile: look again.
-                Err((Some(_), zk::Error::NoNode | zk::Error::NodeExists)) => continue,
+            match self.commit(&client, &writes, guard.map(|(_, node_version)| node_version)).await {
+                Ok(version) => return Ok(Some(version)),
+                // Created or deleted meanwhile, or (guarded) the namespace moved: look again.
+                Err((Some(_), zk::Error::NoNode | zk::Error::NodeExists | zk::Error::BadVersion)) => continue,
                 Err((_, err)) => return Err(map_error(err)),
             }
         }

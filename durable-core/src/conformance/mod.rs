@@ -29,18 +29,29 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::instrument::CountingBackend;
 
+mod batches;
+mod convergence;
 mod model;
-mod suite;
+mod operations;
+mod support;
 
+pub use batches::{
+    a_batch_applies_puts_and_deletes_as_one_version, a_batch_that_changes_nothing_makes_no_version,
+    a_guarded_batch_changes_nothing_once_the_namespace_moved, guarded_batches_lose_no_update,
+    no_reader_sees_part_of_a_batch,
+};
+pub use convergence::{
+    change_events_report_old_and_new, change_hints_arrive, changes_since_returns_exactly_the_changes,
+    dicts_converge_manual_and_autosync, garbage_value_skips_only_that_key, hinted_dicts_converge_through_sync,
+    invalid_keys_are_refused_before_io, namespaces_are_isolated,
+};
 pub use model::{ModelSize, model_check, snapshots_match_the_store_history};
-pub use suite::{
-    a_write_that_changes_nothing_leaves_the_snapshot_alone, change_events_report_old_and_new, change_hints_arrive,
-    changes_since_returns_exactly_the_changes, compare_and_swap_checks_the_stored_value,
-    dicts_converge_manual_and_autosync, garbage_value_skips_only_that_key, get_with_default_and_contains,
-    hinted_dicts_converge_through_sync, insert_many_is_all_or_nothing, invalid_keys_are_refused_before_io,
-    missing_key_is_absent, namespaces_are_isolated, nested_non_ascii_values_round_trip,
-    pop_returns_the_value_and_removes_it, remove_of_absent_key_is_none, set_overwrite_and_read_back,
-    setdefault_inserts_only_when_absent, version_and_data_move_together, version_strictly_increases,
+pub use operations::{
+    a_write_that_changes_nothing_leaves_the_snapshot_alone, compare_and_swap_checks_the_stored_value,
+    get_with_default_and_contains, insert_many_is_all_or_nothing, missing_key_is_absent,
+    nested_non_ascii_values_round_trip, pop_returns_the_value_and_removes_it, remove_of_absent_key_is_none,
+    set_overwrite_and_read_back, setdefault_inserts_only_when_absent, version_and_data_move_together,
+    version_strictly_increases,
 };
 
 /// Hands out backends for the suite.
@@ -225,6 +236,11 @@ macro_rules! conformance_tests {
             compare_and_swap_checks_the_stored_value,
             version_and_data_move_together,
             insert_many_is_all_or_nothing,
+            a_batch_applies_puts_and_deletes_as_one_version,
+            a_batch_that_changes_nothing_makes_no_version,
+            a_guarded_batch_changes_nothing_once_the_namespace_moved,
+            guarded_batches_lose_no_update,
+            no_reader_sees_part_of_a_batch,
             dicts_converge_manual_and_autosync,
             hinted_dicts_converge_through_sync,
             namespaces_are_isolated,

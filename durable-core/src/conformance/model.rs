@@ -320,16 +320,48 @@ async fn writer(dict: DurableDict<Value>, seed: u64, size: ModelSize) -> (Vec<Ac
                 }
             }
             4 => {
-                let mut batch: Vec<(String, Value)> = Vec::new();
+                // Puts and removes in one batch, half of them guarded by the version of the
+                // snapshot they were decided on.
+                let mut ops: BTreeMap<String, Option<Value>> = BTreeMap::new();
                 for n in 0..rng.usize(2..=3) {
-                    let k = key(&mut rng);
                     let v = json!(seed * 1_000_000 + i as u64 + n as u64 * 1000);
-                    batch.retain(|(other, _)| *other != k);
-                    batch.push((k, v));
+                    ops.insert(key(&mut rng), rng.bool().then_some(v));
                 }
-                let version = dict.insert_many(batch.clone()).await.expect("insert_many");
-                let after = batch.into_iter().map(|(k, v)| (k, Some(v))).collect();
-                acked.push(Acked { version, what: "insert_many", before: vec![], after });
+                let seen_now = dict.snapshot();
+                let guard = rng.bool().then(|| seen_now.version());
+                let mut batch = dict.batch();
+                for (k, v) in &ops {
+                    batch = match v {
+                        Some(v) => batch.insert(k.clone(), v.clone()),
+                        None => batch.remove(k.clone()),
+                    };
+                }
+                if let Some(guard) = guard {
+                    batch = batch.guard(guard);
+                }
+                match batch.apply().await {
+                    Ok(Some(version)) => {
+                        // A guard that held: the store was exactly the snapshot it was decided on.
+                        let before = match guard {
+                            Some(guard) => {
+                                assert_eq!(version, guard + 1, "a guarded batch is the next version");
+                                let was = |k: &String| match seen_now.get(k) {
+                                    Some(v) => Before::Equal(v.clone()),
+                                    None => Before::Absent,
+                                };
+                                ops.keys().map(|k| (k.clone(), was(k))).collect()
+                            }
+                            None => vec![],
+                        };
+                        acked.push(Acked { version, what: "batch", before, after: ops.into_iter().collect() });
+                    }
+                    Ok(None) => assert!(ops.values().all(Option::is_none), "only a batch of removes changes nothing"),
+                    Err(Error::VersionConflict { expected, current }) => {
+                        assert_eq!(Some(expected), guard, "only a guarded batch conflicts");
+                        assert!(current > expected, "a conflict names a later version");
+                    }
+                    Err(err) => panic!("batch: {err}"),
+                }
             }
             5..=7 => {
                 // Expect what this dict's snapshot holds: right or stale, as a service's

@@ -81,8 +81,8 @@ impl Backend for VersionlessWriters {
     fn name(&self) -> &'static str {
         "versionless"
     }
-    async fn persist_many(&self, _entries: Vec<(String, Bytes)>) -> durable_core::Result<u64> {
-        Self::unused("persist_many")
+    async fn apply(&self, _batch: durable_core::Batch) -> durable_core::Result<Option<u64>> {
+        Self::unused("apply")
     }
     async fn pop(&self, _key: &str) -> durable_core::Result<Option<(Bytes, u64)>> {
         Self::unused("pop")

@@ -75,8 +75,7 @@ impl OwnEnsemble {
     }
 
     async fn mode(&self, i: usize) -> Option<String> {
-        let reply = exchange(self.client_ports[i], b"srvr").await?;
-        reply.lines().find_map(|line| line.strip_prefix("Mode: ").map(str::to_owned))
+        zookeeper_mode(self.client_ports[i]).await
     }
 
     async fn wait_serving(&self, i: usize) {
@@ -114,4 +113,11 @@ impl OwnEnsemble {
         self.spawn(i);
         self.wait_serving(i).await;
     }
+}
+
+/// The mode the ZooKeeper server on 127.0.0.1:`port` reports (`leader`, `follower`,
+/// `standalone`), by the `srvr` four-letter word; `None` when it does not answer.
+pub async fn zookeeper_mode(port: u16) -> Option<String> {
+    let reply = exchange(port, b"srvr").await?;
+    reply.lines().find_map(|line| line.strip_prefix("Mode: ").map(str::to_owned))
 }

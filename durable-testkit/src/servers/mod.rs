@@ -20,7 +20,7 @@ mod cluster;
 mod ensemble;
 
 pub use cluster::OwnCluster;
-pub use ensemble::OwnEnsemble;
+pub use ensemble::{OwnEnsemble, zookeeper_mode};
 
 /// Which store an [`OwnServer`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,172 @@
+//! The benchmark suite: every speed claim of `durable` measured beside its reference, in one
+//! run, written as one flat JSON object (`target/bench/results.json`) plus a table.
+//!
+//! `scripts/bench.sh [--quick]` runs it against the real servers. A custom harness rather
+//! than criterion: the figures are ratios of things measured side by side in the same
+//! process, several need a second party (a listener, a concurrent writer, a load generator),
+//! and the output is one flat object that CI and BENCHMARKS.md read.
+//!
+//! Timing: each figure is the median of several rounds, each round many operations long.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+mod backends;
+mod durabledict;
+mod middleware;
+mod raw;
+mod reads;
+
+use backends::{backend_figures, propagation_figures, url_of};
+use durabledict::durabledict_figures;
+use middleware::middleware_figures;
+use reads::{memory_figures, read_figures};
+
+/// Counts live heap bytes, for the memory figures.
+struct CountingAlloc;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+struct Config {
+    quick: bool,
+    backends: Vec<String>,
+}
+
+impl Config {
+    fn rounds(&self) -> usize {
+        if self.quick { 3 } else { 7 }
+    }
+    fn sizes(&self) -> &'static [(usize, &'static str)] {
+        if self.quick {
+            &[(1_000, "1k"), (10_000, "10k")]
+        } else {
+            &[(1_000, "1k"), (10_000, "10k"), (100_000, "100k")]
+        }
+    }
+    fn samples(&self) -> usize {
+        if self.quick { 100 } else { 1_000 }
+    }
+}
+
+#[derive(Default)]
+struct Results(BTreeMap<String, f64>);
+
+impl Results {
+    fn put(&mut self, name: impl Into<String>, value: f64) {
+        let name = name.into();
+        println!("{name:<48} {value:>14.2}");
+        self.0.insert(name, value);
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// Median over `rounds` of the mean time of `ops` calls of `op`, in nanoseconds.
+fn time_ns(rounds: usize, ops: usize, mut op: impl FnMut(usize)) -> f64 {
+    median(
+        (0..rounds)
+            .map(|_| {
+                let started = Instant::now();
+                for i in 0..ops {
+                    op(i);
+                }
+                started.elapsed().as_nanos() as f64 / ops as f64
+            })
+            .collect(),
+    )
+}
+
+/// The async version of [`time_ns`].
+async fn time_ns_async<F, Fut>(rounds: usize, ops: usize, mut op: F) -> f64
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut per_round = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        for i in 0..ops {
+            op(i).await;
+        }
+        per_round.push(started.elapsed().as_nanos() as f64 / ops as f64);
+    }
+    median(per_round)
+}
+
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("flag-{i:06}")).collect()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let backends = args.iter().position(|a| a == "--backends").and_then(|i| args.get(i + 1)).map_or_else(
+        || ["memory", "sqlite", "postgres", "mysql", "redis", "zk"].map(String::from).to_vec(),
+        |list| list.split(',').map(String::from).collect(),
+    );
+    let out_path = std::path::PathBuf::from(
+        std::env::var("DURABLE_BENCH_OUT").unwrap_or_else(|_| "target/bench/results.json".into()),
+    );
+    let config = Config { quick, backends };
+    let dir = std::env::temp_dir().join(format!("durable-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut results = Results::default();
+    println!("{:<48} {:>14}", "figure", "value");
+    // `--only read,memory,middleware,backends,durabledict` runs some groups (default: all).
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let wanted = |group: &str| only.as_deref().is_none_or(|only| only.split(',').any(|g| g == group));
+    if wanted("read") {
+        read_figures(&config, &mut results).await;
+    }
+    if wanted("memory") {
+        memory_figures(&mut results).await;
+    }
+    if wanted("middleware") {
+        middleware_figures(&config, &mut results).await;
+    }
+    for backend in config.backends.iter().filter(|_| wanted("backends")) {
+        backend_figures(&config, backend, &url_of(backend, &dir), &mut results).await;
+    }
+    // `--only propagation`: the propagation figures alone (`backends` includes them).
+    for backend in
+        config.backends.iter().filter(|_| only.as_deref().is_some_and(|o| o.split(',').any(|g| g == "propagation")))
+    {
+        propagation_figures(&config, backend, &url_of(backend, &dir), &mut results).await;
+    }
+    if wanted("durabledict") && config.backends.iter().any(|b| b == "redis") {
+        durabledict_figures(&config, &mut results).await;
+    }
+    if let Some(parent) = out_path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    let json = serde_json::to_string_pretty(&results.0).unwrap();
+    std::fs::write(&out_path, json).unwrap();
+    println!("wrote {} figures to {}", results.0.len(), out_path.display());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,85 @@
+//! The read path and memory: snapshot reads beside a `HashMap`, and heap bytes per entry.
+
+use durable::backend::{Backend, Batch};
+use durable::{DurableDict, MemoryBackend, MemoryStore};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::{Config, LIVE, Results, keys, time_ns};
+
+// ---- read path ------------------------------------------------------------------------
+
+pub(crate) async fn read_figures(config: &Config, out: &mut Results) {
+    let keys = keys(10_000);
+    let dict = DurableDict::<u64>::builder(Arc::new(MemoryBackend::in_store(MemoryStore::new(), "read")))
+        .autosync(false)
+        .build()
+        .await
+        .unwrap();
+    dict.insert_many(keys.iter().cloned().zip(0u64..)).await.unwrap();
+    let plain: HashMap<String, Arc<u64>> = keys.iter().cloned().zip((0u64..).map(Arc::new)).collect();
+    let locked = RwLock::new(plain.clone());
+    let lookups: Arc<Vec<String>> = Arc::new((0..4096).map(|i| keys[(i * 7919) % keys.len()].clone()).collect());
+    let ops = if config.quick { 200_000 } else { 2_000_000 };
+    let rounds = config.rounds();
+
+    let snapshot = dict.snapshot();
+    let snap = time_ns(rounds, ops, |i| {
+        black_box(snapshot.get(black_box(lookups[i & 4095].as_str())));
+    });
+    let map = time_ns(rounds, ops, |i| {
+        black_box(plain.get(black_box(lookups[i & 4095].as_str())));
+    });
+    let rw = time_ns(rounds, ops, |i| {
+        black_box(locked.read().unwrap().get(black_box(lookups[i & 4095].as_str())).cloned());
+    });
+    out.put("read.snapshot_get_ns", snap);
+    out.put("read.hashmap_get_ns", map);
+    out.put("read.rwlock_hashmap_get_ns", rw);
+    out.put("read.snapshot_vs_hashmap_ratio", snap / map);
+
+    // A reader thread taking the current snapshot per lookup while a writer syncs changes in.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (dict, stop, keys) = (dict.clone(), stop.clone(), keys.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                dict.insert(&keys[(n as usize * 31) % keys.len()], n).await.unwrap();
+                n += 1;
+                tokio::task::yield_now().await;
+            }
+            n
+        })
+    };
+    let reader_dict = dict.clone();
+    let concurrent = tokio::task::spawn_blocking(move || {
+        time_ns(rounds, ops, |i| {
+            black_box(reader_dict.snapshot().get(black_box(lookups[i & 4095].as_str())).copied());
+        })
+    })
+    .await
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    out.put("read.snapshot_get_ns_2threads", concurrent);
+    out.put("read.writes_during_2threads", writes as f64);
+}
+
+// ---- memory ---------------------------------------------------------------------------
+
+pub(crate) async fn memory_figures(out: &mut Results) {
+    let n = 100_000;
+    let keys = keys(n);
+    let backend = Arc::new(MemoryBackend::in_store(MemoryStore::new(), "mem"));
+    backend.apply(Batch::puts(keys.iter().map(|k| (k.clone(), bytes::Bytes::from_static(b"true"))))).await.unwrap();
+    let before = LIVE.load(Ordering::SeqCst);
+    let dict = DurableDict::<bool>::builder(backend).autosync(false).hints(false).build().await.unwrap();
+    let after = LIVE.load(Ordering::SeqCst);
+    let raw: usize = keys.iter().map(|k| k.len() + 4).sum();
+    assert_eq!(dict.snapshot().len(), n);
+    out.put("memory.snapshot_bytes_per_entry", (after.saturating_sub(before)) as f64 / n as f64);
+    out.put("memory.raw_bytes_per_entry", raw as f64 / n as f64);
+}
