@@ -10,6 +10,7 @@ use crate::codec::{Codec, Json};
 use crate::dict::DurableDict;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::read_only::ReadOnlyBackend;
 
 /// Builds a [`DurableDict`]: `DurableDict::<V>::builder(backend)...build().await`.
 pub struct Builder<V, C> {
@@ -27,6 +28,7 @@ pub(crate) struct Options {
     pub(crate) poll_interval: Duration,
     pub(crate) event_capacity: usize,
     pub(crate) backup_file: Option<PathBuf>,
+    pub(crate) read_only: bool,
 }
 
 impl<V> Builder<V, Json> {
@@ -41,6 +43,7 @@ impl<V> Builder<V, Json> {
             poll_interval: Duration::from_secs(5),
             event_capacity: 1024,
             backup_file: None,
+            read_only: false,
         };
         Self { options, codec: Json, value: PhantomData }
     }
@@ -50,6 +53,14 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Builder<V, C> {
     /// The codec values are stored with (default [`Json`](crate::Json)).
     pub fn codec<C2: Codec<V>>(self, codec: C2) -> Builder<V, C2> {
         Builder { options: self.options, codec, value: PhantomData }
+    }
+
+    /// Refuse every write with [`Error::ReadOnly`](crate::Error::ReadOnly) before any I/O
+    /// (default `false`): the backend is put behind a [`ReadOnlyBackend`](crate::ReadOnlyBackend).
+    /// Sync, hints, deltas and the backup file work as before.
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.options.read_only = on;
+        self
     }
 
     /// Sync before every read (default `true`, as in durabledict). Turn off to read the
@@ -110,7 +121,10 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Builder<V, C> {
     /// Subscribes to hints (when on), loads the whole namespace, and starts the background
     /// task. Fails when the first load fails — unless a [backup file](Builder::backup_file)
     /// can stand in: a dict never starts out empty by accident.
-    pub async fn build(self) -> Result<DurableDict<V, C>> {
+    pub async fn build(mut self) -> Result<DurableDict<V, C>> {
+        if self.options.read_only {
+            self.options.backend = Arc::new(ReadOnlyBackend::new(self.options.backend));
+        }
         Ok(DurableDict { engine: Engine::start(self.options, self.codec).await? })
     }
 }

@@ -183,6 +183,15 @@ pub enum Error {
         /// The version the namespace was at.
         current: Version,
     },
+    /// A write to a read-only dict or backend ([`ReadOnlyBackend`](crate::ReadOnlyBackend));
+    /// refused before any I/O, nothing written.
+    #[error("the {backend} store is open read-only: {operation} refused")]
+    ReadOnly {
+        /// Which backend.
+        backend: &'static str,
+        /// The refused operation (`persist`, `apply`, ...).
+        operation: &'static str,
+    },
     /// A URL whose scheme is known but whose backend is not compiled in.
     #[error("the {scheme}:// backend is not compiled in: enable the `{feature}` feature of `durable`")]
     FeatureDisabled {

@@ -47,6 +47,7 @@ impl SqlBackend {
             max_connections: 10,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             tls_root_cert: None,
+            read_only: false,
         }
     }
 

@@ -20,6 +20,7 @@ pub struct SqlBackendBuilder {
     pub(crate) max_connections: u32,
     pub(crate) max_value_size: usize,
     pub(crate) tls_root_cert: Option<PathBuf>,
+    pub(crate) read_only: bool,
 }
 
 impl std::fmt::Debug for SqlBackendBuilder {
@@ -32,6 +33,7 @@ impl std::fmt::Debug for SqlBackendBuilder {
             .field("max_connections", &self.max_connections)
             .field("max_value_size", &self.max_value_size)
             .field("tls_root_cert", &self.tls_root_cert)
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
@@ -78,7 +80,19 @@ impl SqlBackendBuilder {
         self
     }
 
-    /// Connects, creates or migrates the schema, and returns a backend on `namespace`.
+    /// Connect with an account that may only read (default `false`): connecting then
+    /// creates and migrates nothing — it checks that the schema is there and current, and
+    /// fails saying so if not (a writer must open the store first). The account needs
+    /// `SELECT` on the three tables (and, on PostgreSQL, nothing more for `LISTEN`). Writes
+    /// are then refused by the database with a typed error; put the dict behind
+    /// `read_only(true)` on its builder to refuse them before any I/O.
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
+    }
+
+    /// Connects, creates or migrates the schema (unless [read-only](Self::read_only)), and
+    /// returns a backend on `namespace`.
     pub async fn connect(self, namespace: &str) -> Result<SqlBackend> {
         validate_namespace(namespace)?;
         let shared = Arc::new(Shared::connect(self).await?);

@@ -94,7 +94,11 @@ impl Shared {
             secrets,
             url: options.url.clone(),
         };
-        shared.run("migrate", || shared.migrate()).await?;
+        if options.read_only {
+            shared.run("check_schema", || shared.check_schema()).await?;
+        } else {
+            shared.run("migrate", || shared.migrate()).await?;
+        }
         Ok(shared)
     }
 
@@ -199,6 +203,32 @@ impl Shared {
         self.probe.bound(operation, self.timeout, attempts).await
     }
 
+    /// For a read-only account: the schema must already be there, at the version this
+    /// crate writes.
+    pub(crate) async fn check_schema(&self) -> Result<(), Fail> {
+        let s = &self.statements;
+        let target = s.migrations().len() as i64;
+        let current: Result<Option<i64>, sqlx::Error> = with_pool!(&self.pool, pool => {
+            sqlx::query_scalar(AssertSqlSafe(s.read_schema_version())).fetch_optional(pool).await
+        });
+        let missing = |found: String| {
+            Fail::Core(crate::error::unexpected(
+                self.dialect.name(),
+                format!(
+                    "read-only: the schema is {found}, not version {target}; open the store once with an account \
+                     that may write, so that it is created or migrated"
+                ),
+            ))
+        };
+        match current {
+            Ok(Some(version)) if version >= target => Ok(()),
+            Ok(Some(version)) => Err(missing(format!("at version {version}"))),
+            Ok(None) => Err(missing("not there".into())),
+            Err(sqlx::Error::Database(err)) if is_missing_table(&*err) => Err(missing("not there".into())),
+            Err(err) => Err(Fail::Sql(err)),
+        }
+    }
+
     pub(crate) async fn migrate(&self) -> Result<(), Fail> {
         let s = &self.statements;
         let migrations = s.migrations();
@@ -252,6 +282,11 @@ impl Shared {
             Ok(())
         })
     }
+}
+
+/// PostgreSQL 42P01, MySQL 1146, SQLite's "no such table": the table is not there.
+fn is_missing_table(err: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(err.code().as_deref(), Some("42P01" | "1146")) || err.message().starts_with("no such table")
 }
 
 /// Whether the URL's query says which TLS mode to use (`sslmode=` or `ssl-mode=`).

@@ -47,6 +47,8 @@ impl ZkBackend {
             timeout: DEFAULT_TIMEOUT,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            protect_writes: false,
+            read_only: false,
         }
     }
 

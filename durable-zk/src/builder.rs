@@ -3,25 +3,42 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use durable_core::{RefusalProbe, Result};
+use durable_core::{Error, RefusalProbe, Result};
 use tokio::sync::broadcast;
+use zookeeper_client as zk;
 
 use crate::NAME;
 use crate::backend::ZkBackend;
-use crate::error::map_error;
-use crate::names::validate_namespace;
+use crate::error::{map_error, unexpected};
+use crate::names::{PERSISTENT, protected, validate_namespace};
 use crate::session::{Config, Opened, Shared, follow};
 use crate::tracker::Tracker;
 use crate::url::{ZkUrl, parse_url};
 use crate::watch::State;
 
 /// Options for [`ZkBackend::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ZkBackendBuilder {
     pub(crate) url: String,
     pub(crate) timeout: Duration,
     pub(crate) session_timeout: Duration,
     pub(crate) max_value_size: usize,
+    pub(crate) protect_writes: bool,
+    pub(crate) read_only: bool,
+}
+
+/// Shows the URL without its password (invariant 10).
+impl std::fmt::Debug for ZkBackendBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkBackendBuilder")
+            .field("url", &durable_core::redact_url(&self.url))
+            .field("timeout", &self.timeout)
+            .field("session_timeout", &self.session_timeout)
+            .field("max_value_size", &self.max_value_size)
+            .field("protect_writes", &self.protect_writes)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
 }
 
 impl ZkBackendBuilder {
@@ -45,10 +62,38 @@ impl ZkBackendBuilder {
         self
     }
 
-    /// Connects, creates the namespace node if missing, starts the watch, and returns a
-    /// backend on `namespace`.
+    /// Create every node (the namespace node, and each key's) writable only by the identity
+    /// in the URL's credentials (`zk://user:password@...`) and readable by anyone
+    /// (default `false`: anyone may do anything, as durabledict's nodes). Other processes
+    /// then read the dict through any session and write it only with those credentials; a
+    /// write by anyone else is refused by ZooKeeper (`NoAuth`). Nodes that exist already
+    /// keep their ACL.
+    pub fn protect_writes(mut self, on: bool) -> Self {
+        self.protect_writes = on;
+        self
+    }
+
+    /// Create nothing when connecting (default `false`): the namespace node must already be
+    /// there, or connecting fails saying so — for a session that may only read (see
+    /// [`ZkBackendBuilder::protect_writes`]). Put the dict behind `read_only(true)` on its
+    /// builder as well to refuse writes before any I/O.
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
+    }
+
+    /// Connects, creates the namespace node if missing (unless [read-only](Self::read_only)),
+    /// starts the watch, and returns a backend on `namespace`.
     pub async fn connect(self, namespace: &str) -> Result<ZkBackend> {
         let ZkUrl { cluster, base, auth } = parse_url(&self.url)?;
+        if self.protect_writes && auth.is_none() {
+            return Err(Error::InvalidUrl {
+                url: durable_core::redact_url(&self.url),
+                reason: "protect_writes needs the writer's credentials in the URL: zk://user:password@hosts/path"
+                    .into(),
+            });
+        }
+        let create = if self.protect_writes { protected() } else { PERSISTENT };
         validate_namespace(namespace)?;
         let ns_path = if base.is_empty() { format!("/{namespace}") } else { format!("{base}/{namespace}") };
         let config = Config {
@@ -59,8 +104,18 @@ impl ZkBackendBuilder {
             timeout: self.timeout,
             session_timeout: self.session_timeout,
             max_value_size: self.max_value_size,
+            create,
+            read_only: self.read_only,
         };
-        let opening = async { config.open().await.map_err(map_error) };
+        let read_only = config.read_only;
+        let opening = async {
+            config.open().await.map_err(|err| match err {
+                zk::Error::NoNode if read_only => unexpected(
+                    "read-only: the namespace node is not there; open the dict once with a session that may write",
+                ),
+                other => map_error(other),
+            })
+        };
         let Opened { client, watcher, quorum } = config.probe.bound("connect", self.timeout, opening).await?;
         let config = Arc::new(config);
         let state = Arc::new(State {

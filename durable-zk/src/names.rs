@@ -8,6 +8,16 @@ use crate::MAX_KEY_LEN;
 
 pub(crate) const PERSISTENT: zk::CreateOptions<'static> = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
 
+/// Full rights for the identity that created the node (ZooKeeper's `auth` scheme: every
+/// identity the creating session authenticated as), reading for anyone.
+static CREATOR_WRITES: [zk::Acl; 2] =
+    [zk::Acl::new_const(zk::Permission::ALL, "auth", ""), zk::Acl::new_const(zk::Permission::READ, "world", "anyone")];
+
+/// Nodes only their creator may change; see `ZkBackendBuilder::protect_writes`.
+pub(crate) fn protected() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::new(&CREATOR_WRITES))
+}
+
 /// Why `name` cannot be a znode name, if it cannot.
 pub(crate) fn validate_node_name(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() {

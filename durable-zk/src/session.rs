@@ -8,7 +8,6 @@ use durable_core::{Backoff, Error, Hint, RefusalProbe};
 use zookeeper_client as zk;
 
 use crate::error::map_error;
-use crate::names::PERSISTENT;
 use crate::watch::State;
 
 pub(crate) struct Config {
@@ -21,6 +20,10 @@ pub(crate) struct Config {
     pub(crate) timeout: Duration,
     pub(crate) session_timeout: Duration,
     pub(crate) max_value_size: usize,
+    /// How the nodes this backend creates are made (their ACL).
+    pub(crate) create: zk::CreateOptions<'static>,
+    /// Create nothing when connecting: the namespace node must be there.
+    pub(crate) read_only: bool,
 }
 
 /// A session [`Config::open`] made.
@@ -43,9 +46,15 @@ impl Config {
             connector = connector.with_auth("digest", auth.as_bytes());
         }
         let client = connector.connect(&self.cluster).await?;
-        match client.mkdir(&self.ns_path, &PERSISTENT).await {
-            Ok(()) | Err(zk::Error::NodeExists) => {}
-            Err(err) => return Err(err),
+        if self.read_only {
+            if client.check_stat(&self.ns_path).await?.is_none() {
+                return Err(zk::Error::NoNode);
+            }
+        } else {
+            match client.mkdir(&self.ns_path, &self.create).await {
+                Ok(()) | Err(zk::Error::NodeExists) => {}
+                Err(err) => return Err(err),
+            }
         }
         let watcher = client.watch(&self.ns_path, zk::AddWatchMode::PersistentRecursive).await?;
         // A standalone server's configuration node is empty; an ensemble member's lists the

@@ -7,7 +7,6 @@ use zookeeper_client as zk;
 use crate::MAX_ATTEMPTS;
 use crate::backend::ZkBackend;
 use crate::error::{map_error, multi_error, to_version, unexpected};
-use crate::names::PERSISTENT;
 
 /// How many requests a write of many keys keeps in flight at once; see
 /// `ZkBackend::batched`.
@@ -67,7 +66,7 @@ impl ZkBackend {
         let mut writer = client.new_multi_writer();
         let ns = self.shared.config.ns_path.as_str();
         let add = |writer: &mut zk::MultiWriter<'_>, op: &Op<'_>| match op {
-            Op::Create(path, data) => writer.add_create(path, data, &PERSISTENT),
+            Op::Create(path, data) => writer.add_create(path, data, &self.shared.config.create),
             Op::Set(path, data) => writer.add_set_data(path, data, None),
             Op::Delete(path) => writer.add_delete(path, None),
         };

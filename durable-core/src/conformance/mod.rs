@@ -33,6 +33,7 @@ mod batches;
 mod convergence;
 mod model;
 mod operations;
+mod read_only;
 mod support;
 
 pub use batches::{
@@ -53,6 +54,7 @@ pub use operations::{
     set_overwrite_and_read_back, setdefault_inserts_only_when_absent, version_and_data_move_together,
     version_strictly_increases,
 };
+pub use read_only::a_read_only_dict_follows_the_store_and_refuses_writes;
 
 /// Hands out backends for the suite.
 #[async_trait]
@@ -241,6 +243,7 @@ macro_rules! conformance_tests {
             a_guarded_batch_changes_nothing_once_the_namespace_moved,
             guarded_batches_lose_no_update,
             no_reader_sees_part_of_a_batch,
+            a_read_only_dict_follows_the_store_and_refuses_writes,
             dicts_converge_manual_and_autosync,
             hinted_dicts_converge_through_sync,
             namespaces_are_isolated,
