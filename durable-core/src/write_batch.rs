@@ -35,13 +35,13 @@ use crate::error::Result;
 pub struct WriteBatch<'a, V, C> {
     dict: &'a DurableDict<V, C>,
     ops: BTreeMap<String, Option<V>>,
-    guard: Option<Version>,
-    reason: Option<String>,
+    /// The guard and the reason; the operations join it, encoded, when applied.
+    batch: Batch,
 }
 
 impl<'a, V: Send + Sync + 'static, C: Codec<V>> WriteBatch<'a, V, C> {
     pub(crate) fn new(dict: &'a DurableDict<V, C>) -> Self {
-        Self { dict, ops: BTreeMap::new(), guard: None, reason: None }
+        Self { dict, ops: BTreeMap::new(), batch: Batch::new() }
     }
 
     /// Stores `value` at `key`.
@@ -65,13 +65,13 @@ impl<'a, V: Send + Sync + 'static, C: Codec<V>> WriteBatch<'a, V, C> {
     /// Applies the batch only if the namespace is at `version` then (typically the version
     /// of the snapshot the batch was decided on).
     pub fn guard(mut self, version: Version) -> Self {
-        self.guard = Some(version);
+        self.batch = self.batch.guard(version);
         self
     }
 
     /// Why the batch is made, for the record.
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
-        self.reason = Some(reason.into());
+        self.batch = self.batch.reason(reason);
         self
     }
 
@@ -81,7 +81,7 @@ impl<'a, V: Send + Sync + 'static, C: Codec<V>> WriteBatch<'a, V, C> {
     /// [`Error::VersionConflict`](crate::Error::VersionConflict), having written nothing.
     pub async fn apply(self) -> Result<Option<Version>> {
         let dict = self.dict;
-        let mut batch = Batch::new();
+        let mut batch = self.batch;
         let mut local = Vec::with_capacity(self.ops.len());
         for (key, value) in self.ops {
             match value {
@@ -96,12 +96,6 @@ impl<'a, V: Send + Sync + 'static, C: Codec<V>> WriteBatch<'a, V, C> {
                     batch = batch.delete(key);
                 }
             }
-        }
-        if let Some(version) = self.guard {
-            batch = batch.guard(version);
-        }
-        if let Some(reason) = self.reason {
-            batch = batch.reason(reason);
         }
         let applied = dict.store_apply(batch).await?;
         if let Some(version) = applied {

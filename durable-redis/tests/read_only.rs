@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_core::conformance::{PATIENCE, unique_namespace};
-use durable_core::{DurableDict, Error, StoreUrl};
+use durable_core::conformance::unique_namespace;
+use durable_core::{Error, StoreUrl};
 use durable_redis::{RedisBackend, RedisError};
+use durable_testkit::LiveDicts;
 use durable_testkit::env::redis_url;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PASSWORD: &str = "read0nly-pw";
 
@@ -59,26 +60,12 @@ async fn an_acl_user_limited_to_reads_follows_changes_and_cannot_write() {
     let reader_url = format!("redis://{user}:{PASSWORD}@{}/", url.hosts()[0].addr(6379));
 
     let writer = RedisBackend::connect(&redis_url(), &ns).await.unwrap();
-    let writer = DurableDict::<Value>::builder(Arc::new(writer)).autosync(false).build().await.unwrap();
-    writer.insert("flag", json!(true)).await.unwrap();
-
     let reader = RedisBackend::connect(&reader_url, &ns).await.expect("a read-only user connects");
-    // A minute between polls: the change below arrives through the hint channel.
-    let reader = DurableDict::<Value>::builder(Arc::new(reader))
-        .autosync(false)
-        .background_refresh(true)
-        .poll_interval(Duration::from_secs(60))
-        .build()
-        .await
-        .unwrap();
-    assert_eq!(reader.snapshot().get("flag"), Some(&json!(true)));
+    // A minute between polls: what the reader learns after loading comes through hints.
+    let live = LiveDicts::seeded(Arc::new(reader), Arc::new(writer), Some(Duration::from_secs(60)), 10).await;
+    let (reader, writer) = (&live.reader, &live.writer);
     let version = writer.insert("flag", json!(false)).await.unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while reader.version() < version {
-        assert!(Instant::now() < deadline, "the read-only user never heard of the change");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(reader.snapshot().get("flag"), Some(&json!(false)));
+    live.reader_has("flag", &json!(false), version).await;
     reader.sync().await.expect("a sync on the read-only user");
 
     // A write is refused by Redis: a typed error with Redis's word, fast, nothing written.
@@ -101,6 +88,6 @@ async fn an_acl_user_limited_to_reads_follows_changes_and_cannot_write() {
     assert_eq!(writer.snapshot().get("flag"), Some(&json!(false)), "nothing was written");
     assert_eq!(writer.version(), version, "no version was made");
 
-    drop(reader);
+    drop(live);
     admin(&["ACL", "DELUSER", &user]).await;
 }

@@ -10,9 +10,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_core::conformance::{PATIENCE, unique_namespace};
+use durable_core::conformance::unique_namespace;
 use durable_core::{DurableDict, Error, StoreUrl};
 use durable_sql::{SqlBackend, SqlError};
+use durable_testkit::LiveDicts;
 use serde_json::{Value, json};
 
 use common::{mysql_url, postgres_url, unique_prefix};
@@ -59,8 +60,6 @@ async fn a_select_only_account_reads_and_cannot_write(database: Database) {
     let ns = unique_namespace("read-only");
     // A writer creates the schema; the reading account gets SELECT on its three tables.
     let writer = SqlBackend::builder(&database.admin).table_prefix(&prefix).connect(&ns).await.unwrap();
-    let writer = DurableDict::<Value>::builder(Arc::new(writer)).autosync(false).build().await.unwrap();
-    writer.insert("flag", json!(true)).await.unwrap();
     database.run((database.create_user)(&user)).await;
     for table in TABLES {
         database.run((database.grant)(&user, &format!("{prefix}{table}"))).await;
@@ -73,22 +72,12 @@ async fn a_select_only_account_reads_and_cannot_write(database: Database) {
     assert!(refused.is_err(), "a SELECT-only account migrated");
     assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
 
+    // It loads what the writer wrote and follows what it writes next.
     let reader = SqlBackend::builder(&url).table_prefix(&prefix).read_only(true).connect(&ns).await.unwrap();
-    let reader = DurableDict::<Value>::builder(Arc::new(reader))
-        .autosync(false)
-        .background_refresh(true)
-        .poll_interval(Duration::from_millis(100))
-        .build()
-        .await
-        .unwrap();
-    assert_eq!(reader.snapshot().get("flag"), Some(&json!(true)));
+    let live = LiveDicts::seeded(Arc::new(reader), Arc::new(writer), Some(Duration::from_millis(100)), 10).await;
+    let (reader, writer) = (&live.reader, &live.writer);
     let version = writer.insert("flag", json!(false)).await.unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while reader.version() < version {
-        assert!(Instant::now() < deadline, "the read-only account never saw the change");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(reader.snapshot().get("flag"), Some(&json!(false)));
+    live.reader_has("flag", &json!(false), version).await;
 
     // A write is refused by the database: a typed error carrying the database's word, fast.
     let started = Instant::now();
@@ -110,7 +99,7 @@ async fn a_select_only_account_reads_and_cannot_write(database: Database) {
     let said = err.to_string();
     assert!(said.contains("not there") || (!database.postgres && said.contains("denied")), "{err}");
 
-    drop((reader, guarded));
+    drop((live, guarded));
     database.run((database.drop_user)(&user)).await;
     database.run(TABLES.iter().map(|table| format!("DROP TABLE {prefix}{table}")).collect()).await;
 }

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_core::conformance::{PATIENCE, unique_namespace};
+use durable_core::conformance::unique_namespace;
 use durable_core::{DurableDict, Error};
+use durable_testkit::LiveDicts;
 use durable_testkit::env::zk_url;
 use durable_zk::{ZkBackend, ZkError};
 use serde_json::{Value, json};
@@ -26,27 +27,13 @@ async fn a_read_only_session_follows_a_protected_namespace_and_cannot_write_it()
     assert!(matches!(unprotected, Err(Error::InvalidUrl { .. })), "protect_writes needs credentials");
 
     let writer = ZkBackend::builder(&with_credentials("writer:wr1ter-pw")).protect_writes(true).connect(&ns).await;
-    let writer = DurableDict::<Value>::builder(Arc::new(writer.unwrap())).autosync(false).build().await.unwrap();
-    writer.insert("flag", json!(true)).await.unwrap();
-
     let reader = ZkBackend::builder(&zk_url()).read_only(true).connect(&ns).await.expect("a read-only session");
-    let reader = DurableDict::<Value>::builder(Arc::new(reader))
-        .autosync(false)
-        .background_refresh(true)
-        .poll_interval(Duration::from_secs(60))
-        .build()
-        .await
-        .unwrap();
-    assert_eq!(reader.snapshot().get("flag"), Some(&json!(true)));
-    // A change (a new key: a node created under the protected namespace) arrives through
-    // the reader's watch, a minute before its poll.
+    // New keys (nodes created under the protected namespace) reach the reader through its
+    // watch, a minute before its poll.
+    let live = LiveDicts::seeded(Arc::new(reader), Arc::new(writer.unwrap()), Some(Duration::from_secs(60)), 10).await;
+    let (reader, writer) = (&live.reader, &live.writer);
     let version = writer.insert_many([("flag", json!(false)), ("added", json!(1))]).await.unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while reader.version() < version {
-        assert!(Instant::now() < deadline, "the read-only session never heard of the change");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(reader.snapshot().get("added"), Some(&json!(1)));
+    live.reader_has("added", &json!(1), version).await;
 
     // Writes without the writer's credentials are refused by ZooKeeper.
     let intruder = ZkBackend::connect(&with_credentials("intruder:other-pw"), &ns).await.unwrap();
