@@ -89,18 +89,21 @@ impl ZkBackend {
         let client = self.shared.state.client();
         let ops: Vec<(&str, &BatchOp)> = batch.ops().collect();
         let mut paths: Vec<String> = ops.iter().map(|(key, _)| self.key_path(key)).collect();
-        // The namespace node rides along with the keys: one round trip tells the guard's
-        // current version and which keys exist.
-        paths.push(self.path().to_owned());
         // A version past what a node version can hold is never the current one.
         let guard = batch.guard_version().map(|expected| (expected, i32::try_from(expected).unwrap_or(i32::MAX)));
+        // With a guard, the namespace node rides along with the keys: one round trip tells
+        // its current version and which keys exist. (Without one, no request is added: a
+        // plain write costs what it did before batches.)
+        if guard.is_some() {
+            paths.push(self.path().to_owned());
+        }
         for _ in 0..MAX_ATTEMPTS {
             // One request per key written, whatever the namespace's size.
             let mut existing = self
                 .batched(operation, &paths, |path| async { client.check_stat(path).await.map_err(map_error) })
                 .await?;
-            let namespace = existing.pop().flatten();
             if let Some((expected, _)) = guard {
+                let namespace = existing.pop().flatten();
                 let current = namespace.map_or(0, |stat| to_version(stat.version));
                 if current != expected {
                     return Err(Error::VersionConflict { expected, current });
