@@ -38,8 +38,9 @@
 use std::sync::Arc;
 
 pub use durable_core::{
-    BackupError, Builder, Change, Codec, DurableDict, Error, Event, HintHealth, Json, KeyName, Lz4, MemoryBackend,
-    MemoryStore, MsgPack, Raw, Result, Snapshot, Status, Subscription, SyncOutcome, Version, WriteBatch, read_backup,
+    BackupError, Builder, Change, Codec, DurableDict, Error, Event, Gap, GapCause, HintHealth, JournalConfig,
+    JournalItem, JournalRecord, Json, KeyName, Lz4, MemoryBackend, MemoryStore, MsgPack, Raw, Result, Snapshot, Status,
+    Subscription, SyncOutcome, Version, WriteBatch, read_backup,
 };
 
 pub mod backend {
@@ -49,9 +50,9 @@ pub mod backend {
     //! `durable_core::conformance` (feature `conformance` of `durable-core`).
     pub use durable_core::{
         Backend, Batch, Bytes, Call, CallCounts, Changes, CountingBackend, DEFAULT_CHANGE_LOG, DEFAULT_MAX_KEY_LEN,
-        Delegate, Durables, Hint, HintStream, HostPort, KeyChange, LazyBackend, Op, Open, Opening, PROBE_AFTER,
-        PROBE_EVERY, ReadThenWrite, Redactor, RefusalProbe, SimpleStore, Source, StoreUrl, Wrap, async_trait,
-        decode_backup, default_key_rule, redact_url, scheme, shared, validate_namespace,
+        Delegate, Durables, Hint, HintStream, HostPort, JournalPage, JournalReader, KeyChange, LazyBackend, Op, Open,
+        Opening, PROBE_AFTER, PROBE_EVERY, ReadThenWrite, Redactor, RefusalProbe, SimpleStore, Source, StoreUrl, Wrap,
+        async_trait, decode_backup, default_key_rule, redact_url, scheme, shared, validate_namespace,
     };
 }
 

@@ -16,6 +16,7 @@ use futures::Stream;
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
+use crate::journal::{JournalPage, JournalRecord};
 
 /// The version of a namespace: 0 before the first write, and strictly increasing with every
 /// successful mutation. Each mutation (an `insert_many` included) moves it by exactly one in
@@ -228,4 +229,15 @@ pub trait Backend: Send + Sync + 'static {
     /// version, which belongs to whatever write made it and would let a dict label its
     /// snapshot with data it does not hold.
     async fn compare_and_swap(&self, key: &str, old: Option<Bytes>, new: Option<Bytes>) -> Result<Option<Version>>;
+
+    /// The journal after version `after`: records in version order, whole versions, at
+    /// least `limit` records when there are that many (a version is never split), with the
+    /// namespace version and how far retention trimmed (see [`JournalPage`]). The version is
+    /// read before the records, so every journaled version up to it is in this page or a
+    /// later one. A store that keeps no journal returns no records: every version is then a
+    /// gap to the reader.
+    async fn journal(&self, after: Version, limit: usize) -> Result<JournalPage>;
+
+    /// The journal records of `key`, newest first, at most `limit`.
+    async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>>;
 }

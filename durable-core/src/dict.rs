@@ -25,6 +25,7 @@ use crate::codec::{Codec, Json};
 use crate::engine::{Engine, Incoming, Status, SyncOutcome};
 use crate::error::{Error, Result};
 use crate::events::Subscription;
+use crate::journal::{self, JournalItem, JournalRecord};
 use crate::snapshot::Snapshot;
 use crate::write_batch::WriteBatch;
 
@@ -198,10 +199,6 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
         Ok(bytes)
     }
 
-    fn decode(&self, key: &str, bytes: &[u8]) -> Result<V> {
-        self.engine.codec().decode(bytes).map_err(|source| Error::Decode { key: key.into(), source })
-    }
-
     pub(crate) fn set_locally(&self, key: &str, bytes: &Bytes, value: V) -> Incoming<V> {
         Incoming { key: key.into(), entry: Some(self.engine.local_entry(bytes, value)) }
     }
@@ -316,5 +313,39 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
     /// The changes to one key.
     pub fn watch_key(&self, key: &str) -> Subscription<V> {
         Subscription::new(self.engine.events(), Some(key.into()))
+    }
+
+    // ---- the change journal -------------------------------------------------------------
+
+    /// The journal records of `key`, newest first, at most `limit`: who changed it, when,
+    /// from which value to which (encoded; [`DurableDict::decode`] reads them). Empty when
+    /// the store keeps no journal.
+    pub async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
+        self.engine.store().history(key, limit).await
+    }
+
+    /// The journal after version `after` up to the store's version now: every record in
+    /// version order, and a [`Gap`](crate::Gap) wherever versions have none (trimmed by
+    /// retention, or written by a writer that keeps no journal).
+    pub async fn journal(&self, after: Version) -> Result<Vec<JournalItem>> {
+        journal::read_all(self.engine.store(), after).await
+    }
+
+    /// The journal after `after` as a stream that follows new writes as they are made
+    /// (woken by the store's change hints, and polling every `poll`): what
+    /// [`DurableDict::journal`] returns, then every later change, gaps included. Resume from
+    /// the version of the last item handled.
+    pub fn follow_journal(
+        &self,
+        after: Version,
+        poll: std::time::Duration,
+    ) -> impl futures::Stream<Item = Result<JournalItem>> + Send + 'static {
+        journal::follow(Arc::clone(self.engine.backend()), after, poll)
+    }
+
+    /// Decodes an encoded value of `key` with this dict's codec (a journal record's `old`
+    /// and `new`).
+    pub fn decode(&self, key: &str, bytes: &[u8]) -> Result<V> {
+        self.engine.codec().decode(bytes).map_err(|source| Error::Decode { key: key.into(), source })
     }
 }

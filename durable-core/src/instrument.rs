@@ -49,6 +49,8 @@ call_counts! {
     changes_since: "`changes_since` calls (deltas).",
     watch: "`watch` calls (subscriptions).",
     compare_and_swap: "`compare_and_swap` calls.",
+    journal: "`journal` calls (journal pages).",
+    history: "`history` calls (a key's records).",
 }
 
 /// Wraps a backend and counts calls to it; see [`CallCounts`]. Everything else is the

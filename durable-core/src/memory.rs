@@ -21,6 +21,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use crate::backend::{Backend, Changes, Durables, Hint, HintStream, KeyChange, Opening, Version};
 use crate::batch::{Batch, Op};
 use crate::error::{Error, Result};
+use crate::journal::{JournalConfig, JournalPage, JournalRecord, newest_first_for_key, whole_versions};
 use crate::store_url::StoreUrl;
 
 /// How many mutations a namespace's change log keeps by default.
@@ -41,7 +42,21 @@ struct Namespace {
     log: VecDeque<(Version, Vec<String>)>,
     /// Every mutation after this version is in `log`.
     log_floor: Version,
+    /// The change journal, oldest first.
+    journal: VecDeque<JournalRecord>,
+    /// Retention removed every record at or below this version.
+    journal_trimmed: Version,
     hints: broadcast::Sender<Version>,
+}
+
+/// One key's change in a mutation: the key, its old value, its new value.
+type Touched = (String, Option<Bytes>, Option<Bytes>);
+
+/// What a handle writes besides the data: its change-log length and its journal.
+struct Writer<'a> {
+    log_len: usize,
+    journal: &'a JournalConfig,
+    reason: Option<&'a str>,
 }
 
 impl Namespace {
@@ -51,22 +66,56 @@ impl Namespace {
             version: 0,
             log: VecDeque::new(),
             log_floor: 0,
+            journal: VecDeque::new(),
+            journal_trimmed: 0,
             hints: broadcast::channel(HINT_CAPACITY).0,
         }
     }
 
-    /// Bumps the version, logs the touched keys, trims the log and sends a hint.
-    fn commit(&mut self, keys: Vec<String>, log_len: usize) -> Version {
+    /// Bumps the version, logs the touched keys, journals their changes, trims the log and
+    /// the journal, and sends a hint — all under the store's lock, so one atomic step.
+    fn commit(&mut self, touched: Vec<Touched>, writer: &Writer<'_>) -> Version {
         self.version += 1;
-        self.log.push_back((self.version, keys));
-        while self.log.len() > log_len {
+        let version = self.version;
+        if writer.journal.is_on() {
+            let time = Some(std::time::SystemTime::now());
+            for (key, old, new) in &touched {
+                self.journal.push_back(JournalRecord {
+                    version,
+                    key: key.clone(),
+                    old: old.clone(),
+                    new: new.clone(),
+                    actor: writer.journal.actor_name().to_owned(),
+                    reason: writer.reason.map(str::to_owned),
+                    time,
+                });
+            }
+            self.trim_journal(writer.journal);
+        }
+        self.log.push_back((version, touched.into_iter().map(|(key, _, _)| key).collect()));
+        while self.log.len() > writer.log_len {
             if let Some((version, _)) = self.log.pop_front() {
                 self.log_floor = version;
             }
         }
         // Nobody listening is fine.
-        let _ = self.hints.send(self.version);
-        self.version
+        let _ = self.hints.send(version);
+        version
+    }
+
+    fn trim_journal(&mut self, journal: &JournalConfig) {
+        let mut through = journal.trim_through(self.version).unwrap_or(0);
+        if journal.trims_by_age_at(self.version)
+            && let Some(age) = journal.kept_for()
+            && let Some(cutoff) = std::time::SystemTime::now().checked_sub(age)
+        {
+            let old = self.journal.iter().take_while(|record| record.time.is_some_and(|time| time < cutoff));
+            through = through.max(old.last().map_or(0, |record| record.version));
+        }
+        while self.journal.front().is_some_and(|record| record.version <= through) {
+            self.journal.pop_front();
+        }
+        self.journal_trimmed = self.journal_trimmed.max(through);
     }
 }
 
@@ -91,6 +140,7 @@ pub struct MemoryBackend {
     store: Arc<MemoryStore>,
     namespace: String,
     log_len: usize,
+    journal: JournalConfig,
 }
 
 impl std::fmt::Debug for MemoryBackend {
@@ -107,7 +157,7 @@ impl MemoryBackend {
 
     /// `namespace` in `store`.
     pub fn in_store(store: Arc<MemoryStore>, namespace: &str) -> Self {
-        Self { store, namespace: namespace.to_owned(), log_len: DEFAULT_CHANGE_LOG }
+        Self { store, namespace: namespace.to_owned(), log_len: DEFAULT_CHANGE_LOG, journal: JournalConfig::default() }
     }
 
     /// Opens `namespace` in the process-wide store named by a `memory://[name]` URL: the
@@ -127,12 +177,28 @@ impl MemoryBackend {
         self
     }
 
+    /// How this handle keeps the journal (default: on, see [`JournalConfig`]). Handles on
+    /// one namespace share its journal; one with the journal off writes no records, as a
+    /// durabledict writer would not.
+    pub fn with_journal(mut self, journal: JournalConfig) -> Self {
+        self.journal = journal;
+        self
+    }
+
     /// Runs `f` on this namespace under the store's lock.
-    fn with<T>(&self, f: impl FnOnce(&mut Namespace, usize) -> Result<T>) -> Result<T> {
+    fn with<T>(&self, f: impl FnOnce(&mut Namespace, &Writer<'_>) -> Result<T>) -> Result<T> {
+        self.with_reason(None, f)
+    }
+
+    fn with_reason<T>(
+        &self,
+        reason: Option<&str>,
+        f: impl FnOnce(&mut Namespace, &Writer<'_>) -> Result<T>,
+    ) -> Result<T> {
         let mut namespaces: MutexGuard<'_, _> =
             self.store.namespaces.lock().map_err(|_| Error::store("memory", "store lock poisoned"))?;
         let namespace = namespaces.entry(self.namespace.clone()).or_insert_with(Namespace::new);
-        f(namespace, self.log_len)
+        f(namespace, &Writer { log_len: self.log_len, journal: &self.journal, reason })
     }
 
     fn check(&self, key: &str) -> Result<()> {
@@ -148,15 +214,17 @@ impl Backend for MemoryBackend {
 
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
         self.check(key)?;
-        self.with(|ns, log_len| {
-            ns.entries.insert(key.to_owned(), value);
-            Ok(ns.commit(vec![key.to_owned()], log_len))
+        self.with(|ns, writer| {
+            let old = ns.entries.insert(key.to_owned(), value.clone());
+            Ok(ns.commit(vec![(key.to_owned(), old, Some(value))], writer))
         })
     }
 
     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
         self.check(key)?;
-        self.with(|ns, log_len| Ok(ns.entries.remove(key).map(|_| ns.commit(vec![key.to_owned()], log_len))))
+        self.with(|ns, writer| {
+            Ok(ns.entries.remove(key).map(|old| ns.commit(vec![(key.to_owned(), Some(old), None)], writer)))
+        })
     }
 
     async fn durables(&self) -> Result<Durables> {
@@ -174,7 +242,7 @@ impl Backend for MemoryBackend {
         for (key, _) in batch.ops() {
             self.check(key)?;
         }
-        self.with(|ns, log_len| {
+        self.with_reason(batch.reason_text(), |ns, writer| {
             if let Some(expected) = batch.guard_version()
                 && expected != ns.version
             {
@@ -182,35 +250,39 @@ impl Backend for MemoryBackend {
             }
             let mut touched = Vec::with_capacity(batch.len());
             for (key, op) in batch.ops() {
-                let changed = match op {
+                match op {
                     Op::Put(value) => {
-                        ns.entries.insert(key.to_owned(), value.clone());
-                        true
+                        let old = ns.entries.insert(key.to_owned(), value.clone());
+                        touched.push((key.to_owned(), old, Some(value.clone())));
                     }
-                    Op::Delete => ns.entries.remove(key).is_some(),
-                };
-                if changed {
-                    touched.push(key.to_owned());
+                    Op::Delete => {
+                        if let Some(old) = ns.entries.remove(key) {
+                            touched.push((key.to_owned(), Some(old), None));
+                        }
+                    }
                 }
             }
-            Ok((!touched.is_empty()).then(|| ns.commit(touched, log_len)))
+            Ok((!touched.is_empty()).then(|| ns.commit(touched, writer)))
         })
     }
 
     async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
         self.check(key)?;
-        self.with(|ns, log_len| {
-            Ok(ns.entries.remove(key).map(|value| (value, ns.commit(vec![key.to_owned()], log_len))))
+        self.with(|ns, writer| {
+            Ok(ns.entries.remove(key).map(|value| {
+                let version = ns.commit(vec![(key.to_owned(), Some(value.clone()), None)], writer);
+                (value, version)
+            }))
         })
     }
 
     async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
         self.check(key)?;
-        self.with(|ns, log_len| match ns.entries.get(key) {
+        self.with(|ns, writer| match ns.entries.get(key) {
             Some(found) => Ok((found.clone(), None)),
             None => {
                 ns.entries.insert(key.to_owned(), value.clone());
-                Ok((value, Some(ns.commit(vec![key.to_owned()], log_len))))
+                Ok((value.clone(), Some(ns.commit(vec![(key.to_owned(), None, Some(value))], writer))))
             }
         })
     }
@@ -247,22 +319,40 @@ impl Backend for MemoryBackend {
 
     async fn compare_and_swap(&self, key: &str, old: Option<Bytes>, new: Option<Bytes>) -> Result<Option<Version>> {
         self.check(key)?;
-        self.with(|ns, log_len| {
+        self.with(|ns, writer| {
             if ns.entries.get(key) != old.as_ref() {
                 return Err(Error::Conflict { key: key.into() });
             }
-            match new {
-                Some(value) => {
-                    ns.entries.insert(key.to_owned(), value);
-                }
-                None => {
-                    if ns.entries.remove(key).is_none() {
-                        // Expected absent, asked to delete: nothing to do.
-                        return Ok(None);
-                    }
-                }
-            }
-            Ok(Some(ns.commit(vec![key.to_owned()], log_len)))
+            let before = match &new {
+                Some(value) => ns.entries.insert(key.to_owned(), value.clone()),
+                // Expected absent, asked to delete: nothing to do.
+                None => match ns.entries.remove(key) {
+                    Some(before) => Some(before),
+                    None => return Ok(None),
+                },
+            };
+            Ok(Some(ns.commit(vec![(key.to_owned(), before, new)], writer)))
         })
+    }
+
+    async fn journal(&self, after: Version, limit: usize) -> Result<JournalPage> {
+        self.with(|ns, _| {
+            let start = ns.journal.partition_point(|record| record.version <= after);
+            let mut records: Vec<JournalRecord> = ns.journal.range(start..).take(limit.max(1)).cloned().collect();
+            // A version cut by the limit is completed, when it is the only one.
+            if let (Some(first), Some(last)) = (records.first(), records.last())
+                && first.version == last.version
+            {
+                let version = first.version;
+                let more = ns.journal.range(start + records.len()..).take_while(|record| record.version == version);
+                records.extend(more.cloned());
+            }
+            let (records, more) = whole_versions(records, limit);
+            Ok(JournalPage { records, version: ns.version, trimmed_through: ns.journal_trimmed, more })
+        })
+    }
+
+    async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
+        self.with(|ns, _| Ok(newest_first_for_key(ns.journal.iter().cloned(), key, limit)))
     }
 }

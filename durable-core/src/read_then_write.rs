@@ -6,6 +6,7 @@ use bytes::Bytes;
 use crate::backend::{Backend, Changes, Durables, HintStream, Version, default_key_rule};
 use crate::batch::{Batch, Op};
 use crate::error::{Error, Result};
+use crate::journal::{JournalPage, JournalRecord};
 
 /// durabledict's four-method store interface: all a [`ReadThenWrite`] needs. Each method
 /// has the contract of the [`Backend`] method of the same name.
@@ -171,5 +172,14 @@ impl<S: SimpleStore> Backend for ReadThenWrite<S> {
             Some(value) => self.0.persist(key, value).await.map(Some),
             None => self.0.depersist(key).await,
         }
+    }
+
+    /// No journal: every version is a gap to a reader.
+    async fn journal(&self, _after: Version, _limit: usize) -> Result<JournalPage> {
+        Ok(JournalPage { version: self.0.last_updated().await?, ..JournalPage::default() })
+    }
+
+    async fn history(&self, _key: &str, _limit: usize) -> Result<Vec<JournalRecord>> {
+        Ok(Vec::new())
     }
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use crate::backend::{Backend, Changes, Durables, HintStream, Version, default_key_rule};
 use crate::batch::Batch;
 use crate::error::Result;
+use crate::journal::{JournalPage, JournalRecord};
 
 /// A call about to go through a wrapper, with what it carries — enough to count it, time
 /// it, fail it, or check its keys and values against the backend it will reach.
@@ -64,11 +65,21 @@ pub enum Call<'a> {
         /// The value to store (`None`: delete).
         new: Option<&'a [u8]>,
     },
+    /// [`Backend::journal`].
+    Journal {
+        /// The version the page starts after.
+        after: Version,
+    },
+    /// [`Backend::history`].
+    History {
+        /// The key.
+        key: &'a str,
+    },
 }
 
 impl Call<'_> {
     /// Every method, in declaration order: [`Call::index`] is a position in it.
-    pub const METHODS: [&'static str; 10] = [
+    pub const METHODS: [&'static str; 12] = [
         "persist",
         "depersist",
         "durables",
@@ -79,6 +90,8 @@ impl Call<'_> {
         "changes_since",
         "watch",
         "compare_and_swap",
+        "journal",
+        "history",
     ];
 
     /// The method's position in [`Call::METHODS`].
@@ -94,6 +107,8 @@ impl Call<'_> {
             Call::ChangesSince { .. } => 7,
             Call::Watch => 8,
             Call::CompareAndSwap { .. } => 9,
+            Call::Journal { .. } => 10,
+            Call::History { .. } => 11,
         }
     }
 
@@ -104,7 +119,15 @@ impl Call<'_> {
 
     /// Whether the call may change the store.
     pub fn is_write(&self) -> bool {
-        !matches!(self, Call::Durables | Call::LastUpdated | Call::ChangesSince { .. } | Call::Watch)
+        !matches!(
+            self,
+            Call::Durables
+                | Call::LastUpdated
+                | Call::ChangesSince { .. }
+                | Call::Watch
+                | Call::Journal { .. }
+                | Call::History { .. }
+        )
     }
 
     /// The values the call would store, with their keys (none for reads and deletes).
@@ -278,6 +301,12 @@ impl<W: Wrap> Backend for W {
     async fn compare_and_swap(&self, key: &str, old: Option<Bytes>, new: Option<Bytes>) -> Result<Option<Version>> {
         let call = Call::CompareAndSwap { key, expected: old.as_deref(), new: new.as_deref() };
         self.enter(call).await?.compare_and_swap(key, old, new).await
+    }
+    async fn journal(&self, after: Version, limit: usize) -> Result<JournalPage> {
+        self.enter(Call::Journal { after }).await?.journal(after, limit).await
+    }
+    async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
+        self.enter(Call::History { key }).await?.history(key, limit).await
     }
 }
 

@@ -20,6 +20,10 @@ impl BackendFactory for Memory {
         Arc::new(MemoryBackend::in_store(Arc::clone(&self.0), namespace))
     }
 
+    async fn with_journal(&self, namespace: &str, journal: durable_core::JournalConfig) -> Arc<dyn Backend> {
+        Arc::new(MemoryBackend::in_store(Arc::clone(&self.0), namespace).with_journal(journal))
+    }
+
     async fn with_change_log(&self, namespace: &str, mutations: usize) -> Option<Arc<dyn Backend>> {
         Some(Arc::new(MemoryBackend::in_store(Arc::clone(&self.0), namespace).with_change_log(mutations)))
     }

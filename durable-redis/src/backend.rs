@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use durable_core::{Backend, Batch, Changes, Durables, Error, HintStream, KeyChange, Op, Result, Version};
+use durable_core::{
+    Backend, Batch, Changes, Durables, Error, HintStream, JournalPage, JournalRecord, KeyChange, Op, Result, Version,
+};
 use redis::{AsyncCommands, Value};
 
 use crate::builder::RedisBackendBuilder;
@@ -41,6 +43,7 @@ impl RedisBackend {
             url: url.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             change_log_len: DEFAULT_CHANGE_LOG_LEN,
+            journal: durable_core::JournalConfig::default(),
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             #[cfg(feature = "tls")]
             tls_root_cert: None,
@@ -75,7 +78,7 @@ fn bytes_of(value: Value) -> Result<Option<Bytes>> {
     }
 }
 
-fn parse_counter(raw: Option<Vec<u8>>) -> Result<Version> {
+pub(crate) fn parse_counter(raw: Option<Vec<u8>>) -> Result<Version> {
     let Some(raw) = raw else { return Ok(0) };
     std::str::from_utf8(&raw)
         .ok()
@@ -95,13 +98,13 @@ impl Backend for RedisBackend {
 
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
         self.validate_key(key)?;
-        let reply = self.mutate("persist", &self.shared.scripts.persist, &[key.as_bytes(), &value]).await?;
+        let reply = self.mutate("persist", &self.shared.scripts.persist, None, &[key.as_bytes(), &value]).await?;
         version_of(&reply)
     }
 
     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
         self.validate_key(key)?;
-        match self.mutate("depersist", &self.shared.scripts.depersist, &[key.as_bytes()]).await? {
+        match self.mutate("depersist", &self.shared.scripts.depersist, None, &[key.as_bytes()]).await? {
             Value::Nil => Ok(None),
             reply => version_of(&reply).map(Some),
         }
@@ -149,7 +152,7 @@ impl Backend for RedisBackend {
                 Op::Delete => args.extend([b"d".as_slice(), key.as_bytes(), b"".as_slice()]),
             }
         }
-        match self.mutate("apply", &self.shared.scripts.apply, &args).await? {
+        match self.mutate("apply", &self.shared.scripts.apply, batch.reason_text(), &args).await? {
             Value::Nil => Ok(None),
             Value::Array(items) if items.len() == 2 && items[0] == Value::Int(-1) => {
                 let current = version_of(&items[1])?;
@@ -161,7 +164,7 @@ impl Backend for RedisBackend {
 
     async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
         self.validate_key(key)?;
-        match self.mutate("pop", &self.shared.scripts.pop, &[key.as_bytes()]).await? {
+        match self.mutate("pop", &self.shared.scripts.pop, None, &[key.as_bytes()]).await? {
             Value::Nil => Ok(None),
             Value::Array(mut items) if items.len() == 2 => {
                 let version = version_of(&items[1])?;
@@ -174,7 +177,7 @@ impl Backend for RedisBackend {
 
     async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
         self.validate_key(key)?;
-        match self.mutate("setdefault", &self.shared.scripts.setdefault, &[key.as_bytes(), &value]).await? {
+        match self.mutate("setdefault", &self.shared.scripts.setdefault, None, &[key.as_bytes(), &value]).await? {
             Value::Array(mut items) if items.len() == 1 => Ok((bytes_of(items.remove(0))?.unwrap_or_default(), None)),
             Value::Array(mut items) if items.len() == 2 => {
                 let version = version_of(&items[1])?;
@@ -223,11 +226,19 @@ impl Backend for RedisBackend {
             flag(new.is_some()),
             new.as_deref().unwrap_or_default(),
         ];
-        match self.mutate("compare_and_swap", &self.shared.scripts.compare_and_swap, &args).await? {
+        match self.mutate("compare_and_swap", &self.shared.scripts.compare_and_swap, None, &args).await? {
             Value::BulkString(text) if text == b"conflict" => Err(Error::Conflict { key: key.into() }),
             Value::SimpleString(text) if text == "conflict" => Err(Error::Conflict { key: key.into() }),
             Value::Nil => Ok(None),
             reply => version_of(&reply).map(Some),
         }
+    }
+
+    async fn journal(&self, after: Version, limit: usize) -> Result<JournalPage> {
+        self.journal_page(after, limit).await
+    }
+
+    async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
+        self.key_history(key, limit).await
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::{Error, Redactor, RefusalProbe, Result};
+use durable_core::{Error, JournalConfig, Redactor, RefusalProbe, Result};
 use redis::aio::ConnectionManager;
 
 use crate::NAME;
@@ -18,6 +18,7 @@ pub struct RedisBackendBuilder {
     pub(crate) url: String,
     pub(crate) timeout: Duration,
     pub(crate) change_log_len: usize,
+    pub(crate) journal: JournalConfig,
     pub(crate) max_value_size: usize,
     #[cfg(feature = "tls")]
     pub(crate) tls_root_cert: Option<Vec<u8>>,
@@ -29,6 +30,7 @@ impl std::fmt::Debug for RedisBackendBuilder {
             .field("url", &durable_core::redact_url(&self.url))
             .field("timeout", &self.timeout)
             .field("change_log_len", &self.change_log_len)
+            .field("journal", &self.journal)
             .finish()
     }
 }
@@ -43,6 +45,13 @@ impl RedisBackendBuilder {
     /// How many keys the change log remembers (default 10,000, at least 1).
     pub fn change_log_len(mut self, keys: usize) -> Self {
         self.change_log_len = keys.max(1);
+        self
+    }
+
+    /// How the change journal is kept (default: on, see [`JournalConfig`]): the stream
+    /// `<namespace>:journal` written by the same script as each change.
+    pub fn journal(mut self, journal: JournalConfig) -> Self {
+        self.journal = journal;
         self
     }
 
@@ -116,6 +125,7 @@ impl RedisBackendBuilder {
                 timeout: self.timeout,
                 probe,
                 change_log_len: self.change_log_len,
+                journal: self.journal.clone(),
                 max_value_size: self.max_value_size,
                 redactor,
                 scripts: Scripts::new(cluster),

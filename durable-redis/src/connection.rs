@@ -66,6 +66,7 @@ pub(crate) struct Shared {
     /// retries).
     pub(crate) probe: RefusalProbe,
     pub(crate) change_log_len: usize,
+    pub(crate) journal: durable_core::JournalConfig,
     pub(crate) max_value_size: usize,
     pub(crate) redactor: Redactor,
     pub(crate) scripts: Scripts,
@@ -83,12 +84,29 @@ impl RedisBackend {
         self.shared.probe.bound(operation, self.shared.timeout, call).await
     }
 
-    /// Invokes a mutation script with the standard KEYS and ARGV[1..2], then `args`.
-    pub(crate) async fn mutate(&self, operation: &'static str, script: &Script, args: &[&[u8]]) -> Result<Value> {
+    /// Invokes a mutation script with the standard KEYS and ARGV[1..7] (see `lua/commit.lua`),
+    /// then `args`.
+    pub(crate) async fn mutate(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        reason: Option<&str>,
+        args: &[&[u8]],
+    ) -> Result<Value> {
         let mut invocation = script.prepare_invoke();
         let k = &self.keys;
         invocation.key(&k.hash).key(&k.counter).key(&k.log).key(&k.head).key(&k.floor);
+        invocation.key(&k.journal).key(&k.journal_trimmed);
         invocation.arg(self.shared.change_log_len).arg(&k.channel);
+        let journal = &self.shared.journal;
+        if journal.is_on() {
+            invocation.arg(journal.versions_kept().unwrap_or(0));
+        } else {
+            invocation.arg("");
+        }
+        let age = journal.kept_for().map_or(0, |age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1));
+        let every = journal.versions_kept().map_or(100, |keep| (keep / 10).max(1));
+        invocation.arg(age).arg(journal.actor_name()).arg(reason.unwrap_or_default()).arg(every);
         for arg in args {
             invocation.arg(*arg);
         }

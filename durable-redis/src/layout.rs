@@ -15,6 +15,8 @@ pub(crate) struct Keys {
     pub(crate) head: String,
     pub(crate) floor: String,
     pub(crate) channel: String,
+    pub(crate) journal: String,
+    pub(crate) journal_trimmed: String,
 }
 
 impl Keys {
@@ -27,6 +29,8 @@ impl Keys {
             head: format!("{namespace}:log:head"),
             floor: format!("{namespace}:log:floor"),
             channel: format!("{namespace}:changes"),
+            journal: format!("{namespace}:journal"),
+            journal_trimmed: format!("{namespace}:journal:trimmed"),
         }
     }
 }

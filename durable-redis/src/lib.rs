@@ -106,6 +106,7 @@ mod backend;
 mod builder;
 mod connection;
 mod hints;
+mod journal;
 mod layout;
 mod scripts;
 

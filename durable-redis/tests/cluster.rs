@@ -28,6 +28,11 @@ impl BackendFactory for Cluster {
         Arc::new(RedisBackend::connect(&cluster_url(), &tagged).await.expect("connect to the cluster"))
     }
 
+    async fn with_journal(&self, namespace: &str, journal: durable_core::JournalConfig) -> Arc<dyn Backend> {
+        let tagged = format!("{{{namespace}}}");
+        Arc::new(RedisBackend::builder(&cluster_url()).journal(journal).connect(&tagged).await.expect("connect"))
+    }
+
     async fn available(&self) -> bool {
         cluster_available().await
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use durable_core::{Backend, Batch, Changes, Durables, HintStream, Result, Version};
+use durable_core::{Backend, Batch, Changes, Durables, HintStream, JournalPage, JournalRecord, Result, Version};
 
 use crate::builder::{SqlBackendBuilder, validate_namespace};
 use crate::dialect::Dialect;
@@ -48,6 +48,7 @@ impl SqlBackend {
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             tls_root_cert: None,
             read_only: false,
+            journal: durable_core::JournalConfig::default(),
         }
     }
 
@@ -129,5 +130,13 @@ impl Backend for SqlBackend {
     async fn compare_and_swap(&self, key: &str, old: Option<Bytes>, new: Option<Bytes>) -> Result<Option<Version>> {
         self.validate_key(key)?;
         self.shared.run("compare_and_swap", || self.compare_and_swap_once(key, &old, &new)).await
+    }
+
+    async fn journal(&self, after: Version, limit: usize) -> Result<JournalPage> {
+        self.shared.run("journal", || self.journal_once(after, limit)).await
+    }
+
+    async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
+        self.shared.run("history", || self.history_once(key, limit)).await
     }
 }

@@ -21,6 +21,7 @@ pub struct SqlBackendBuilder {
     pub(crate) max_value_size: usize,
     pub(crate) tls_root_cert: Option<PathBuf>,
     pub(crate) read_only: bool,
+    pub(crate) journal: durable_core::JournalConfig,
 }
 
 impl std::fmt::Debug for SqlBackendBuilder {
@@ -34,6 +35,7 @@ impl std::fmt::Debug for SqlBackendBuilder {
             .field("max_value_size", &self.max_value_size)
             .field("tls_root_cert", &self.tls_root_cert)
             .field("read_only", &self.read_only)
+            .field("journal", &self.journal)
             .finish()
     }
 }
@@ -88,6 +90,14 @@ impl SqlBackendBuilder {
     /// `read_only(true)` on its builder to refuse them before any I/O.
     pub fn read_only(mut self, on: bool) -> Self {
         self.read_only = on;
+        self
+    }
+
+    /// How the change journal is kept (default: on, see
+    /// [`JournalConfig`](durable_core::JournalConfig)): rows of `<prefix>durable_journal`
+    /// written in each mutation's transaction.
+    pub fn journal(mut self, journal: durable_core::JournalConfig) -> Self {
+        self.journal = journal;
         self
     }
 

@@ -88,12 +88,42 @@ pub struct Statements {
     pub notify: Arc<str>,
     /// The LISTEN/NOTIFY channel (PostgreSQL).
     pub channel: String,
+    /// The journal's statements.
+    pub journal: JournalStatements,
+    /// The key column's name, quoted.
+    pub key_column: String,
     /// Table names, for messages and tests.
     pub entries_table: String,
+    pub journal_table: String,
     pub namespaces_table: String,
     schema_table: String,
     index: String,
+    journal_index: String,
     dialect: Dialect,
+}
+
+/// The journal's statements: its table `<prefix>durable_journal` (one row per changed key,
+/// primary key namespace, version, seq) and the `journal_trimmed` column of the namespaces
+/// table.
+#[derive(Debug, Clone)]
+pub struct JournalStatements {
+    /// `INSERT INTO journal (...) SELECT `: the insert that reads each key's old value from
+    /// the entries table in the same statement; see `writes.rs`.
+    pub insert_head: String,
+    /// What follows the derived table of new values: the join on the live entries.
+    pub insert_join: String,
+    /// How each bound parameter of the insert is typed (`CAST(? AS ...)` on PostgreSQL,
+    /// which cannot infer types inside a `UNION ALL`): int, text, key, blob.
+    pub casts: [(&'static str, &'static str); 4],
+    /// The store's clock in milliseconds since the epoch, as an SQL expression.
+    pub now_ms: &'static str,
+    pub state: Arc<str>,
+    pub page: Arc<str>,
+    pub rest_of_version: Arc<str>,
+    pub history: Arc<str>,
+    pub trim: Arc<str>,
+    pub set_trimmed: Arc<str>,
+    pub aged: Arc<str>,
 }
 
 impl Statements {
@@ -136,7 +166,48 @@ impl Statements {
             ),
         };
         let upsert_head = format!("INSERT INTO {e} (namespace, {key}, value, version, tombstone) ");
+        let journal_table = format!("{prefix}durable_journal");
+        let j = q(&journal_table);
+        let (casts, now_ms) = match dialect {
+            Dialect::Postgres => (
+                [("CAST(", " AS BIGINT)"), ("CAST(", " AS TEXT)"), ("CAST(", " AS TEXT)"), ("CAST(", " AS BYTEA)")],
+                "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+            ),
+            Dialect::MySql => ([("", ""); 4], "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"),
+            Dialect::Sqlite => ([("", ""); 4], "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"),
+        };
+        let journal_key = match dialect {
+            Dialect::MySql => format!("CONVERT({key} USING utf8mb4)"),
+            _ => key.clone(),
+        };
+        let journal_columns = format!("version, seq, {journal_key}, old_value, new_value, actor, reason, at");
+        let journal = JournalStatements {
+            insert_head: format!(
+                "INSERT INTO {j} (namespace, version, seq, {key}, old_value, new_value, actor, reason, at) SELECT "
+            ),
+            insert_join: format!(" LEFT JOIN {e} e ON e.namespace = "),
+            casts,
+            now_ms,
+            state: sql(format!("SELECT version, journal_trimmed FROM {n} WHERE namespace = ?")),
+            page: sql(format!(
+                "SELECT {journal_columns} FROM {j} WHERE namespace = ? AND version > ? AND version <= ? \
+                 ORDER BY version, seq LIMIT ?"
+            )),
+            rest_of_version: sql(format!(
+                "SELECT {journal_columns} FROM {j} WHERE namespace = ? AND version = ? AND seq > ? ORDER BY seq"
+            )),
+            history: sql(format!(
+                "SELECT {journal_columns} FROM {j} WHERE namespace = ? AND {key} = ? ORDER BY version DESC LIMIT ?"
+            )),
+            trim: sql(format!("DELETE FROM {j} WHERE namespace = ? AND version <= ?")),
+            set_trimmed: sql(format!("UPDATE {n} SET journal_trimmed = ? WHERE namespace = ? AND journal_trimmed < ?")),
+            aged: sql(format!("SELECT MAX(version) FROM {j} WHERE namespace = ? AND at < {now_ms} - ?")),
+        };
         Ok(Self {
+            key_column: key.clone(),
+            journal,
+            journal_index: format!("{prefix}durable_journal_by_key"),
+            journal_table,
             last_updated: sql(format!("SELECT version FROM {n} WHERE namespace = ?")),
             durables: sql(format!(
                 "SELECT n.version, {key_out}, e.value FROM {n} n \
@@ -233,7 +304,24 @@ impl Statements {
         if !mysql {
             v1.push(format!("CREATE INDEX IF NOT EXISTS {index} ON {e} (namespace, version)"));
         }
-        vec![v1]
+        // 2: the change journal.
+        let j = q(&self.journal_table);
+        let journal_index = q(&self.journal_index);
+        let inline_journal_index =
+            if mysql { format!(", INDEX {journal_index} (namespace, {key}, version)") } else { String::new() };
+        let mut v2 = vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {j} (namespace {namespace} NOT NULL, version {int} NOT NULL, \
+                 seq {int} NOT NULL, {key} {key_type} NOT NULL, old_value {blob}, new_value {blob}, \
+                 actor TEXT NOT NULL, reason TEXT, at {int} NOT NULL, \
+                 PRIMARY KEY (namespace, version, seq){inline_journal_index}){engine}"
+            ),
+            format!("ALTER TABLE {n} ADD COLUMN journal_trimmed {int} NOT NULL DEFAULT 0"),
+        ];
+        if !mysql {
+            v2.push(format!("CREATE INDEX IF NOT EXISTS {journal_index} ON {j} (namespace, {key}, version)"));
+        }
+        vec![v1, v2]
     }
 
     /// A number naming this schema for PostgreSQL's advisory lock and MySQL's `GET_LOCK`,

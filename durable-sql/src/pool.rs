@@ -50,6 +50,7 @@ pub(crate) struct Shared {
     /// Bounds every operation: the timeout, and a refused server at once.
     pub(crate) probe: RefusalProbe,
     pub(crate) retention: i64,
+    pub(crate) journal: durable_core::JournalConfig,
     pub(crate) max_value_size: usize,
     pub(crate) secrets: Redactor,
     /// The URL as given (password included; never shown): with the channel, it names the
@@ -91,6 +92,7 @@ impl Shared {
             probe,
             retention: i64::try_from(options.tombstone_retention).unwrap_or(i64::MAX),
             max_value_size: options.max_value_size,
+            journal: options.journal.clone(),
             secrets,
             url: options.url.clone(),
         };

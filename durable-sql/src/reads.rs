@@ -2,7 +2,8 @@
 //! each consistent with the version it reports (invariant 2).
 
 use bytes::Bytes;
-use durable_core::{Changes, Durables, KeyChange, Version};
+use durable_core::journal::{time_from_millis, whole_versions};
+use durable_core::{Changes, Durables, JournalPage, JournalRecord, KeyChange, Version};
 
 use crate::backend::SqlBackend;
 use crate::error::Fail;
@@ -49,5 +50,60 @@ impl SqlBackend {
             changes.push(KeyChange { key, value, version: to_version(row_version)? });
         }
         Ok(Changes::Delta { changes, version: to_version(version)? })
+    }
+}
+
+/// A journal row: version, seq, key, old value, new value, actor, reason, time (ms).
+type JournalRow = (i64, i64, String, Option<Vec<u8>>, Option<Vec<u8>>, String, Option<String>, i64);
+
+fn record((version, _, key, old, new, actor, reason, at): JournalRow) -> Result<JournalRecord, Fail> {
+    Ok(JournalRecord {
+        version: to_version(version)?,
+        key,
+        old: old.map(Bytes::from),
+        new: new.map(Bytes::from),
+        actor,
+        reason,
+        time: time_from_millis(at),
+    })
+}
+
+impl SqlBackend {
+    /// The namespace version and trimmed-through version first, then the rows after `after`
+    /// up to that version (so the version covers them), completing a version cut by the
+    /// limit when it is the only one.
+    pub(crate) async fn journal_once(&self, after: Version, limit: usize) -> Result<JournalPage, Fail> {
+        let j = &self.shared.statements.journal;
+        let ns = self.namespace.as_str();
+        let after_raw = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = limit.max(1);
+        let limit_raw = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (rows, version, trimmed) = with_pool!(&self.shared.pool, pool => {
+            let state: Option<(i64, i64)> = sqlx::query_as(sql(&j.state)).bind(ns).fetch_optional(pool).await?;
+            let (version, trimmed) = state.unwrap_or((0, 0));
+            let mut rows: Vec<JournalRow> = sqlx::query_as(sql(&j.page))
+                .bind(ns).bind(after_raw).bind(version).bind(limit_raw).fetch_all(pool).await?;
+            if rows.len() >= limit
+                && let (Some(first), Some(last)) = (rows.first(), rows.last())
+                && first.0 == last.0
+            {
+                let rest: Vec<JournalRow> = sqlx::query_as(sql(&j.rest_of_version))
+                    .bind(ns).bind(last.0).bind(last.1).fetch_all(pool).await?;
+                rows.extend(rest);
+            }
+            (rows, version, trimmed)
+        });
+        let records = rows.into_iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        let (records, more) = whole_versions(records, limit);
+        Ok(JournalPage { records, version: to_version(version)?, trimmed_through: to_version(trimmed)?, more })
+    }
+
+    pub(crate) async fn history_once(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>, Fail> {
+        let j = &self.shared.statements.journal;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<JournalRow> = with_pool!(&self.shared.pool, pool => {
+            sqlx::query_as(sql(&j.history)).bind(&self.namespace).bind(key).bind(limit).fetch_all(pool).await?
+        });
+        rows.into_iter().map(record).collect()
     }
 }

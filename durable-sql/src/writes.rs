@@ -2,7 +2,7 @@
 //! (invariant 1), or rolls back when it changes nothing.
 
 use bytes::Bytes;
-use durable_core::{Batch, Error, Version};
+use durable_core::{Batch, Error, Op, Version};
 use sqlx::Row;
 
 use crate::BATCH_ROWS;
@@ -55,6 +55,22 @@ macro_rules! mutation {
                         sqlx::query(sql(&$s.prune)).bind($ns).bind(new_horizon).execute(&mut *$tx).await?;
                         sqlx::query(sql(&$s.set_horizon)).bind(new_horizon).bind($ns).execute(&mut *$tx).await?;
                     }
+                    if shared.journal.is_on() {
+                        let mut through = shared.journal.trim_through(to_version($version)?).unwrap_or(0) as i64;
+                        if shared.journal.trims_by_age_at(to_version($version)?)
+                            && let Some(age) = shared.journal.kept_for()
+                        {
+                            let age = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+                            let aged: Option<i64> = sqlx::query_scalar(sql(&$s.journal.aged))
+                                .bind($ns).bind(age).fetch_one(&mut *$tx).await?;
+                            through = through.max(aged.unwrap_or(0));
+                        }
+                        if through > 0 {
+                            sqlx::query(sql(&$s.journal.trim)).bind($ns).bind(through).execute(&mut *$tx).await?;
+                            sqlx::query(sql(&$s.journal.set_trimmed))
+                                .bind(through).bind($ns).bind(through).execute(&mut *$tx).await?;
+                        }
+                    }
                     if shared.dialect == Dialect::Postgres {
                         let payload = format!("{} {}", $version, $ns);
                         sqlx::query(sql(&$s.notify)).bind(&$s.channel).bind(payload).execute(&mut *$tx).await?;
@@ -66,6 +82,47 @@ macro_rules! mutation {
         }
         .await)
     }};
+}
+
+/// Records the changes `$changes` (`(key, new value)` pairs, in key order) in the journal,
+/// when it is on: one `INSERT ... SELECT` per chunk that reads each key's old value from
+/// the live entries in the same statement, and skips a delete of an absent key. Run before
+/// the write itself, inside the mutation's transaction (invariant 11). An expression of
+/// type `Result<(), Fail>` to be awaited.
+macro_rules! journal {
+    ($tx:ident, $shared:expr, $ns:expr, $version:expr, $reason:expr, $changes:expr) => {
+        async {
+            let shared: &crate::pool::Shared = $shared;
+            if !shared.journal.is_on() {
+                return Ok::<(), Fail>(());
+            }
+            let j = &shared.statements.journal;
+            let [int, text, key_cast, blob] = j.casts;
+            let reason: Option<&str> = $reason;
+            let changes: &[(&str, Option<&[u8]>)] = $changes;
+            for (chunk_index, chunk) in changes.chunks(BATCH_ROWS).enumerate() {
+                let mut insert = sqlx::QueryBuilder::new(j.insert_head.as_str());
+                insert.push(text.0).push_bind($ns).push(text.1).push(", ");
+                insert.push(int.0).push_bind($version).push(int.1).push(", b.seq, b.k, e.value, b.v, ");
+                insert.push(text.0).push_bind(shared.journal.actor_name()).push(text.1).push(", ");
+                insert.push(text.0).push_bind(reason).push(text.1).push(", ").push(j.now_ms).push(" FROM (");
+                for (index, (key, new)) in chunk.iter().enumerate() {
+                    if index > 0 {
+                        insert.push(" UNION ALL ");
+                    }
+                    let seq = (chunk_index * BATCH_ROWS + index + 1) as i64;
+                    insert.push("SELECT ").push(int.0).push_bind(seq).push(int.1).push(" AS seq, ");
+                    insert.push(key_cast.0).push_bind(*key).push(key_cast.1).push(" AS k, ");
+                    insert.push(blob.0).push_bind(*new).push(blob.1).push(" AS v");
+                }
+                insert.push(") b").push(j.insert_join.as_str()).push(text.0).push_bind($ns).push(text.1);
+                insert.push(" AND e.").push(shared.statements.key_column.as_str());
+                insert.push(" = b.k AND e.tombstone = FALSE WHERE b.v IS NOT NULL OR e.value IS NOT NULL");
+                insert.build().execute(&mut *$tx).await?;
+            }
+            Ok(())
+        }
+    };
 }
 
 pub(crate) fn to_version(raw: i64) -> Result<Version, Fail> {
@@ -84,6 +141,11 @@ impl SqlBackend {
             if let Some(expected) = batch.guard_version() && expected != current {
                 return Err(Fail::Core(Error::VersionConflict { expected, current }));
             }
+            let changes: Vec<(&str, Option<&[u8]>)> = batch
+                .ops()
+                .map(|(key, op)| (key, match op { Op::Put(value) => Some(value.as_ref()), Op::Delete => None }))
+                .collect();
+            journal!(tx, &self.shared, ns, version, batch.reason_text(), &changes).await?;
             for chunk in puts.chunks(BATCH_ROWS) {
                 let mut insert = sqlx::QueryBuilder::new(s.upsert_head.as_str());
                 insert.push_values(chunk, |mut row, (key, value)| {
@@ -103,6 +165,7 @@ impl SqlBackend {
 
     pub(crate) async fn depersist_once(&self, key: &str) -> Result<Option<Version>, Fail> {
         mutation!(self, tx, version, s, ns => {
+            journal!(tx, &self.shared, ns, version, None, &[(key, None)]).await?;
             let done = sqlx::query(sql(&s.tombstone)).bind(version).bind(ns).bind(key).execute(&mut *tx).await?;
             if done.rows_affected() == 0 { Outcome::Unchanged(None) } else { Outcome::Changed(Some(to_version(version)?)) }
         })
@@ -115,6 +178,7 @@ impl SqlBackend {
             match found {
                 None => Outcome::Unchanged(None),
                 Some(value) => {
+                    journal!(tx, &self.shared, ns, version, None, &[(key, None)]).await?;
                     sqlx::query(sql(&s.tombstone)).bind(version).bind(ns).bind(key).execute(&mut *tx).await?;
                     Outcome::Changed(Some((Bytes::from(value), to_version(version)?)))
                 }
@@ -129,6 +193,7 @@ impl SqlBackend {
             match found {
                 Some(found) => Outcome::Unchanged((Bytes::from(found), None)),
                 None => {
+                    journal!(tx, &self.shared, ns, version, None, &[(key, Some(value.as_ref()))]).await?;
                     sqlx::query(sql(&s.upsert)).bind(ns).bind(key).bind(value.as_ref()).bind(version).execute(&mut *tx).await?;
                     Outcome::Changed((value.clone(), Some(to_version(version)?)))
                 }
@@ -151,10 +216,12 @@ impl SqlBackend {
             match (new, found) {
                 (None, None) => Outcome::Unchanged(None),
                 (None, Some(_)) => {
+                    journal!(tx, &self.shared, ns, version, None, &[(key, None)]).await?;
                     sqlx::query(sql(&s.tombstone)).bind(version).bind(ns).bind(key).execute(&mut *tx).await?;
                     Outcome::Changed(Some(to_version(version)?))
                 }
                 (Some(value), _) => {
+                    journal!(tx, &self.shared, ns, version, None, &[(key, Some(value.as_ref()))]).await?;
                     sqlx::query(sql(&s.upsert)).bind(ns).bind(key).bind(value.as_ref()).bind(version).execute(&mut *tx).await?;
                     Outcome::Changed(Some(to_version(version)?))
                 }

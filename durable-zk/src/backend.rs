@@ -5,13 +5,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use durable_core::{Backend, Batch, Changes, Durables, Error, Hint, HintStream, KeyChange, Result, Source, Version};
+use durable_core::{
+    Backend, Batch, Changes, Durables, Error, Hint, HintStream, JournalPage, JournalRecord, KeyChange, Result, Source,
+    Version,
+};
 use futures::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use zookeeper_client as zk;
 
 use crate::builder::ZkBackendBuilder;
 use crate::error::{map_error, to_version, unexpected};
+use crate::journal::Journaled;
 use crate::names::validate_key;
 use crate::session::Shared;
 use crate::writes::Op;
@@ -49,6 +53,7 @@ impl ZkBackend {
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             protect_writes: false,
             read_only: false,
+            journal: durable_core::JournalConfig::default(),
         }
     }
 
@@ -111,10 +116,13 @@ impl Backend for ZkBackend {
 
     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
         self.check_key(key)?;
+        if self.shared.config.journal.is_on() {
+            return self.run("depersist", self.apply_batch("depersist", &Batch::new().delete(key))).await;
+        }
         let work = async {
             let client = self.shared.state.client();
             let path = self.key_path(key);
-            match self.commit(&client, &[Op::Delete(&path)], None).await {
+            match self.commit(&client, &[Op::Delete(&path)], None, None).await {
                 Ok(version) => Ok(Some(version)),
                 Err((Some(0), zk::Error::NoNode)) => Ok(None),
                 Err((_, err)) => Err(map_error(err)),
@@ -208,7 +216,9 @@ impl Backend for ZkBackend {
             let path = self.key_path(key);
             for _ in 0..MAX_ATTEMPTS {
                 let (Some(data), guard) = self.read_guarded(&client, key).await? else { return Ok(None) };
-                match self.commit(&client, &[Op::Delete(&path)], guard).await {
+                let journaled =
+                    Journaled { changes: vec![(key, Some(Bytes::copy_from_slice(&data)), None)], reason: None };
+                match self.commit(&client, &[Op::Delete(&path)], guard, Some(&journaled)).await {
                     Ok(version) => return Ok(Some((Bytes::from(data), version))),
                     Err((Some(_), zk::Error::NoNode | zk::Error::BadVersion)) => continue,
                     Err((_, err)) => return Err(map_error(err)),
@@ -225,12 +235,20 @@ impl Backend for ZkBackend {
             let client = self.shared.state.client();
             let path = self.key_path(key);
             for _ in 0..MAX_ATTEMPTS {
-                if let Some(found) = self.read(&client, key).await? {
+                // With the journal on, the namespace version is read with the key, to name the
+                // journal node; without, the create alone decides.
+                let (found, guard) = if self.shared.config.journal.is_on() {
+                    self.read_guarded(&client, key).await?
+                } else {
+                    (self.read(&client, key).await?, None)
+                };
+                if let Some(found) = found {
                     return Ok((Bytes::from(found), None));
                 }
-                match self.commit(&client, &[Op::Create(&path, &value)], None).await {
+                let journaled = Journaled { changes: vec![(key, None, Some(value.clone()))], reason: None };
+                match self.commit(&client, &[Op::Create(&path, &value)], guard, Some(&journaled)).await {
                     Ok(version) => return Ok((value.clone(), Some(version))),
-                    Err((Some(0), zk::Error::NodeExists)) => continue,
+                    Err((Some(_), zk::Error::NodeExists | zk::Error::BadVersion)) => continue,
                     Err((_, err)) => return Err(map_error(err)),
                 }
             }
@@ -289,7 +307,9 @@ impl Backend for ZkBackend {
                     // Absent as expected, nothing to delete: no write and no version.
                     (None, None) => return Ok(None),
                 };
-                match self.commit(&client, &[op], guard).await {
+                let old = current.as_deref().map(Bytes::copy_from_slice);
+                let journaled = Journaled { changes: vec![(key, old, new.clone())], reason: None };
+                match self.commit(&client, &[op], guard, Some(&journaled)).await {
                     Ok(version) => return Ok(Some(version)),
                     Err((Some(_), zk::Error::NoNode | zk::Error::NodeExists | zk::Error::BadVersion)) => continue,
                     Err((_, err)) => return Err(map_error(err)),
@@ -298,5 +318,13 @@ impl Backend for ZkBackend {
             Err(unexpected("too much contention on the key"))
         };
         self.run("compare_and_swap", work).await
+    }
+
+    async fn journal(&self, after: Version, limit: usize) -> Result<JournalPage> {
+        self.run("journal", self.journal_page(after, limit)).await
+    }
+
+    async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
+        self.run("history", self.key_history(key, limit)).await
     }
 }

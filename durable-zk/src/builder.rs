@@ -25,6 +25,7 @@ pub struct ZkBackendBuilder {
     pub(crate) max_value_size: usize,
     pub(crate) protect_writes: bool,
     pub(crate) read_only: bool,
+    pub(crate) journal: durable_core::JournalConfig,
 }
 
 /// Shows the URL without its password (invariant 10).
@@ -73,6 +74,14 @@ impl ZkBackendBuilder {
         self
     }
 
+    /// How the change journal is kept (default: on, see
+    /// [`JournalConfig`](durable_core::JournalConfig)): one node per version under
+    /// `<namespace node>;journal`, created in the same multi as the change.
+    pub fn journal(mut self, journal: durable_core::JournalConfig) -> Self {
+        self.journal = journal;
+        self
+    }
+
     /// Create nothing when connecting (default `false`): the namespace node must already be
     /// there, or connecting fails saying so — for a session that may only read (see
     /// [`ZkBackendBuilder::protect_writes`]). Put the dict behind `read_only(true)` on its
@@ -96,7 +105,10 @@ impl ZkBackendBuilder {
         let create = if self.protect_writes { protected() } else { PERSISTENT };
         validate_namespace(namespace)?;
         let ns_path = if base.is_empty() { format!("/{namespace}") } else { format!("{base}/{namespace}") };
+        let journal_path = format!("{ns_path};journal");
         let config = Config {
+            journal: self.journal.clone(),
+            journal_path,
             probe: RefusalProbe::new(NAME, cluster.split(',').map(str::to_owned)),
             cluster,
             auth,

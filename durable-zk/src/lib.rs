@@ -104,6 +104,7 @@
 mod backend;
 mod builder;
 mod error;
+mod journal;
 mod names;
 mod reads;
 mod session;

@@ -24,6 +24,9 @@ pub(crate) struct Config {
     pub(crate) create: zk::CreateOptions<'static>,
     /// Create nothing when connecting: the namespace node must be there.
     pub(crate) read_only: bool,
+    /// How the journal is kept, and its node `<namespace node>;journal`.
+    pub(crate) journal: durable_core::JournalConfig,
+    pub(crate) journal_path: String,
 }
 
 /// A session [`Config::open`] made.
@@ -54,6 +57,12 @@ impl Config {
             match client.mkdir(&self.ns_path, &self.create).await {
                 Ok(()) | Err(zk::Error::NodeExists) => {}
                 Err(err) => return Err(err),
+            }
+            if self.journal.is_on() {
+                match client.create(&self.journal_path, b"", &self.create).await {
+                    Ok(_) | Err(zk::Error::NodeExists) => {}
+                    Err(err) => return Err(err),
+                }
             }
         }
         let watcher = client.watch(&self.ns_path, zk::AddWatchMode::PersistentRecursive).await?;

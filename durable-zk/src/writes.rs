@@ -7,6 +7,7 @@ use zookeeper_client as zk;
 use crate::MAX_ATTEMPTS;
 use crate::backend::ZkBackend;
 use crate::error::{map_error, multi_error, to_version, unexpected};
+use crate::journal::Journaled;
 
 /// How many requests a write of many keys keeps in flight at once; see
 /// `ZkBackend::batched`.
@@ -48,6 +49,7 @@ impl ZkBackend {
         client: &zk::Client,
         ops: &[Op<'_>],
         guard: Option<i32>,
+        journal: Option<&Journaled<'_>>,
     ) -> std::result::Result<Version, (Option<usize>, zk::Error)> {
         // A request made while the session is disconnected waits in the client and is sent
         // if that session reconnects — long after this call has failed with a timeout. A
@@ -74,11 +76,33 @@ impl ZkBackend {
             add(&mut writer, op).map_err(|err| (None, err))?;
         }
         writer.add_set_data(ns, b"", guard).map_err(|err| (None, err))?;
+        // The journal node of the version this multi makes: named from the guard, which the
+        // multi checks, so the name is right whenever the multi succeeds.
+        let journal = match (journal, guard) {
+            (Some(journal), Some(guard)) if self.shared.config.journal.is_on() => {
+                let version = to_version(guard) + 1;
+                let data = journal.encode(self.shared.config.journal.actor_name());
+                writer
+                    .add_create(&self.journal_node(version), &data, &self.shared.config.create)
+                    .map_err(|err| (None, err))?;
+                Some(version)
+            }
+            _ => None,
+        };
         let results = writer.commit().await.map_err(multi_error)?;
-        match results.last() {
-            Some(zk::MultiWriteResult::SetData { stat }) => Ok(to_version(stat.version)),
-            other => Err((None, zk::Error::UnexpectedError(format!("multi answered {other:?}")))),
+        let bump = if journal.is_some() { results.len().checked_sub(2) } else { results.len().checked_sub(1) };
+        let version = match bump.and_then(|index| results.get(index)) {
+            Some(zk::MultiWriteResult::SetData { stat }) => to_version(stat.version),
+            other => return Err((None, zk::Error::UnexpectedError(format!("multi answered {other:?}")))),
+        };
+        if journal.is_some() {
+            let created = match results.last() {
+                Some(zk::MultiWriteResult::Create { stat, .. }) if !stat.is_invalid() => stat.ctime,
+                _ => 0,
+            };
+            self.trim_journal(version, created).await;
         }
+        Ok(version)
     }
 
     /// Applies `batch` as one multi: a put creates or overwrites its key's znode, a delete
@@ -86,6 +110,9 @@ impl ZkBackend {
     /// namespace node at that version (its node version is the dict version). `None` when
     /// nothing was there to change.
     pub(crate) async fn apply_batch(&self, operation: &'static str, batch: &Batch) -> Result<Option<Version>> {
+        if self.shared.config.journal.is_on() {
+            return self.apply_journaled(operation, batch).await;
+        }
         let client = self.shared.state.client();
         let ops: Vec<(&str, &BatchOp)> = batch.ops().collect();
         let mut paths: Vec<String> = ops.iter().map(|(key, _)| self.key_path(key)).collect();
@@ -129,9 +156,79 @@ impl ZkBackend {
                     (BatchOp::Delete, None) => vec![Op::Create(path, &[]), Op::Delete(path)],
                 })
                 .collect();
-            match self.commit(&client, &writes, guard.map(|(_, node_version)| node_version)).await {
+            match self.commit(&client, &writes, guard.map(|(_, node_version)| node_version), None).await {
                 Ok(version) => return Ok(Some(version)),
                 // Created or deleted meanwhile, or (guarded) the namespace moved: look again.
+                Err((Some(_), zk::Error::NoNode | zk::Error::NodeExists | zk::Error::BadVersion)) => continue,
+                Err((_, err)) => return Err(map_error(err)),
+            }
+        }
+        Err(unexpected("too much contention on the namespace"))
+    }
+
+    /// [`ZkBackend::apply_batch`] with the journal on: the namespace node and every key are
+    /// read (the namespace node first, in one pipeline, so its version is from before the
+    /// keys' values), and the multi is conditional on that namespace version — a write of
+    /// ours in between fails it and the batch is read again — so the journal node is named
+    /// by the right version and holds the old values the change replaced.
+    async fn apply_journaled(&self, operation: &'static str, batch: &Batch) -> Result<Option<Version>> {
+        let client = self.shared.state.client();
+        let ops: Vec<(&str, &BatchOp)> = batch.ops().collect();
+        let mut paths: Vec<String> = vec![self.path().to_owned()];
+        paths.extend(ops.iter().map(|(key, _)| self.key_path(key)));
+        for _ in 0..MAX_ATTEMPTS {
+            let mut answers = self
+                .batched(operation, &paths, |path| async {
+                    match client.get_data(path).await {
+                        Ok(found) => Ok(Some(found)),
+                        Err(zk::Error::NoNode) => Ok(None),
+                        Err(err) => Err(map_error(err)),
+                    }
+                })
+                .await?;
+            let old: Vec<Option<Vec<u8>>> =
+                answers.split_off(1).into_iter().map(|found| found.map(|(data, _)| data)).collect();
+            let Some(Some((_, stat))) = answers.pop() else { return Err(unexpected("the namespace node is gone")) };
+            let current = to_version(stat.version);
+            if let Some(expected) = batch.guard_version()
+                && expected != current
+            {
+                return Err(Error::VersionConflict { expected, current });
+            }
+            let mut changes = Vec::new();
+            let mut writes = Vec::new();
+            for (((key, op), path), old) in ops.iter().zip(&paths[1..]).zip(&old) {
+                match (op, old) {
+                    (BatchOp::Put(value), Some(_)) => writes.push(Op::Set(path, value)),
+                    (BatchOp::Put(value), None) => writes.push(Op::Create(path, value)),
+                    (BatchOp::Delete, Some(_)) => writes.push(Op::Delete(path)),
+                    (BatchOp::Delete, None) => {
+                        writes.extend([Op::Create(path, &[]), Op::Delete(path)]);
+                        continue;
+                    }
+                }
+                let new = match op {
+                    BatchOp::Put(value) => Some(value.clone()),
+                    BatchOp::Delete => None,
+                };
+                changes.push((*key, old.as_deref().map(bytes::Bytes::copy_from_slice), new));
+            }
+            if changes.is_empty() {
+                return Ok(None);
+            }
+            let journaled = Journaled { changes, reason: batch.reason_text() };
+            let size = batch.payload_size() + journaled.encode(self.shared.config.journal.actor_name()).len();
+            if size > self.shared.config.max_value_size {
+                return Err(Error::ValueTooLarge {
+                    key: ops.first().map_or("", |(key, _)| key).into(),
+                    size,
+                    max: self.shared.config.max_value_size,
+                    backend: crate::NAME,
+                });
+            }
+            let guard = i32::try_from(current).unwrap_or(i32::MAX);
+            match self.commit(&client, &writes, Some(guard), Some(&journaled)).await {
+                Ok(version) => return Ok(Some(version)),
                 Err((Some(_), zk::Error::NoNode | zk::Error::NodeExists | zk::Error::BadVersion)) => continue,
                 Err((_, err)) => return Err(map_error(err)),
             }

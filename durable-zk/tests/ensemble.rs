@@ -21,6 +21,10 @@ impl BackendFactory for Ensemble {
         Arc::new(ZkBackend::connect(&ensemble_url(), namespace).await.expect("connect to the ensemble"))
     }
 
+    async fn with_journal(&self, namespace: &str, journal: durable_core::JournalConfig) -> Arc<dyn Backend> {
+        Arc::new(ZkBackend::builder(&ensemble_url()).journal(journal).connect(namespace).await.expect("connect"))
+    }
+
     async fn available(&self) -> bool {
         durable_testkit::env::require(
             "a ZooKeeper ensemble (scripts/services.sh zookeeper-ensemble)",

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{zk_available, zk_url};
+use durable_core::JournalConfig;
 use durable_core::conformance::unique_namespace;
 use durable_core::{Backend, Batch, DurableDict, Error, HintHealth};
 use durable_zk::ZkBackend;
@@ -357,7 +358,9 @@ async fn a_namespace_bigger_than_one_answer_loads() {
         return;
     }
     let ns = unique_namespace("wide");
-    let writer = ZkBackend::connect(&zk_url(), &ns).await.unwrap();
+    // Values near the limit fit one request only without the journal (which would carry
+    // each value a second time): see `a_journaled_write_must_fit_one_request_with_its_record`.
+    let writer = ZkBackend::builder(&zk_url()).journal(JournalConfig::off()).connect(&ns).await.unwrap();
     let mut entries: Vec<_> =
         (0..300).map(|i| (format!("k{i:03}"), durable_core::Bytes::from(vec![i as u8; 4_096]))).collect();
     fill(&writer, &entries, 50).await;
@@ -370,6 +373,31 @@ async fn a_namespace_bigger_than_one_answer_loads() {
     let mut loaded = reader.durables().await.unwrap().entries;
     loaded.sort();
     assert_eq!(loaded, entries);
+}
+
+/// With the journal on, a write and its journal record (which holds the new value and the
+/// one it replaces) go in one multi, so together they must fit the request limit: a bigger
+/// one is refused with `ValueTooLarge` and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journaled_write_must_fit_one_request_with_its_record() {
+    if !zk_available().await {
+        return;
+    }
+    let ns = unique_namespace("journal-size");
+    let writer = ZkBackend::connect(&zk_url(), &ns).await.unwrap();
+    let fits = durable_core::Bytes::from(vec![1u8; 400_000]);
+    let version = writer.persist("k", fits.clone()).await.unwrap();
+    let refused = writer.persist("k", durable_core::Bytes::from(vec![2u8; 400_000])).await;
+    match refused {
+        Err(durable_core::Error::ValueTooLarge { key, size, max, .. }) => {
+            assert_eq!(key.to_string(), "\"k\"");
+            assert!(size > 1_200_000 && max == durable_zk::DEFAULT_MAX_VALUE_SIZE, "{size} {max}");
+        }
+        other => panic!("want ValueTooLarge, got {other:?}"),
+    }
+    assert_eq!(writer.last_updated().await.unwrap(), version, "nothing was written");
+    let durables = writer.durables().await.unwrap();
+    assert_eq!(durables.entries, [("k".to_owned(), fits)]);
 }
 
 durable_testkit::connection_suite!(common::ZkTarget);

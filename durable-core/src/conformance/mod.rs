@@ -12,6 +12,10 @@
 //!     async fn backend(&self, namespace: &str) -> std::sync::Arc<dyn durable_core::Backend> {
 //!         std::sync::Arc::new(MyBackend::connect(URL, namespace).await.unwrap())
 //!     }
+//!     async fn with_journal(&self, namespace: &str, journal: durable_core::JournalConfig)
+//!         -> std::sync::Arc<dyn durable_core::Backend> {
+//!         std::sync::Arc::new(MyBackend::builder(URL).journal(journal).connect(namespace).await.unwrap())
+//!     }
 //! }
 //! durable_core::conformance_tests!(Factory);
 //! ```
@@ -28,9 +32,11 @@ use async_trait::async_trait;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::instrument::CountingBackend;
+use crate::journal::JournalConfig;
 
 mod batches;
 mod convergence;
+mod journal;
 mod model;
 mod operations;
 mod read_only;
@@ -45,6 +51,11 @@ pub use convergence::{
     change_events_report_old_and_new, change_hints_arrive, changes_since_returns_exactly_the_changes,
     dicts_converge_manual_and_autosync, garbage_value_skips_only_that_key, hinted_dicts_converge_through_sync,
     invalid_keys_are_refused_before_io, namespaces_are_isolated,
+};
+pub use journal::{
+    a_writer_without_a_journal_shows_as_a_gap, every_write_is_journaled_with_its_old_and_new_value,
+    retention_trims_old_records_and_nothing_else, the_journal_follows_new_writes,
+    the_journal_replays_every_version_of_a_busy_namespace,
 };
 pub use model::{ModelSize, model_check, snapshots_match_the_store_history};
 pub use operations::{
@@ -62,6 +73,11 @@ pub trait BackendFactory: Send + Sync + 'static {
     /// A backend on `namespace`; called several times with the same namespace when a test
     /// needs several clients of one dict (each call should be a separate client/connection).
     async fn backend(&self, namespace: &str) -> Arc<dyn Backend>;
+
+    /// A backend on `namespace` (a separate client, as [`BackendFactory::backend`]) that
+    /// keeps its change journal as `journal` says: retention, actor, or off — the journal
+    /// tests use one with the journal off as a writer that keeps none.
+    async fn with_journal(&self, namespace: &str, journal: JournalConfig) -> Arc<dyn Backend>;
 
     /// A backend on `namespace` whose change log keeps at most `mutations` mutations, or
     /// `None` when the backend keeps no configurable log (its horizon test is skipped and
@@ -111,6 +127,10 @@ impl<F: BackendFactory> BackendFactory for Wrapped<F> {
 
     async fn with_change_log(&self, namespace: &str, mutations: usize) -> Option<Arc<dyn Backend>> {
         self.0.with_change_log(namespace, mutations).await.map(Self::wrap)
+    }
+
+    async fn with_journal(&self, namespace: &str, journal: JournalConfig) -> Arc<dyn Backend> {
+        Self::wrap(self.0.with_journal(namespace, journal).await)
     }
 
     async fn available(&self) -> bool {
@@ -243,6 +263,11 @@ macro_rules! conformance_tests {
             a_guarded_batch_changes_nothing_once_the_namespace_moved,
             guarded_batches_lose_no_update,
             no_reader_sees_part_of_a_batch,
+            every_write_is_journaled_with_its_old_and_new_value,
+            the_journal_replays_every_version_of_a_busy_namespace,
+            a_writer_without_a_journal_shows_as_a_gap,
+            retention_trims_old_records_and_nothing_else,
+            the_journal_follows_new_writes,
             a_read_only_dict_follows_the_store_and_refuses_writes,
             dicts_converge_manual_and_autosync,
             hinted_dicts_converge_through_sync,

@@ -124,6 +124,12 @@ impl Backend for VersionlessWriters {
     async fn watch(&self) -> durable_core::Result<Option<durable_core::HintStream>> {
         Ok(Some(Box::pin(futures::stream::pending())))
     }
+    async fn journal(&self, _after: u64, _limit: usize) -> durable_core::Result<durable_core::JournalPage> {
+        Self::unused("journal")
+    }
+    async fn history(&self, _key: &str, _limit: usize) -> durable_core::Result<Vec<durable_core::JournalRecord>> {
+        Self::unused("history")
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,8 @@
--- ARGV[3]: key → the new version, or nil when the key was absent (no bump).
-if redis.call('HDEL', KEYS[1], ARGV[3]) == 0 then
+-- ARGV[A + 1]: key → the new version, or nil when the key was absent (no bump).
+local key = ARGV[A + 1]
+local old = redis.call('HGET', KEYS[1], key)
+if not old then
   return false
 end
-return commit({ARGV[3]})
+redis.call('HDEL', KEYS[1], key)
+return commit({{key, old, false}})

@@ -1,7 +1,5 @@
--- ARGV[3..]: key, value, key, value, ... → the new version.
-local touched = {}
-for i = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  table.insert(touched, ARGV[i])
-end
-return commit(touched)
+-- ARGV[A + 1]: key, ARGV[A + 2]: value → the new version.
+local key = ARGV[A + 1]
+local old = redis.call('HGET', KEYS[1], key)
+redis.call('HSET', KEYS[1], key, ARGV[A + 2])
+return commit({{key, old, ARGV[A + 2]}})

@@ -1,7 +1,8 @@
--- ARGV[3]: key → {value, version}, or nil when absent.
-local value = redis.call('HGET', KEYS[1], ARGV[3])
+-- ARGV[A + 1]: key → {value, version}, or nil when absent.
+local key = ARGV[A + 1]
+local value = redis.call('HGET', KEYS[1], key)
 if not value then
   return false
 end
-redis.call('HDEL', KEYS[1], ARGV[3])
-return {value, commit({ARGV[3]})}
+redis.call('HDEL', KEYS[1], key)
+return {value, commit({{key, value, false}})}

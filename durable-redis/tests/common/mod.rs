@@ -23,6 +23,10 @@ impl BackendFactory for Redis {
         Arc::new(RedisBackend::connect(&redis_url(), namespace).await.expect("connect to Redis"))
     }
 
+    async fn with_journal(&self, namespace: &str, journal: durable_core::JournalConfig) -> Arc<dyn Backend> {
+        Arc::new(RedisBackend::builder(&redis_url()).journal(journal).connect(namespace).await.expect("connect"))
+    }
+
     async fn with_change_log(&self, namespace: &str, keys: usize) -> Option<Arc<dyn Backend>> {
         let backend =
             RedisBackend::builder(&redis_url()).change_log_len(keys).connect(namespace).await.expect("connect");

@@ -62,6 +62,10 @@ impl BackendFactory for Sql {
         Arc::new(SqlBackend::connect(&self.url, namespace).await.expect("connect"))
     }
 
+    async fn with_journal(&self, namespace: &str, journal: durable_core::JournalConfig) -> Arc<dyn Backend> {
+        Arc::new(SqlBackend::builder(&self.url).journal(journal).connect(namespace).await.expect("connect"))
+    }
+
     async fn with_change_log(&self, namespace: &str, mutations: usize) -> Option<Arc<dyn Backend>> {
         let backend = SqlBackend::builder(&self.url)
             .tombstone_retention(mutations as u64)

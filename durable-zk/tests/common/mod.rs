@@ -23,6 +23,10 @@ impl BackendFactory for ZooKeeper {
         Arc::new(ZkBackend::connect(&zk_url(), namespace).await.expect("connect to ZooKeeper"))
     }
 
+    async fn with_journal(&self, namespace: &str, journal: durable_core::JournalConfig) -> Arc<dyn Backend> {
+        Arc::new(ZkBackend::builder(&zk_url()).journal(journal).connect(namespace).await.expect("connect"))
+    }
+
     async fn available(&self) -> bool {
         zk_available().await
     }
