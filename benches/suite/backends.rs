@@ -43,12 +43,16 @@ pub(crate) fn unique(label: &str) -> String {
 /// (the crate docs), as an operator would; `durable` has no drop-namespace operation yet.
 pub(crate) async fn forget(backend: &str, url: &str, ns: &str) {
     // The same statements for SQLite and PostgreSQL (both take `$1`), backquoted for MySQL.
-    const ANSI: [&str; 2] = [
+    const ANSI: [&str; 3] = [
         "DELETE FROM \"durable_entries\" WHERE namespace = $1",
         "DELETE FROM \"durable_namespaces\" WHERE namespace = $1",
+        "DELETE FROM \"durable_journal\" WHERE namespace = $1",
     ];
-    const MYSQL: [&str; 2] =
-        ["DELETE FROM `durable_entries` WHERE namespace = ?", "DELETE FROM `durable_namespaces` WHERE namespace = ?"];
+    const MYSQL: [&str; 3] = [
+        "DELETE FROM `durable_entries` WHERE namespace = ?",
+        "DELETE FROM `durable_namespaces` WHERE namespace = ?",
+        "DELETE FROM `durable_journal` WHERE namespace = ?",
+    ];
     macro_rules! delete_rows {
         ($pool:expr, $statements:expr) => {
             for statement in $statements {
@@ -62,27 +66,34 @@ pub(crate) async fn forget(backend: &str, url: &str, ns: &str) {
         Raw::Postgres(pool) => delete_rows!(pool, ANSI),
         Raw::Mysql(pool) => delete_rows!(pool, MYSQL),
         Raw::Redis(connection, _) => {
-            let keys = ["", "last_updated", ":log", ":log:head", ":log:floor"].map(|suffix| format!("{ns}{suffix}"));
+            let keys = ["", "last_updated", ":log", ":log:head", ":log:floor", ":journal", ":journal:trimmed"]
+                .map(|suffix| format!("{ns}{suffix}"));
             let _: i64 = redis::cmd("DEL").arg(&keys[..]).query_async(&mut connection.clone()).await.unwrap();
         }
         Raw::Zk(client, path) => {
-            let children = match client.list_children(&path).await {
-                Ok(children) => children,
-                Err(zookeeper_client::Error::NoNode) => return,
-                Err(err) => panic!("listing {path}: {err}"),
-            };
-            for batch in children.chunks(1_000) {
-                let deletes = batch.iter().map(|key| {
-                    let (client, child) = (&client, format!("{path}/{key}"));
-                    async move { client.delete(&child, None).await }
-                });
-                for deleted in futures::future::join_all(deletes).await {
-                    deleted.unwrap();
-                }
-            }
-            client.delete(&path, None).await.unwrap();
+            forget_zk_node(&client, &format!("{path};journal")).await;
+            forget_zk_node(&client, &path).await;
         }
     }
+}
+
+/// Deletes a ZooKeeper node and its children.
+async fn forget_zk_node(client: &zookeeper_client::Client, path: &str) {
+    let children = match client.list_children(path).await {
+        Ok(children) => children,
+        Err(zookeeper_client::Error::NoNode) => return,
+        Err(err) => panic!("listing {path}: {err}"),
+    };
+    for batch in children.chunks(1_000) {
+        let deletes = batch.iter().map(|key| {
+            let child = format!("{path}/{key}");
+            async move { client.delete(&child, None).await }
+        });
+        for deleted in futures::future::join_all(deletes).await {
+            deleted.unwrap();
+        }
+    }
+    client.delete(path, None).await.unwrap();
 }
 
 /// The mean time of one call of each of `ops` in microseconds, and each one's ratio to the
@@ -183,6 +194,7 @@ pub(crate) async fn backend_figures(config: &Config, name: &str, url: &str, out:
     out.put(format!("{name}.write_us"), write_us);
     drop((hinted, polled));
     forget(name, url, &ns).await;
+    crate::journal::journal_figures(rounds, ops, name, url, out).await;
 
     // Delta vs full reload, one key changed in dicts of growing size.
     for &(size, label) in config.sizes() {

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 mod backends;
 mod durabledict;
+mod journal;
 mod middleware;
 mod raw;
 mod reads;

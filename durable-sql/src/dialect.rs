@@ -112,6 +112,9 @@ pub struct JournalStatements {
     pub insert_head: String,
     /// What follows the derived table of new values: the join on the live entries.
     pub insert_join: String,
+    /// The record of one put, its old value read by a subquery (the common write: a
+    /// simpler statement than the general insert).
+    pub put_one: Arc<str>,
     /// How each bound parameter of the insert is typed (`CAST(? AS ...)` on PostgreSQL,
     /// which cannot infer types inside a `UNION ALL`): int, text, key, blob.
     pub casts: [(&'static str, &'static str); 4],
@@ -186,6 +189,11 @@ impl Statements {
                 "INSERT INTO {j} (namespace, version, seq, {key}, old_value, new_value, actor, reason, at) SELECT "
             ),
             insert_join: format!(" LEFT JOIN {e} e ON e.namespace = "),
+            put_one: sql(format!(
+                "INSERT INTO {j} (namespace, version, seq, {key}, old_value, new_value, actor, reason, at) \
+                 VALUES (?, ?, 1, ?, (SELECT value FROM {e} WHERE namespace = ? AND {key} = ? AND tombstone = FALSE), \
+                 ?, ?, ?, {now_ms})"
+            )),
             casts,
             now_ms,
             state: sql(format!("SELECT version, journal_trimmed FROM {n} WHERE namespace = ?")),
@@ -307,6 +315,7 @@ impl Statements {
         // 2: the change journal.
         let j = q(&self.journal_table);
         let journal_index = q(&self.journal_index);
+        let without_rowid = if self.dialect == Dialect::Sqlite { " WITHOUT ROWID" } else { "" };
         let inline_journal_index =
             if mysql { format!(", INDEX {journal_index} (namespace, {key}, version)") } else { String::new() };
         let mut v2 = vec![
@@ -314,11 +323,15 @@ impl Statements {
                 "CREATE TABLE IF NOT EXISTS {j} (namespace {namespace} NOT NULL, version {int} NOT NULL, \
                  seq {int} NOT NULL, {key} {key_type} NOT NULL, old_value {blob}, new_value {blob}, \
                  actor TEXT NOT NULL, reason TEXT, at {int} NOT NULL, \
-                 PRIMARY KEY (namespace, version, seq){inline_journal_index}){engine}"
+                 PRIMARY KEY (namespace, version, seq){inline_journal_index}){engine}{without_rowid}"
             ),
             format!("ALTER TABLE {n} ADD COLUMN journal_trimmed {int} NOT NULL DEFAULT 0"),
         ];
-        if !mysql {
+        // PostgreSQL indexes a key's history; MySQL declares it with the table. SQLite keeps
+        // the journal in one b-tree (its primary key, no rowid) and no second index: each
+        // index is one more page a commit writes to the WAL, and a key's history is read
+        // from the namespace's slice of the journal instead.
+        if self.dialect == Dialect::Postgres {
             v2.push(format!("CREATE INDEX IF NOT EXISTS {journal_index} ON {j} (namespace, {key}, version)"));
         }
         vec![v1, v2]

@@ -100,6 +100,20 @@ macro_rules! journal {
             let [int, text, key_cast, blob] = j.casts;
             let reason: Option<&str> = $reason;
             let changes: &[(&str, Option<&[u8]>)] = $changes;
+            if let [(key, Some(new))] = changes {
+                sqlx::query(sql(&j.put_one))
+                    .bind($ns)
+                    .bind($version)
+                    .bind(*key)
+                    .bind($ns)
+                    .bind(*key)
+                    .bind(*new)
+                    .bind(shared.journal.actor_name())
+                    .bind(reason)
+                    .execute(&mut *$tx)
+                    .await?;
+                return Ok(());
+            }
             for (chunk_index, chunk) in changes.chunks(BATCH_ROWS).enumerate() {
                 let mut insert = sqlx::QueryBuilder::new(j.insert_head.as_str());
                 insert.push(text.0).push_bind($ns).push(text.1).push(", ");
