@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod archive;
 mod backend;
 mod backoff;
 mod batch;

@@ -78,7 +78,11 @@ impl Namespace {
         self.version += 1;
         let version = self.version;
         if writer.journal.is_on() {
-            let time = Some(std::time::SystemTime::now());
+            // Milliseconds, as every store keeps them.
+            let millis = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+            let time = crate::journal::time_from_millis(millis);
             for (key, old, new) in &touched {
                 self.journal.push_back(JournalRecord {
                     version,

@@ -34,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::instrument::CountingBackend;
 use crate::journal::JournalConfig;
 
+mod archive;
 mod batches;
 mod convergence;
 mod journal;
@@ -42,6 +43,7 @@ mod operations;
 mod read_only;
 mod support;
 
+pub use archive::restore_rebuilds_the_namespace_at_any_version;
 pub use batches::{
     a_batch_applies_puts_and_deletes_as_one_version, a_batch_that_changes_nothing_makes_no_version,
     a_guarded_batch_changes_nothing_once_the_namespace_moved, guarded_batches_lose_no_update,
@@ -268,6 +270,7 @@ macro_rules! conformance_tests {
             a_writer_without_a_journal_shows_as_a_gap,
             retention_trims_old_records_and_nothing_else,
             the_journal_follows_new_writes,
+            restore_rebuilds_the_namespace_at_any_version,
             a_read_only_dict_follows_the_store_and_refuses_writes,
             dicts_converge_manual_and_autosync,
             hinted_dicts_converge_through_sync,
