@@ -43,6 +43,10 @@ pub use durable_core::{
     Subscription, SyncOutcome, Version, WriteBatch, read_backup,
 };
 
+/// Archives of the change journal (rolling compressed files) and restore to any version:
+/// see [`Archiver`](archive::Archiver) and [`restore`](archive::restore).
+pub use durable_core::archive;
+
 pub mod backend {
     //! For writing a backend or a wrapper: the [`Backend`] trait and its types, [`Wrap`]
     //! for wrappers, [`ReadThenWrite`] for a store with only the four primitives, and the

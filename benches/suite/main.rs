@@ -139,7 +139,7 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut results = Results::default();
     println!("{:<48} {:>14}", "figure", "value");
-    // `--only read,memory,middleware,backends,durabledict` runs some groups (default: all).
+    // `--only read,memory,middleware,backends,journal,durabledict` runs some groups (default: all).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let wanted = |group: &str| only.as_deref().is_none_or(|only| only.split(',').any(|g| g == group));
     if wanted("read") {
@@ -159,6 +159,10 @@ async fn main() {
         config.backends.iter().filter(|_| only.as_deref().is_some_and(|o| o.split(',').any(|g| g == "propagation")))
     {
         propagation_figures(&config, backend, &url_of(backend, &dir), &mut results).await;
+    }
+    // `--only journal`: the archive and restore figures (on SQLite).
+    if wanted("journal") {
+        journal::archive_figures(&url_of("sqlite", &dir), &mut results).await;
     }
     if wanted("durabledict") && config.backends.iter().any(|b| b == "redis") {
         durabledict_figures(&config, &mut results).await;

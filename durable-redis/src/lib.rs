@@ -20,6 +20,13 @@
 //! | `<namespace>:log:head` | string | the counter value our last logged write left |
 //! | `<namespace>:log:floor` | string | deltas are valid from this version on |
 //! | channel `<namespace>:changes` | pub/sub | the new version after every write of ours |
+//! | `<namespace>:journal` | stream | the change journal: one entry per changed key, ID `<version>-<n>`, fields `k` key, `o` old value, `n` new value (each absent when the key was), `a` actor, `r` reason, `t` time (the server's `TIME`, ms) |
+//! | `<namespace>:journal:trimmed` | string | retention removed every journal entry at or below this version |
+//!
+//! The journal entries are written by the same script as the change; retention
+//! (`RedisBackendBuilder::journal`) trims the stream (`XTRIM MINID`) in the script of every
+//! tenth-of-the-count version. A stream left from before a reset counter (its last ID at or
+//! past the new version) is dropped, so the script never fails half-way.
 //!
 //! # Atomicity
 //!

@@ -14,17 +14,31 @@
 //!
 //! # Schema
 //!
-//! Three tables, created if missing by versioned migrations (the `<prefix>durable_schema`
+//! Four tables, created if missing by versioned migrations (the `<prefix>durable_schema`
 //! table records the schema version; instances that start at once migrate one after the
 //! other under PostgreSQL's `pg_advisory_xact_lock`, MySQL's `GET_LOCK` or SQLite's
 //! `BEGIN IMMEDIATE`):
 //!
 //! | table | columns |
 //! |---|---|
-//! | `<prefix>durable_namespaces` | `namespace` (primary key), `version` (the dict version), `horizon` (see retention) |
+//! | `<prefix>durable_namespaces` | `namespace` (primary key), `version` (the dict version), `horizon` (see retention), `journal_trimmed` (the journal's retention removed every record at or below it; schema 2) |
 //! | `<prefix>durable_entries` | `namespace`, `key` (primary key together), `value` (bytes, NULL in a tombstone), `version` (of the mutation that last touched the row), `tombstone` |
+//! | `<prefix>durable_journal` (schema 2) | `namespace`, `version`, `seq` (primary key together), `key`, `old_value` and `new_value` (NULL: absent / deleted), `actor`, `reason`, `at` (the database's clock, ms since the epoch) |
 //!
-//! plus an index on `durable_entries (namespace, version)` for deltas. On MySQL, namespaces
+//! plus an index on `durable_entries (namespace, version)` for deltas and, on PostgreSQL and
+//! MySQL, one on `durable_journal (namespace, key, version)` for a key's history (SQLite
+//! keeps its journal in one `WITHOUT ROWID` b-tree, a page less per commit, and reads a
+//! key's history from the namespace's slice). Schema 1 databases are migrated at connect.
+//!
+//! # The change journal
+//!
+//! With the journal on (the default; `SqlBackendBuilder::journal`), each mutation's
+//! transaction inserts its records before it writes the entries: a put with one
+//! `INSERT ... VALUES` whose old value is a subquery on the live entry, several keys with
+//! one `INSERT ... SELECT` over the new values joined with the live entries (a delete of an
+//! absent key records nothing). Retention (`JournalConfig`) trims in the transaction of
+//! every tenth-of-the-count version: the rows at or below the kept window, and those older
+//! than the age limit by the database's clock. On MySQL, namespaces
 //! and keys are `VARBINARY` so they compare byte for byte (no case folding, no trailing-space
 //! padding). The optional table prefix must be a plain identifier; every identifier is
 //! quoted and every value is a bind parameter.

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use common::{mysql_url, postgres_url, unique_prefix};
 
-const TABLES: [&str; 3] = ["durable_entries", "durable_namespaces", "durable_schema"];
+const TABLES: [&str; 4] = ["durable_entries", "durable_namespaces", "durable_schema", "durable_journal"];
 
 /// What one database needs: how to run the administrator's statements, how to make the
 /// reading account, and that account's URL.
@@ -78,6 +78,9 @@ async fn a_select_only_account_reads_and_cannot_write(database: Database) {
     let (reader, writer) = (&live.reader, &live.writer);
     let version = writer.insert("flag", json!(false)).await.unwrap();
     live.reader_has("flag", &json!(false), version).await;
+    // It reads the journal the writer kept.
+    let history = reader.history("flag", 10).await.unwrap();
+    assert_eq!(history.first().map(|record| record.version), Some(version));
 
     // A write is refused by the database: a typed error carrying the database's word, fast.
     let started = Instant::now();

@@ -22,6 +22,19 @@
 //! `ValueTooLarge` before being sent; so is a batch (`insert_many` is one) whose keys and
 //! values add up past it, since a batch is one request.
 //!
+//! # The journal
+//! With the journal on (the default; `ZkBackendBuilder::journal`), the node
+//! `<namespace node>;journal` (a `;` cannot appear in a namespace, so no dict's node can be
+//! named so; durabledict never looks there) holds one child per version, named by the
+//! version in 20 digits, created in the same multi as the change: its data is the version's
+//! records in MessagePack (actor, reason, and key / old value / new value per changed key),
+//! its creation time the store's clock. A journaled write reads the namespace node and its
+//! keys first and makes the multi conditional on that namespace version, so the node is
+//! named by the version the multi makes and holds the values it replaced. The write and its
+//! record share one request: together they must fit `max_value_size` (`ValueTooLarge`
+//! otherwise, before anything is written). Retention trims nodes after the write of every
+//! tenth-of-the-count version (best effort; the next point retries) and keeps the version
+//! it trimmed through in the journal node's data.
 //! # The version node
 //!
 //! The dict version is the data version (`stat.version`) of the namespace node. Every

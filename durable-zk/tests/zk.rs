@@ -86,6 +86,36 @@ async fn wait_for(dict: &DurableDict<Value>, what: &str, done: impl Fn(&DurableD
     }
 }
 
+/// durabledict's ZooKeeper writers change a key's node without moving the namespace
+/// version, so no version is missing: the journal reader sees the change when the key's
+/// next record starts from a value its last record did not leave, and reports it as a gap
+/// on that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durabledict_writer_shows_as_a_key_gap_in_the_journal() {
+    if !zk_available().await {
+        return;
+    }
+    let Some(venv) = python().await else { return };
+    let ns = unique_namespace("journal-python");
+    let backend = ZkBackend::connect(&zk_url(), &ns).await.unwrap();
+    let keyspace = backend.path().to_owned();
+    let rust = DurableDict::<Value>::builder(Arc::new(backend)).autosync(false).hints(false).build().await.unwrap();
+    rust.insert("a", json!(1)).await.unwrap();
+    py(&venv, &keyspace, &["set", "a", "7"]).await;
+    rust.insert("a", json!(2)).await.unwrap();
+    let items = rust.journal(0).await.unwrap();
+    let shown: Vec<String> = items
+        .iter()
+        .map(|item| match item {
+            durable_core::JournalItem::Record(record) => format!("v{} {}", record.version, record.key),
+            durable_core::JournalItem::Gap(gap) => gap.to_string(),
+        })
+        .collect();
+    assert_eq!(shown, ["v1 a", "key \"a\" changed without a journal record between v1 and v2", "v2 a"]);
+    let durable_core::JournalItem::Record(last) = &items[2] else { unreachable!() };
+    assert_eq!(last.old.as_deref(), Some(&b"7"[..]), "the value durabledict left");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durabledict_zookeeperdict_and_durable_share_one_dict() {
     if !zk_available().await {
