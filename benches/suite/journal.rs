@@ -30,9 +30,11 @@ pub(crate) async fn journal_figures(rounds: usize, ops: usize, name: &str, url: 
     let journaled = build(with_journal(name, url, &on_ns, JournalConfig::default()).await).await.unwrap();
     let plain = build(with_journal(name, url, &off_ns, JournalConfig::off()).await).await.unwrap();
     let (mut i, mut j) = (0u64, 0u64);
+    // Many short interleaved rounds: a store's periodic work (SQLite's WAL checkpoint, a
+    // JVM's collection) lands on both sides alike instead of on a few long rounds of one.
     let figures = interleaved_us(
-        rounds * 2,
-        ops / 2,
+        rounds * 8,
+        (ops / 8).max(10),
         vec![
             Box::new(|| {
                 i += 1;
@@ -65,8 +67,8 @@ pub(crate) async fn journal_figures(rounds: usize, ops: usize, name: &str, url: 
 /// into an archive, then restored into another namespace and compared with a full reload of
 /// the same final state.
 pub(crate) async fn archive_figures(url: &str, out: &mut Results) {
-    use durable::backend::Batch;
     use durable::archive::{ArchiveOptions, Archiver, restore};
+    use durable::backend::Batch;
     use std::time::Instant;
 
     const CHANGES: usize = 100_000;

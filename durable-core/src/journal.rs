@@ -90,6 +90,11 @@ impl JournalConfig {
         &self.actor
     }
 
+    /// The actor, shared (for a store that keeps it once for many records).
+    pub fn actor_shared(&self) -> Arc<str> {
+        Arc::clone(&self.actor)
+    }
+
     /// The count limit, if any.
     pub fn versions_kept(&self) -> Option<u64> {
         self.keep_versions

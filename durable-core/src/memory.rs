@@ -43,10 +43,37 @@ struct Namespace {
     /// Every mutation after this version is in `log`.
     log_floor: Version,
     /// The change journal, oldest first.
-    journal: VecDeque<JournalRecord>,
+    journal: VecDeque<Kept>,
     /// Retention removed every record at or below this version.
     journal_trimmed: Version,
     hints: broadcast::Sender<Version>,
+}
+
+/// A journal record as the memory store keeps it: the actor and reason shared between
+/// records rather than copied into each.
+#[derive(Clone)]
+struct Kept {
+    version: Version,
+    key: String,
+    old: Option<Bytes>,
+    new: Option<Bytes>,
+    actor: Arc<str>,
+    reason: Option<Arc<str>>,
+    time: Option<std::time::SystemTime>,
+}
+
+impl Kept {
+    fn record(&self) -> JournalRecord {
+        JournalRecord {
+            version: self.version,
+            key: self.key.clone(),
+            old: self.old.clone(),
+            new: self.new.clone(),
+            actor: self.actor.to_string(),
+            reason: self.reason.as_deref().map(str::to_owned),
+            time: self.time,
+        }
+    }
 }
 
 /// One key's change in a mutation: the key, its old value, its new value.
@@ -83,14 +110,16 @@ impl Namespace {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
             let time = crate::journal::time_from_millis(millis);
+            let actor = writer.journal.actor_shared();
+            let reason: Option<Arc<str>> = writer.reason.map(Arc::from);
             for (key, old, new) in &touched {
-                self.journal.push_back(JournalRecord {
+                self.journal.push_back(Kept {
                     version,
                     key: key.clone(),
                     old: old.clone(),
                     new: new.clone(),
-                    actor: writer.journal.actor_name().to_owned(),
-                    reason: writer.reason.map(str::to_owned),
+                    actor: Arc::clone(&actor),
+                    reason: reason.clone(),
                     time,
                 });
             }
@@ -342,14 +371,15 @@ impl Backend for MemoryBackend {
     async fn journal(&self, after: Version, limit: usize) -> Result<JournalPage> {
         self.with(|ns, _| {
             let start = ns.journal.partition_point(|record| record.version <= after);
-            let mut records: Vec<JournalRecord> = ns.journal.range(start..).take(limit.max(1)).cloned().collect();
+            let mut records: Vec<JournalRecord> =
+                ns.journal.range(start..).take(limit.max(1)).map(Kept::record).collect();
             // A version cut by the limit is completed, when it is the only one.
             if let (Some(first), Some(last)) = (records.first(), records.last())
                 && first.version == last.version
             {
                 let version = first.version;
                 let more = ns.journal.range(start + records.len()..).take_while(|record| record.version == version);
-                records.extend(more.cloned());
+                records.extend(more.map(Kept::record));
             }
             let (records, more) = whole_versions(records, limit);
             Ok(JournalPage { records, version: ns.version, trimmed_through: ns.journal_trimmed, more })
@@ -357,6 +387,8 @@ impl Backend for MemoryBackend {
     }
 
     async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
-        self.with(|ns, _| Ok(newest_first_for_key(ns.journal.iter().cloned(), key, limit)))
+        self.with(|ns, _| {
+            Ok(newest_first_for_key(ns.journal.iter().filter(|kept| kept.key == key).map(Kept::record), key, limit))
+        })
     }
 }

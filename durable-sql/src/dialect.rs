@@ -154,9 +154,13 @@ impl Statements {
                 "INSERT INTO {n} AS n (namespace, version, horizon) VALUES (?, 1, 0) \
                  ON CONFLICT (namespace) DO UPDATE SET version = n.version + 1 RETURNING version, horizon"
             ),
+            // SQLite's journal is written by triggers (see `migrations`), which read whether
+            // to, and the actor and reason, from the namespace row this statement sets.
             Dialect::Sqlite => format!(
-                "INSERT INTO {n} (namespace, version, horizon) VALUES (?, 1, 0) \
-                 ON CONFLICT (namespace) DO UPDATE SET version = version + 1 RETURNING version, horizon"
+                "INSERT INTO {n} (namespace, version, horizon, journal_on, journal_actor, journal_reason) \
+                 VALUES (?, 1, 0, ?, ?, ?) ON CONFLICT (namespace) DO UPDATE SET version = version + 1, \
+                 journal_on = excluded.journal_on, journal_actor = excluded.journal_actor, \
+                 journal_reason = excluded.journal_reason RETURNING version, horizon"
             ),
         };
         let upsert_tail = match dialect {
@@ -183,6 +187,9 @@ impl Statements {
             Dialect::MySql => format!("CONVERT({key} USING utf8mb4)"),
             _ => key.clone(),
         };
+        // A version's records in key order: our inserts number them so (`seq`); SQLite's
+        // triggers number them in statement order, so there the key (byte order) orders.
+        let within = if dialect == Dialect::Sqlite { key.clone() } else { "seq".to_owned() };
         let journal_columns = format!("version, seq, {journal_key}, old_value, new_value, actor, reason, at");
         let journal = JournalStatements {
             insert_head: format!(
@@ -199,10 +206,10 @@ impl Statements {
             state: sql(format!("SELECT version, journal_trimmed FROM {n} WHERE namespace = ?")),
             page: sql(format!(
                 "SELECT {journal_columns} FROM {j} WHERE namespace = ? AND version > ? AND version <= ? \
-                 ORDER BY version, seq LIMIT ?"
+                 ORDER BY version, {within} LIMIT ?"
             )),
             rest_of_version: sql(format!(
-                "SELECT {journal_columns} FROM {j} WHERE namespace = ? AND version = ? AND seq > ? ORDER BY seq"
+                "SELECT {journal_columns} FROM {j} WHERE namespace = ? AND version = ? AND {within} > ? ORDER BY {within}"
             )),
             history: sql(format!(
                 "SELECT {journal_columns} FROM {j} WHERE namespace = ? AND {key} = ? ORDER BY version DESC LIMIT ?"
@@ -327,6 +334,36 @@ impl Statements {
             ),
             format!("ALTER TABLE {n} ADD COLUMN journal_trimmed {int} NOT NULL DEFAULT 0"),
         ];
+        if self.dialect == Dialect::Sqlite {
+            let e = &e;
+            let now = self.journal.now_ms;
+            for column in ["journal_on INTEGER NOT NULL DEFAULT 0", "journal_actor TEXT", "journal_reason TEXT"] {
+                v2.push(format!("ALTER TABLE {n} ADD COLUMN {column}"));
+            }
+            let record = |old: &str, new: &str| {
+                format!(
+                    "INSERT INTO {j} (namespace, version, seq, {key}, old_value, new_value, actor, reason, at) \
+                     SELECT NEW.namespace, NEW.version, \
+                     COALESCE((SELECT MAX(seq) FROM {j} WHERE namespace = NEW.namespace AND version = NEW.version), 0) + 1, \
+                     NEW.{key}, {old}, {new}, n.journal_actor, n.journal_reason, {now} \
+                     FROM {n} n WHERE n.namespace = NEW.namespace AND n.journal_on = 1;"
+                )
+            };
+            v2.push(format!(
+                "CREATE TRIGGER IF NOT EXISTS {insert_trigger} AFTER INSERT ON {e} WHEN NEW.tombstone = 0 BEGIN {} END",
+                record("NULL", "NEW.value"),
+                insert_trigger = q(&format!("{}_on_insert", self.journal_table)),
+            ));
+            v2.push(format!(
+                "CREATE TRIGGER IF NOT EXISTS {update_trigger} AFTER UPDATE ON {e} \
+                 WHEN NOT (OLD.tombstone = 1 AND NEW.tombstone = 1) BEGIN {} END",
+                record(
+                    "CASE WHEN OLD.tombstone = 1 THEN NULL ELSE OLD.value END",
+                    "CASE WHEN NEW.tombstone = 1 THEN NULL ELSE NEW.value END"
+                ),
+                update_trigger = q(&format!("{}_on_update", self.journal_table)),
+            ));
+        }
         // PostgreSQL indexes a key's history; MySQL declares it with the table. SQLite keeps
         // the journal in one b-tree (its primary key, no rowid) and no second index: each
         // index is one more page a commit writes to the WAL, and a key's history is read

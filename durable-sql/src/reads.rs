@@ -87,8 +87,15 @@ impl SqlBackend {
                 && let (Some(first), Some(last)) = (rows.first(), rows.last())
                 && first.0 == last.0
             {
-                let rest: Vec<JournalRow> = sqlx::query_as(sql(&j.rest_of_version))
-                    .bind(ns).bind(last.0).bind(last.1).fetch_all(pool).await?;
+                // Continued after the last row's position within its version: its key on
+                // SQLite, its seq elsewhere (see the page's order).
+                let query = sqlx::query_as(sql(&j.rest_of_version)).bind(ns).bind(last.0);
+                let query = if self.shared.dialect == crate::dialect::Dialect::Sqlite {
+                    query.bind(last.2.clone())
+                } else {
+                    query.bind(last.1)
+                };
+                let rest: Vec<JournalRow> = query.fetch_all(pool).await?;
                 rows.extend(rest);
             }
             (rows, version, trimmed)

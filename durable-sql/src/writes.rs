@@ -24,7 +24,10 @@ enum Outcome<T> {
 /// in the body ends the transaction (rolled back), never the caller. A macro rather than a
 /// function because each dialect's transaction is its own type.
 macro_rules! mutation {
-    ($backend:expr, $tx:ident, $version:ident, $s:ident, $ns:ident => $body:block) => {{
+    ($backend:expr, $tx:ident, $version:ident, $s:ident, $ns:ident => $body:block) => {
+        mutation!($backend, None, $tx, $version, $s, $ns => $body)
+    };
+    ($backend:expr, $reason:expr, $tx:ident, $version:ident, $s:ident, $ns:ident => $body:block) => {{
         let backend: &SqlBackend = $backend;
         let shared = &*backend.shared;
         let $s = &shared.statements;
@@ -37,6 +40,16 @@ macro_rules! mutation {
             let row = if shared.dialect == Dialect::MySql {
                 sqlx::query(sql(&$s.bump)).bind($ns).execute(&mut *$tx).await?;
                 sqlx::query(sql(&$s.read_bump)).bind($ns).fetch_one(&mut *$tx).await?
+            } else if shared.dialect == Dialect::Sqlite {
+                // SQLite's journal triggers read these from the namespace row.
+                let reason: Option<&str> = $reason;
+                sqlx::query(sql(&$s.bump))
+                    .bind($ns)
+                    .bind(i64::from(shared.journal.is_on()))
+                    .bind(shared.journal.actor_name())
+                    .bind(reason)
+                    .fetch_one(&mut *$tx)
+                    .await?
             } else {
                 sqlx::query(sql(&$s.bump)).bind($ns).fetch_one(&mut *$tx).await?
             };
@@ -93,7 +106,8 @@ macro_rules! journal {
     ($tx:ident, $shared:expr, $ns:expr, $version:expr, $reason:expr, $changes:expr) => {
         async {
             let shared: &crate::pool::Shared = $shared;
-            if !shared.journal.is_on() {
+            // SQLite's triggers write its journal within the entry statements themselves.
+            if !shared.journal.is_on() || shared.dialect == Dialect::Sqlite {
                 return Ok::<(), Fail>(());
             }
             let j = &shared.statements.journal;
@@ -150,7 +164,7 @@ impl SqlBackend {
     /// lock; the puts upserted in chunks; the deletes tombstoned.
     pub(crate) async fn apply_once(&self, batch: &Batch) -> Result<Option<Version>, Fail> {
         let puts: Vec<(&str, &Bytes)> = batch.puts_iter().collect();
-        mutation!(self, tx, version, s, ns => {
+        mutation!(self, batch.reason_text(), tx, version, s, ns => {
             let current = to_version(version - 1)?;
             if let Some(expected) = batch.guard_version() && expected != current {
                 return Err(Fail::Core(Error::VersionConflict { expected, current }));
