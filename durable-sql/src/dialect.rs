@@ -334,11 +334,14 @@ impl Statements {
             ),
             format!("ALTER TABLE {n} ADD COLUMN journal_trimmed {int} NOT NULL DEFAULT 0"),
         ];
+        // 3: SQLite journals through triggers (a separate version: databases made while
+        // version 2 was being written have its table but not these).
+        let mut v3 = Vec::new();
         if self.dialect == Dialect::Sqlite {
             let e = &e;
             let now = self.journal.now_ms;
             for column in ["journal_on INTEGER NOT NULL DEFAULT 0", "journal_actor TEXT", "journal_reason TEXT"] {
-                v2.push(format!("ALTER TABLE {n} ADD COLUMN {column}"));
+                v3.push(format!("ALTER TABLE {n} ADD COLUMN {column}"));
             }
             let record = |old: &str, new: &str| {
                 format!(
@@ -349,12 +352,12 @@ impl Statements {
                      FROM {n} n WHERE n.namespace = NEW.namespace AND n.journal_on = 1;"
                 )
             };
-            v2.push(format!(
+            v3.push(format!(
                 "CREATE TRIGGER IF NOT EXISTS {insert_trigger} AFTER INSERT ON {e} WHEN NEW.tombstone = 0 BEGIN {} END",
                 record("NULL", "NEW.value"),
                 insert_trigger = q(&format!("{}_on_insert", self.journal_table)),
             ));
-            v2.push(format!(
+            v3.push(format!(
                 "CREATE TRIGGER IF NOT EXISTS {update_trigger} AFTER UPDATE ON {e} \
                  WHEN NOT (OLD.tombstone = 1 AND NEW.tombstone = 1) BEGIN {} END",
                 record(
@@ -371,7 +374,7 @@ impl Statements {
         if self.dialect == Dialect::Postgres {
             v2.push(format!("CREATE INDEX IF NOT EXISTS {journal_index} ON {j} (namespace, {key}, version)"));
         }
-        vec![v1, v2]
+        vec![v1, v2, v3]
     }
 
     /// A number naming this schema for PostgreSQL's advisory lock and MySQL's `GET_LOCK`,

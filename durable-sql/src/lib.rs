@@ -33,10 +33,15 @@
 //! # The change journal
 //!
 //! With the journal on (the default; `SqlBackendBuilder::journal`), each mutation's
-//! transaction inserts its records before it writes the entries: a put with one
-//! `INSERT ... VALUES` whose old value is a subquery on the live entry, several keys with
-//! one `INSERT ... SELECT` over the new values joined with the live entries (a delete of an
-//! absent key records nothing). Retention (`JournalConfig`) trims in the transaction of
+//! transaction records its changes. On PostgreSQL and MySQL it inserts the records before
+//! it writes the entries: a put with one `INSERT ... VALUES` whose old value is a subquery
+//! on the live entry, several keys with one `INSERT ... SELECT` over the new values joined
+//! with the live entries (a delete of an absent key records nothing). On SQLite two
+//! triggers on the entries table (after insert, after update) write the records inside
+//! the entry statements themselves, reading the actor, the reason and whether to journal
+//! from the namespace row the mutation's version bump has just set — no extra statement
+//! (schema 2 adds `journal_on`, `journal_actor`, `journal_reason` to the namespaces table
+//! for them). Either way a record is in the same transaction as its change. Retention (`JournalConfig`) trims in the transaction of
 //! every tenth-of-the-count version: the rows at or below the kept window, and those older
 //! than the age limit by the database's clock. On MySQL, namespaces
 //! and keys are `VARBINARY` so they compare byte for byte (no case folding, no trailing-space

@@ -191,6 +191,21 @@ pub async fn the_journal_replays_every_version_of_a_busy_namespace(f: &dyn Backe
     assert!(compared > 0 || samples.keys().all(|v| *v == 0), "the sampler saw some version");
     let end: BTreeMap<String, Bytes> = end.entries.into_iter().collect();
     assert_eq!(state, end, "the replay at the end");
+
+    // Restored at up to 5 versions the sampler saw, into another namespace of the store
+    // and into another store: each equals what the store held at that version.
+    let sampled: Vec<Version> = samples.keys().copied().filter(|v| *v > 0).collect();
+    let step = (sampled.len() / 5).max(1);
+    for (i, version) in sampled.iter().step_by(step).take(5).enumerate() {
+        let target = if i % 2 == 0 {
+            f.backend(&unique_namespace("journal-restored")).await
+        } else {
+            Arc::new(crate::memory::MemoryBackend::in_store(crate::memory::MemoryStore::new(), "restored"))
+        };
+        crate::archive::restore(None, &*store, *version, &*target).await.unwrap();
+        let got: BTreeMap<String, Bytes> = target.durables().await.unwrap().entries.into_iter().collect();
+        assert_eq!(&got, &samples[version], "restored at version {version} into {}", target.describe());
+    }
 }
 
 /// A writer that keeps no journal (durabledict's writers, a dict with the journal off)
