@@ -6,9 +6,9 @@
 //! `journal-<first>-<last>.lz4` when it closes — at a size or an age limit
 //! ([`ArchiveOptions`]), after which an optional hook runs (to upload it somewhere).
 //!
-//! Each file is one LZ4 frame holding a magic header, then framed items: a little-endian
-//! `u32` length, a `u32` CRC-32 of the payload, and the payload — one [`JournalItem`]
-//! (record or gap) in MessagePack. A crash mid-write leaves a torn `.open` file: reading
+//! Each file is one LZ4 frame (with block checksums, and a content checksum once closed)
+//! holding a magic header, then framed items: a little-endian `u32` length, a `u32` CRC-32
+//! of the payload, and the payload — one [`JournalItem`] (record or gap) in MessagePack. A crash mid-write leaves a torn `.open` file: reading
 //! stops at the first incomplete or unverifiable item, so a torn tail is dropped and never
 //! misread, and [`Archiver::open`] recovers the file (its whole items become a closed
 //! file) and resumes from the last archived version — nothing lost, nothing doubled. A bad
@@ -319,7 +319,11 @@ impl Archiver {
             let path = self.dir.join(format!("journal-{:020}{OPEN_SUFFIX}", version));
             let file = File::create(&path).map_err(io_error(&path))?;
             let counting = Counting { inner: BufWriter::new(file), written: 0 };
-            let mut encoder = lz4_flex::frame::FrameEncoder::new(counting);
+            // Block checksums: a damaged block is refused before it is decompressed (a flipped
+            // match offset can otherwise copy an earlier, intact item); a content checksum
+            // over the whole file once it is closed.
+            let info = lz4_flex::frame::FrameInfo::new().block_checksums(true).content_checksum(true);
+            let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, counting);
             encoder.write_all(MAGIC).map_err(io_error(&path))?;
             self.open =
                 Some(OpenFile { path, encoder, first: version, last: version, items: 0, opened: Instant::now() });
@@ -479,11 +483,13 @@ impl Iterator for FileItems {
 /// `.open` file ends where it was torn.
 pub fn read_archive(dir: &Path) -> Result<impl Iterator<Item = Result<JournalItem, ArchiveError>>, ArchiveError> {
     let files = archive_files(dir)?;
-    let mut opened = Vec::with_capacity(files.len());
-    for file in &files {
-        opened.push(FileItems::open(file)?);
-    }
-    Ok(opened.into_iter().flatten())
+    // A file that cannot even be opened is reported in its place, as a damaged item is.
+    Ok(files.into_iter().flat_map(|file| -> Box<dyn Iterator<Item = Result<JournalItem, ArchiveError>>> {
+        match FileItems::open(&file) {
+            Ok(items) => Box::new(items),
+            Err(err) => Box::new(std::iter::once(Err(err))),
+        }
+    }))
 }
 
 /// What [`restore`] did.
