@@ -194,7 +194,6 @@ pub(crate) async fn backend_figures(config: &Config, name: &str, url: &str, out:
     out.put(format!("{name}.write_us"), write_us);
     drop((hinted, polled));
     forget(name, url, &ns).await;
-    crate::journal::journal_figures(rounds, ops, name, url, out).await;
 
     // Delta vs full reload, one key changed in dicts of growing size.
     for &(size, label) in config.sizes() {

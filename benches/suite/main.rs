@@ -160,8 +160,13 @@ async fn main() {
     {
         propagation_figures(&config, backend, &url_of(backend, &dir), &mut results).await;
     }
-    // `--only journal`: the archive and restore figures (on SQLite).
+    // `--only journal`: a write with the journal vs without, per backend, and the archive
+    // and restore figures (on SQLite).
     if wanted("journal") {
+        let ops = if config.quick { 200 } else { 2_000 };
+        for backend in &config.backends {
+            journal::journal_figures(config.rounds(), ops, backend, &url_of(backend, &dir), &mut results).await;
+        }
         journal::archive_figures(&url_of("sqlite", &dir), &mut results).await;
     }
     if wanted("durabledict") && config.backends.iter().any(|b| b == "redis") {

@@ -39,7 +39,7 @@ struct Namespace {
     entries: HashMap<String, Bytes>,
     version: Version,
     /// One record per mutation, oldest first: its version and the keys it touched.
-    log: VecDeque<(Version, Vec<String>)>,
+    log: VecDeque<(Version, Vec<Arc<str>>)>,
     /// Every mutation after this version is in `log`.
     log_floor: Version,
     /// The change journal, oldest first.
@@ -54,7 +54,7 @@ struct Namespace {
 #[derive(Clone)]
 struct Kept {
     version: Version,
-    key: String,
+    key: Arc<str>,
     old: Option<Bytes>,
     new: Option<Bytes>,
     actor: Arc<str>,
@@ -66,7 +66,7 @@ impl Kept {
     fn record(&self) -> JournalRecord {
         JournalRecord {
             version: self.version,
-            key: self.key.clone(),
+            key: self.key.to_string(),
             old: self.old.clone(),
             new: self.new.clone(),
             actor: self.actor.to_string(),
@@ -77,7 +77,7 @@ impl Kept {
 }
 
 /// One key's change in a mutation: the key, its old value, its new value.
-type Touched = (String, Option<Bytes>, Option<Bytes>);
+type Touched = (Arc<str>, Option<Bytes>, Option<Bytes>);
 
 /// What a handle writes besides the data: its change-log length and its journal.
 struct Writer<'a> {
@@ -115,7 +115,7 @@ impl Namespace {
             for (key, old, new) in &touched {
                 self.journal.push_back(Kept {
                     version,
-                    key: key.clone(),
+                    key: Arc::clone(key),
                     old: old.clone(),
                     new: new.clone(),
                     actor: Arc::clone(&actor),
@@ -249,14 +249,14 @@ impl Backend for MemoryBackend {
         self.check(key)?;
         self.with(|ns, writer| {
             let old = ns.entries.insert(key.to_owned(), value.clone());
-            Ok(ns.commit(vec![(key.to_owned(), old, Some(value))], writer))
+            Ok(ns.commit(vec![(Arc::from(key), old, Some(value))], writer))
         })
     }
 
     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
         self.check(key)?;
         self.with(|ns, writer| {
-            Ok(ns.entries.remove(key).map(|old| ns.commit(vec![(key.to_owned(), Some(old), None)], writer)))
+            Ok(ns.entries.remove(key).map(|old| ns.commit(vec![(Arc::from(key), Some(old), None)], writer)))
         })
     }
 
@@ -286,11 +286,11 @@ impl Backend for MemoryBackend {
                 match op {
                     Op::Put(value) => {
                         let old = ns.entries.insert(key.to_owned(), value.clone());
-                        touched.push((key.to_owned(), old, Some(value.clone())));
+                        touched.push((Arc::from(key), old, Some(value.clone())));
                     }
                     Op::Delete => {
                         if let Some(old) = ns.entries.remove(key) {
-                            touched.push((key.to_owned(), Some(old), None));
+                            touched.push((Arc::from(key), Some(old), None));
                         }
                     }
                 }
@@ -303,7 +303,7 @@ impl Backend for MemoryBackend {
         self.check(key)?;
         self.with(|ns, writer| {
             Ok(ns.entries.remove(key).map(|value| {
-                let version = ns.commit(vec![(key.to_owned(), Some(value.clone()), None)], writer);
+                let version = ns.commit(vec![(Arc::from(key), Some(value.clone()), None)], writer);
                 (value, version)
             }))
         })
@@ -315,7 +315,7 @@ impl Backend for MemoryBackend {
             Some(found) => Ok((found.clone(), None)),
             None => {
                 ns.entries.insert(key.to_owned(), value.clone());
-                Ok((value.clone(), Some(ns.commit(vec![(key.to_owned(), None, Some(value))], writer))))
+                Ok((value.clone(), Some(ns.commit(vec![(Arc::from(key), None, Some(value))], writer))))
             }
         })
     }
@@ -329,7 +329,7 @@ impl Backend for MemoryBackend {
             let mut seen: HashMap<&str, Version> = HashMap::new();
             for (version, keys) in ns.log.iter().rev().take_while(|(version, _)| *version > since) {
                 for key in keys {
-                    seen.entry(key.as_str()).or_insert(*version);
+                    seen.entry(&**key).or_insert(*version);
                 }
             }
             let changes = seen
@@ -364,7 +364,7 @@ impl Backend for MemoryBackend {
                     None => return Ok(None),
                 },
             };
-            Ok(Some(ns.commit(vec![(key.to_owned(), before, new)], writer)))
+            Ok(Some(ns.commit(vec![(Arc::from(key), before, new)], writer)))
         })
     }
 
@@ -388,7 +388,7 @@ impl Backend for MemoryBackend {
 
     async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
         self.with(|ns, _| {
-            Ok(newest_first_for_key(ns.journal.iter().filter(|kept| kept.key == key).map(Kept::record), key, limit))
+            Ok(newest_first_for_key(ns.journal.iter().filter(|kept| &*kept.key == key).map(Kept::record), key, limit))
         })
     }
 }

@@ -113,13 +113,7 @@ async fn a_durabledict_writer_shows_as_a_gap_in_the_journal() {
     let last = rust.insert("a", json!(2)).await.unwrap();
     assert!(last >= 5, "{last}");
     let items = rust.journal(0).await.unwrap();
-    let shown: Vec<String> = items
-        .iter()
-        .map(|item| match item {
-            durable_core::JournalItem::Record(record) => format!("v{} {}", record.version, record.key),
-            durable_core::JournalItem::Gap(gap) => gap.to_string(),
-        })
-        .collect();
+    let shown = durable_testkit::journal_outline(&items);
     let gap = format!("changes not journaled between v2 and v{last}");
     assert_eq!(shown, ["v1 a".to_owned(), "v2 b".to_owned(), gap, format!("v{last} a")]);
     let durable_core::JournalItem::Record(last) = &items[3] else { unreachable!() };

@@ -25,3 +25,14 @@ pub use servers::{Engine, OwnCluster, OwnEnsemble, OwnServer, spare_port};
 pub use suites::Target;
 
 pub use durable_core::conformance::{PATIENCE, wait_until};
+
+/// A journal as lines a test can compare: `v3 key` per record, a gap's own words per gap.
+pub fn journal_outline(items: &[durable_core::JournalItem]) -> Vec<String> {
+    items
+        .iter()
+        .map(|item| match item {
+            durable_core::JournalItem::Record(record) => format!("v{} {}", record.version, record.key),
+            durable_core::JournalItem::Gap(gap) => gap.to_string(),
+        })
+        .collect()
+}

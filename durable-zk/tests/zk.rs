@@ -104,13 +104,7 @@ async fn a_durabledict_writer_shows_as_a_key_gap_in_the_journal() {
     py(&venv, &keyspace, &["set", "a", "7"]).await;
     rust.insert("a", json!(2)).await.unwrap();
     let items = rust.journal(0).await.unwrap();
-    let shown: Vec<String> = items
-        .iter()
-        .map(|item| match item {
-            durable_core::JournalItem::Record(record) => format!("v{} {}", record.version, record.key),
-            durable_core::JournalItem::Gap(gap) => gap.to_string(),
-        })
-        .collect();
+    let shown = durable_testkit::journal_outline(&items);
     assert_eq!(shown, ["v1 a", "key \"a\" changed without a journal record between v1 and v2", "v2 a"]);
     let durable_core::JournalItem::Record(last) = &items[2] else { unreachable!() };
     assert_eq!(last.old.as_deref(), Some(&b"7"[..]), "the value durabledict left");
