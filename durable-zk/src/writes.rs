@@ -177,19 +177,29 @@ impl ZkBackend {
         let mut paths: Vec<String> = vec![self.path().to_owned()];
         paths.extend(ops.iter().map(|(key, _)| self.key_path(key)));
         for _ in 0..MAX_ATTEMPTS {
-            let mut answers = self
-                .batched(operation, &paths, |path| async {
-                    match client.get_data(path).await {
-                        Ok(found) => Ok(Some(found)),
-                        Err(zk::Error::NoNode) => Ok(None),
-                        Err(err) => Err(map_error(err)),
-                    }
-                })
-                .await?;
-            let old: Vec<Option<Vec<u8>>> =
-                answers.split_off(1).into_iter().map(|found| found.map(|(data, _)| data)).collect();
-            let Some(Some((_, stat))) = answers.pop() else { return Err(unexpected("the namespace node is gone")) };
-            let current = to_version(stat.version);
+            let (current, old) = if let [(key, _)] = ops[..] {
+                // One key (the common write): the namespace node and the key in one
+                // multi-read, one request.
+                let (old, guard) = self.read_guarded(&client, key).await?;
+                let Some(guard) = guard else { return Err(unexpected("the namespace node is gone")) };
+                (to_version(guard), vec![old])
+            } else {
+                let mut answers = self
+                    .batched(operation, &paths, |path| async {
+                        match client.get_data(path).await {
+                            Ok(found) => Ok(Some(found)),
+                            Err(zk::Error::NoNode) => Ok(None),
+                            Err(err) => Err(map_error(err)),
+                        }
+                    })
+                    .await?;
+                let old: Vec<Option<Vec<u8>>> =
+                    answers.split_off(1).into_iter().map(|found| found.map(|(data, _)| data)).collect();
+                let Some(Some((_, stat))) = answers.pop() else {
+                    return Err(unexpected("the namespace node is gone"));
+                };
+                (to_version(stat.version), old)
+            };
             if let Some(expected) = batch.guard_version()
                 && expected != current
             {
