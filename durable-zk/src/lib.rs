@@ -33,8 +33,8 @@
 //! named by the version the multi makes and holds the values it replaced. The write and its
 //! record share one request: together they must fit `max_value_size` (`ValueTooLarge`
 //! otherwise, before anything is written). Retention trims nodes after the write of every
-//! tenth-of-the-count version (best effort; the next point retries) and keeps the version
-//! it trimmed through in the journal node's data.
+//! tenth-of-the-count version, a thousand nodes per multi (best effort; the next point
+//! retries), and keeps the version it trimmed through in the journal node's data.
 //! # The version node
 //!
 //! The dict version is the data version (`stat.version`) of the namespace node. Every
