@@ -82,7 +82,7 @@ impl State {
         }
         self.tracker().forget();
         let disconnected = event.session_state == zk::SessionState::Disconnected;
-        self.disconnected.store(disconnected, std::sync::atomic::Ordering::Release);
+        let was_disconnected = self.disconnected.swap(disconnected, std::sync::atomic::Ordering::AcqRel);
         match event.session_state {
             zk::SessionState::Disconnected => {
                 self.hint(Hint::Interrupted);
@@ -93,8 +93,18 @@ impl State {
                 self.hint(Hint::Interrupted);
                 false
             }
+            _ if was_disconnected => {
+                // Reconnected within the session. zookeeper-client 0.11.2 re-registers only
+                // one-shot watches on a reconnection (its `resend_watches` never sends the
+                // persistent ones), so this watch would stay silent for good while the
+                // session looks healthy — a dict stale until restarted. A new session with a
+                // new watch is built instead (the follower does it at once), and `Resumed`
+                // is only hinted once that watch is in place.
+                tracing::info!(path = %self.ns_path, "durable-zk: reconnected; renewing the watch with a new session");
+                self.hint(Hint::Interrupted);
+                false
+            }
             _ => {
-                // (Re)connected within the session: events in between may be lost.
                 self.hint(Hint::Resumed);
                 true
             }
