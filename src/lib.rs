@@ -39,8 +39,8 @@ use std::sync::Arc;
 
 pub use durable_core::{
     BackupError, Builder, Change, Codec, DurableDict, Error, Event, Gap, GapCause, HintHealth, JournalConfig,
-    JournalItem, JournalRecord, Json, KeyName, Lz4, MemoryBackend, MemoryStore, MsgPack, Raw, Result, Snapshot, Status,
-    Subscription, SyncOutcome, Version, WriteBatch, read_backup,
+    JournalItem, JournalRecord, Json, KeyName, Lease, LeaseRequest, LeaseState, Lz4, MemoryBackend, MemoryStore,
+    MsgPack, Raw, Result, Snapshot, Status, Subscription, SyncOutcome, Token, Version, WriteBatch, read_backup,
 };
 
 /// Archives of the change journal (rolling compressed files) and restore to any version:
@@ -54,9 +54,10 @@ pub mod backend {
     //! `durable_core::conformance` (feature `conformance` of `durable-core`).
     pub use durable_core::{
         Backend, Batch, Bytes, Call, CallCounts, Changes, CountingBackend, DEFAULT_CHANGE_LOG, DEFAULT_MAX_KEY_LEN,
-        Delegate, Durables, Hint, HintStream, HostPort, JournalPage, JournalReader, KeyChange, LazyBackend, Op, Open,
-        Opening, PROBE_AFTER, PROBE_EVERY, ReadThenWrite, Redactor, RefusalProbe, SimpleStore, Source, StoreUrl, Wrap,
-        async_trait, decode_backup, default_key_rule, redact_url, scheme, shared, validate_namespace,
+        Delegate, Durables, Hint, HintStream, HostPort, JournalPage, JournalReader, KeyChange, LazyBackend,
+        LeaseAnswer, LeaseInfo, LeaseOp, Op, Open, Opening, PROBE_AFTER, PROBE_EVERY, ReadThenWrite, Redactor,
+        RefusalProbe, SimpleStore, Source, StoreUrl, Wrap, async_trait, decode_backup, default_key_rule, lease,
+        redact_url, scheme, shared, validate_namespace,
     };
 }
 

@@ -17,6 +17,7 @@ use futures::Stream;
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::journal::{JournalPage, JournalRecord};
+use crate::lease::{LeaseAnswer, LeaseOp};
 
 /// The version of a namespace: 0 before the first write, and strictly increasing with every
 /// successful mutation. Each mutation (an `insert_many` included) moves it by exactly one in
@@ -80,6 +81,9 @@ pub enum Hint {
     /// The listener is connected (again). Anything may have changed while it was not, so
     /// the dict asks the store for changes once, even if the version did not move.
     Resumed,
+    /// A lease in the namespace was released: whoever waits for one may try now. Says
+    /// nothing about the data (a dict ignores it).
+    LeaseReleased,
 }
 
 /// The stream [`Backend::watch`] returns. It ends when the listener gives up for good; the
@@ -240,4 +244,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The journal records of `key`, newest first, at most `limit`.
     async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>>;
+
+    /// Acquires, renews or releases the lease on `key` as [`crate::lease`] lays down: in one
+    /// atomic step that also orders it with every write to the key, judged by the store's
+    /// clock, the holder being the backend's actor name. Every write method checks leases:
+    /// a key with a live lease is written only by an [`apply`](Backend::apply) whose batch
+    /// carries its token ([`Batch::fence`]); anything else fails with [`Error::Leased`] or
+    /// [`Error::LeaseLost`] and writes nothing. A release hints [`Hint::LeaseReleased`] to
+    /// watchers where the store pushes hints.
+    async fn lease(&self, key: &str, op: LeaseOp) -> Result<LeaseAnswer>;
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::backend::Version;
+use crate::lease::Token;
 
 /// What a [`Batch`] does to one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,7 @@ pub struct Batch {
     ops: BTreeMap<String, Op>,
     guard: Option<Version>,
     reason: Option<String>,
+    fences: BTreeMap<String, Token>,
 }
 
 impl Batch {
@@ -66,6 +68,28 @@ impl Batch {
     pub fn guard(mut self, version: Version) -> Self {
         self.guard = Some(version);
         self
+    }
+
+    /// Carries the lease token `token` for `key`: the store applies the batch only if that
+    /// token is the key's live lease ([`crate::lease`]); a key with a live lease and no token
+    /// here fails the batch with [`Error::Leased`](crate::Error::Leased). A fenced key the
+    /// batch does not write is still checked, so a batch can assert a lease it holds.
+    pub fn fence(mut self, key: impl Into<String>, token: Token) -> Self {
+        self.fences.insert(key.into(), token);
+        self
+    }
+
+    /// The token the batch carries for `key`, if any.
+    pub fn fence_for(&self, key: &str) -> Option<Token> {
+        self.fences.get(key).copied()
+    }
+
+    /// The keys whose leases a store checks: every key written and every key fenced, once
+    /// each, in key order, with the token carried for it.
+    pub fn leased_keys(&self) -> Vec<(&str, Option<Token>)> {
+        let mut keys: BTreeMap<&str, Option<Token>> = self.ops.keys().map(|key| (key.as_str(), None)).collect();
+        keys.extend(self.fences.iter().map(|(key, token)| (key.as_str(), Some(*token))));
+        keys.into_iter().collect()
     }
 
     /// Why the batch is made, for the record (the change journal keeps it).

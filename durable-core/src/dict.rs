@@ -26,6 +26,7 @@ use crate::engine::{Engine, Incoming, Status, SyncOutcome};
 use crate::error::{Error, Result};
 use crate::events::Subscription;
 use crate::journal::{self, JournalItem, JournalRecord};
+use crate::lease_handle::LeaseRequest;
 use crate::snapshot::Snapshot;
 use crate::write_batch::WriteBatch;
 
@@ -221,6 +222,15 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
         I: IntoIterator<Item = (K, V)>,
     {
         Ok(self.batch().insert_all(entries).apply().await?.unwrap_or_else(|| self.version()))
+    }
+
+    /// Asks the store for a lease on `key`: exclusive write access for a time, with a
+    /// fencing token, enforced by the store (see [`Lease`](crate::Lease)). Await the request
+    /// (or call [`LeaseRequest::acquire`]); by default it lasts
+    /// [`DEFAULT_LEASE_TTL`](crate::lease::DEFAULT_LEASE_TTL) and waits as long as another
+    /// holder has the key.
+    pub fn lease(&self, key: &str) -> LeaseRequest<'_, V, C> {
+        LeaseRequest::new(self, key)
     }
 
     /// Starts a batch of inserts and removes applied as one mutation, optionally guarded by

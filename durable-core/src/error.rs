@@ -183,6 +183,42 @@ pub enum Error {
         /// The version the namespace was at.
         current: Version,
     },
+    /// A write to a key another holder has a live lease on, made without its token, or an
+    /// acquire that found the lease taken (after waiting as long as it was told to); nothing
+    /// was written.
+    #[error(
+        "key {key} is leased to {holder} (token {token}) for another {remaining:?} by the store's clock; nothing was written"
+    )]
+    Leased {
+        /// The key.
+        key: KeyName,
+        /// The lease's holder (its actor name).
+        holder: String,
+        /// The lease's fencing token.
+        token: crate::lease::Token,
+        /// When the lease expires, by the store's clock.
+        expires_at: std::time::SystemTime,
+        /// How long it had left when the store answered.
+        remaining: Duration,
+    },
+    /// A write or renewal carrying a lease token that is no longer the key's live lease
+    /// (it expired, was released, or another holder took the key since); nothing was
+    /// written.
+    #[error("the lease on key {key} with token {token} is lost (expired, released or taken over); nothing was written")]
+    LeaseLost {
+        /// The key.
+        key: KeyName,
+        /// The token the write carried.
+        token: crate::lease::Token,
+    },
+    /// Something this backend cannot do.
+    #[error("the {backend} store does not support {what}")]
+    Unsupported {
+        /// Which backend.
+        backend: &'static str,
+        /// What it cannot do.
+        what: &'static str,
+    },
     /// A write to a read-only dict or backend ([`ReadOnlyBackend`](crate::ReadOnlyBackend));
     /// refused before any I/O, nothing written.
     #[error("the {backend} store is open read-only: {operation} refused")]

@@ -51,6 +51,7 @@ call_counts! {
     compare_and_swap: "`compare_and_swap` calls.",
     journal: "`journal` calls (journal pages).",
     history: "`history` calls (a key's records).",
+    lease: "`lease` calls (acquire, renew, release).",
 }
 
 /// Wraps a backend and counts calls to it; see [`CallCounts`]. Everything else is the

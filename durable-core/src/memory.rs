@@ -22,6 +22,7 @@ use crate::backend::{Backend, Changes, Durables, Hint, HintStream, KeyChange, Op
 use crate::batch::{Batch, Op};
 use crate::error::{Error, Result};
 use crate::journal::{JournalConfig, JournalPage, JournalRecord, newest_first_for_key, whole_versions};
+use crate::lease::{self, LeaseAnswer, LeaseChange, LeaseOp, StoredLease, Token};
 use crate::store_url::StoreUrl;
 
 /// How many mutations a namespace's change log keeps by default.
@@ -33,6 +34,8 @@ const HINT_CAPACITY: usize = 256;
 #[derive(Default)]
 pub struct MemoryStore {
     namespaces: Mutex<HashMap<String, Namespace>>,
+    /// How far this store's clock runs ahead of the process's, in ms (tests of clock skew).
+    clock_offset_ms: std::sync::atomic::AtomicI64,
 }
 
 struct Namespace {
@@ -46,7 +49,11 @@ struct Namespace {
     journal: VecDeque<Kept>,
     /// Retention removed every record at or below this version.
     journal_trimmed: Version,
-    hints: broadcast::Sender<Version>,
+    /// Leases, live or expired, by key.
+    leases: HashMap<String, StoredLease>,
+    /// The last token granted on each key that ever had a lease.
+    lease_tokens: HashMap<String, Token>,
+    hints: broadcast::Sender<Hint>,
 }
 
 /// A journal record as the memory store keeps it: the actor and reason shared between
@@ -84,6 +91,8 @@ struct Writer<'a> {
     log_len: usize,
     journal: &'a JournalConfig,
     reason: Option<&'a str>,
+    /// The store's clock when the step began.
+    now_ms: i64,
 }
 
 impl Namespace {
@@ -95,6 +104,8 @@ impl Namespace {
             log_floor: 0,
             journal: VecDeque::new(),
             journal_trimmed: 0,
+            leases: HashMap::new(),
+            lease_tokens: HashMap::new(),
             hints: broadcast::channel(HINT_CAPACITY).0,
         }
     }
@@ -105,10 +116,8 @@ impl Namespace {
         self.version += 1;
         let version = self.version;
         if writer.journal.is_on() {
-            // Milliseconds, as every store keeps them.
-            let millis = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+            // Milliseconds by the store's clock, as every store keeps them.
+            let millis = writer.now_ms;
             let time = crate::journal::time_from_millis(millis);
             let actor = writer.journal.actor_shared();
             let reason: Option<Arc<str>> = writer.reason.map(Arc::from);
@@ -132,8 +141,17 @@ impl Namespace {
             }
         }
         // Nobody listening is fine.
-        let _ = self.hints.send(version);
+        let _ = self.hints.send(Hint::Changed { version: Some(version) });
         version
+    }
+
+    /// The lease rule ([`lease::enforce`]) for every key a write touches, with the token it
+    /// carries for each.
+    fn enforce<'k>(&self, keys: impl IntoIterator<Item = (&'k str, Option<Token>)>, now_ms: i64) -> Result<()> {
+        if self.leases.is_empty() {
+            return Ok(());
+        }
+        keys.into_iter().try_for_each(|(key, fence)| lease::enforce(key, fence, self.leases.get(key), now_ms))
     }
 
     fn trim_journal(&mut self, journal: &JournalConfig) {
@@ -155,6 +173,20 @@ impl Namespace {
 static NAMED: LazyLock<Mutex<HashMap<String, Arc<MemoryStore>>>> = LazyLock::new(Default::default);
 
 impl MemoryStore {
+    /// Sets how far this store's clock runs ahead of the process's clock (negative: behind),
+    /// for tests of clock skew: leases are judged by the store's clock only.
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.clock_offset_ms.store(offset_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The store's clock, in ms since the Unix epoch.
+    fn now_ms(&self) -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX / 2));
+        now + self.clock_offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A new, empty, isolated store.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
@@ -231,7 +263,8 @@ impl MemoryBackend {
         let mut namespaces: MutexGuard<'_, _> =
             self.store.namespaces.lock().map_err(|_| Error::store("memory", "store lock poisoned"))?;
         let namespace = namespaces.entry(self.namespace.clone()).or_insert_with(Namespace::new);
-        f(namespace, &Writer { log_len: self.log_len, journal: &self.journal, reason })
+        let now_ms = self.store.now_ms();
+        f(namespace, &Writer { log_len: self.log_len, journal: &self.journal, reason, now_ms })
     }
 
     fn check(&self, key: &str) -> Result<()> {
@@ -248,6 +281,7 @@ impl Backend for MemoryBackend {
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
         self.check(key)?;
         self.with(|ns, writer| {
+            ns.enforce([(key, None)], writer.now_ms)?;
             let old = ns.entries.insert(key.to_owned(), value.clone());
             Ok(ns.commit(vec![(Arc::from(key), old, Some(value))], writer))
         })
@@ -256,6 +290,7 @@ impl Backend for MemoryBackend {
     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
         self.check(key)?;
         self.with(|ns, writer| {
+            ns.enforce([(key, None)], writer.now_ms)?;
             Ok(ns.entries.remove(key).map(|old| ns.commit(vec![(Arc::from(key), Some(old), None)], writer)))
         })
     }
@@ -281,6 +316,7 @@ impl Backend for MemoryBackend {
             {
                 return Err(Error::VersionConflict { expected, current: ns.version });
             }
+            ns.enforce(batch.leased_keys(), writer.now_ms)?;
             let mut touched = Vec::with_capacity(batch.len());
             for (key, op) in batch.ops() {
                 match op {
@@ -302,6 +338,7 @@ impl Backend for MemoryBackend {
     async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
         self.check(key)?;
         self.with(|ns, writer| {
+            ns.enforce([(key, None)], writer.now_ms)?;
             Ok(ns.entries.remove(key).map(|value| {
                 let version = ns.commit(vec![(Arc::from(key), Some(value.clone()), None)], writer);
                 (value, version)
@@ -311,9 +348,10 @@ impl Backend for MemoryBackend {
 
     async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
         self.check(key)?;
-        self.with(|ns, writer| match ns.entries.get(key) {
-            Some(found) => Ok((found.clone(), None)),
-            None => {
+        self.with(|ns, writer| match ns.enforce([(key, None)], writer.now_ms).map(|()| ns.entries.get(key)) {
+            Err(refused) => Err(refused),
+            Ok(Some(found)) => Ok((found.clone(), None)),
+            Ok(None) => {
                 ns.entries.insert(key.to_owned(), value.clone());
                 Ok((value.clone(), Some(ns.commit(vec![(Arc::from(key), None, Some(value))], writer))))
             }
@@ -343,7 +381,7 @@ impl Backend for MemoryBackend {
     async fn watch(&self) -> Result<Option<HintStream>> {
         let receiver = self.with(|ns, _| Ok(ns.hints.subscribe()))?;
         let hints = BroadcastStream::new(receiver).map(|item| match item {
-            Ok(version) => Hint::Changed { version: Some(version) },
+            Ok(hint) => hint,
             // Missed hints: tell the dict to look for itself.
             Err(_) => Hint::Resumed,
         });
@@ -353,6 +391,7 @@ impl Backend for MemoryBackend {
     async fn compare_and_swap(&self, key: &str, old: Option<Bytes>, new: Option<Bytes>) -> Result<Option<Version>> {
         self.check(key)?;
         self.with(|ns, writer| {
+            ns.enforce([(key, None)], writer.now_ms)?;
             if ns.entries.get(key) != old.as_ref() {
                 return Err(Error::Conflict { key: key.into() });
             }
@@ -389,6 +428,27 @@ impl Backend for MemoryBackend {
     async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
         self.with(|ns, _| {
             Ok(newest_first_for_key(ns.journal.iter().filter(|kept| &*kept.key == key).map(Kept::record), key, limit))
+        })
+    }
+
+    async fn lease(&self, key: &str, op: LeaseOp) -> Result<LeaseAnswer> {
+        self.check(key)?;
+        self.with(|ns, writer| {
+            let last = ns.lease_tokens.get(key).copied().unwrap_or(0);
+            let holder = writer.journal.actor_name();
+            let (answer, change) = lease::decide(key, op, ns.leases.get(key), last, writer.now_ms, holder)?;
+            match change {
+                LeaseChange::None => {}
+                LeaseChange::Put(lease) => {
+                    ns.lease_tokens.insert(key.to_owned(), lease.token);
+                    ns.leases.insert(key.to_owned(), lease);
+                }
+                LeaseChange::Remove => {
+                    ns.leases.remove(key);
+                    let _ = ns.hints.send(Hint::LeaseReleased);
+                }
+            }
+            Ok(answer)
         })
     }
 }

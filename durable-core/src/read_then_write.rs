@@ -7,6 +7,7 @@ use crate::backend::{Backend, Changes, Durables, HintStream, Version, default_ke
 use crate::batch::{Batch, Op};
 use crate::error::{Error, Result};
 use crate::journal::{JournalPage, JournalRecord};
+use crate::lease::{LeaseAnswer, LeaseOp};
 
 /// durabledict's four-method store interface: all a [`ReadThenWrite`] needs. Each method
 /// has the contract of the [`Backend`] method of the same name.
@@ -181,5 +182,14 @@ impl<S: SimpleStore> Backend for ReadThenWrite<S> {
 
     async fn history(&self, _key: &str, _limit: usize) -> Result<Vec<JournalRecord>> {
         Ok(Vec::new())
+    }
+
+    /// Refused: a lease is only as good as the store's check on every write, and four
+    /// primitives cannot check one atomically.
+    async fn lease(&self, _key: &str, _op: LeaseOp) -> Result<LeaseAnswer> {
+        Err(Error::Unsupported {
+            backend: self.0.name(),
+            what: "leases (they need a store that checks every write atomically)",
+        })
     }
 }

@@ -10,6 +10,7 @@ use crate::backend::{Backend, Changes, Durables, HintStream, Version, default_ke
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::journal::{JournalPage, JournalRecord};
+use crate::lease::{LeaseAnswer, LeaseOp};
 
 /// A call about to go through a wrapper, with what it carries — enough to count it, time
 /// it, fail it, or check its keys and values against the backend it will reach.
@@ -75,11 +76,18 @@ pub enum Call<'a> {
         /// The key.
         key: &'a str,
     },
+    /// [`Backend::lease`].
+    Lease {
+        /// The key.
+        key: &'a str,
+        /// What is asked.
+        op: LeaseOp,
+    },
 }
 
 impl Call<'_> {
     /// Every method, in declaration order: [`Call::index`] is a position in it.
-    pub const METHODS: [&'static str; 12] = [
+    pub const METHODS: [&'static str; 13] = [
         "persist",
         "depersist",
         "durables",
@@ -92,6 +100,7 @@ impl Call<'_> {
         "compare_and_swap",
         "journal",
         "history",
+        "lease",
     ];
 
     /// The method's position in [`Call::METHODS`].
@@ -109,6 +118,7 @@ impl Call<'_> {
             Call::CompareAndSwap { .. } => 9,
             Call::Journal { .. } => 10,
             Call::History { .. } => 11,
+            Call::Lease { .. } => 12,
         }
     }
 
@@ -307,6 +317,9 @@ impl<W: Wrap> Backend for W {
     }
     async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
         self.enter(Call::History { key }).await?.history(key, limit).await
+    }
+    async fn lease(&self, key: &str, op: LeaseOp) -> Result<LeaseAnswer> {
+        self.enter(Call::Lease { key, op }).await?.lease(key, op).await
     }
 }
 

@@ -69,6 +69,13 @@ impl<'a, V: Send + Sync + 'static, C: Codec<V>> WriteBatch<'a, V, C> {
         self
     }
 
+    /// Carries the lease token `token` for `key` (see [`Batch::fence`]); a
+    /// [`Lease::batch`](crate::Lease::batch) carries its own.
+    pub fn fence(mut self, key: impl Into<String>, token: crate::lease::Token) -> Self {
+        self.batch = self.batch.fence(key, token);
+        self
+    }
+
     /// Why the batch is made, for the record.
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
         self.batch = self.batch.reason(reason);

@@ -34,6 +34,41 @@ durable_core::conformance_tests!(Memory::new());
 /// The same suite through `counting(faulty(lazy(memory)))`.
 mod wrapped {
     durable_core::conformance_tests!(durable_core::conformance::Wrapped(super::Memory::new()));
+    durable_core::conformance_tests!(@leases durable_core::conformance::Wrapped(super::Memory::new()));
+}
+
+mod leases {
+    use std::time::Duration;
+
+    use durable_core::conformance::BackendFactory;
+    use durable_core::{DurableDict, Error, LeaseState};
+
+    durable_core::conformance_tests!(@leases super::Memory::new());
+
+    /// A store whose clock is an hour ahead of, or behind, this process's: the lease still
+    /// lasts its ttl, because expiry is judged by the store's clock alone and the holder
+    /// counts down on its monotonic clock from what the store said was left.
+    #[tokio::test]
+    async fn a_skewed_clock_does_not_change_how_long_a_lease_lasts() {
+        for offset_ms in [3_600_000, -3_600_000] {
+            let memory = super::Memory::new();
+            memory.0.set_clock_offset_ms(offset_ms);
+            let a = DurableDict::<u32>::builder(memory.backend("skew").await).build().await.unwrap();
+            let b = DurableDict::<u32>::builder(memory.backend("skew").await).build().await.unwrap();
+            let ttl = Duration::from_millis(400);
+            let lease = a.lease("k").ttl(ttl).no_wait().await.unwrap();
+            let expires_in = lease.expires_at().unwrap().duration_since(std::time::SystemTime::now());
+            // The store's expiry is an hour off this process's wall clock...
+            assert_eq!(expires_in.is_ok(), offset_ms > 0, "{offset_ms}: {expires_in:?}");
+            // ...and yet the lease lasts its ttl, no more, no less.
+            assert!(lease.remaining() > ttl / 2 && lease.remaining() <= ttl, "{:?}", lease.remaining());
+            assert!(matches!(b.lease("k").no_wait().await, Err(Error::Leased { .. })));
+            let mut state = lease.watch();
+            state.wait_for(|s| *s == LeaseState::Lost).await.unwrap();
+            let taken = b.lease("k").wait(Duration::from_secs(2)).await.unwrap();
+            assert!(taken.token() > lease.token());
+        }
+    }
 }
 
 #[tokio::test]

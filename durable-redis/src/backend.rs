@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use durable_core::lease::{LeaseAnswer, LeaseOp, StoredLease};
 use durable_core::{
     Backend, Batch, Changes, Durables, Error, HintStream, JournalPage, JournalRecord, KeyChange, Op, Result, Version,
 };
@@ -98,13 +99,15 @@ impl Backend for RedisBackend {
 
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
         self.validate_key(key)?;
-        let reply = self.mutate("persist", &self.shared.scripts.persist, None, &[key.as_bytes(), &value]).await?;
+        let reply = self
+            .mutate("persist", &self.shared.scripts.persist, None, &[(key, None)], &[key.as_bytes(), &value])
+            .await?;
         version_of(&reply)
     }
 
     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
         self.validate_key(key)?;
-        match self.mutate("depersist", &self.shared.scripts.depersist, None, &[key.as_bytes()]).await? {
+        match self.mutate("depersist", &self.shared.scripts.depersist, None, &[(key, None)], &[key.as_bytes()]).await? {
             Value::Nil => Ok(None),
             reply => version_of(&reply).map(Some),
         }
@@ -140,7 +143,8 @@ impl Backend for RedisBackend {
         for (key, _) in batch.ops() {
             self.validate_key(key)?;
         }
-        if batch.is_empty() && batch.guard_version().is_none() {
+        let leased = batch.leased_keys();
+        if leased.is_empty() && batch.guard_version().is_none() {
             return Ok(None);
         }
         let guard = batch.guard_version().map(|version| version.to_string()).unwrap_or_default();
@@ -152,7 +156,7 @@ impl Backend for RedisBackend {
                 Op::Delete => args.extend([b"d".as_slice(), key.as_bytes(), b"".as_slice()]),
             }
         }
-        match self.mutate("apply", &self.shared.scripts.apply, batch.reason_text(), &args).await? {
+        match self.mutate("apply", &self.shared.scripts.apply, batch.reason_text(), &leased, &args).await? {
             Value::Nil => Ok(None),
             Value::Array(items) if items.len() == 2 && items[0] == Value::Int(-1) => {
                 let current = version_of(&items[1])?;
@@ -164,7 +168,7 @@ impl Backend for RedisBackend {
 
     async fn pop(&self, key: &str) -> Result<Option<(Bytes, Version)>> {
         self.validate_key(key)?;
-        match self.mutate("pop", &self.shared.scripts.pop, None, &[key.as_bytes()]).await? {
+        match self.mutate("pop", &self.shared.scripts.pop, None, &[(key, None)], &[key.as_bytes()]).await? {
             Value::Nil => Ok(None),
             Value::Array(mut items) if items.len() == 2 => {
                 let version = version_of(&items[1])?;
@@ -177,7 +181,10 @@ impl Backend for RedisBackend {
 
     async fn setdefault(&self, key: &str, value: Bytes) -> Result<(Bytes, Option<Version>)> {
         self.validate_key(key)?;
-        match self.mutate("setdefault", &self.shared.scripts.setdefault, None, &[key.as_bytes(), &value]).await? {
+        match self
+            .mutate("setdefault", &self.shared.scripts.setdefault, None, &[(key, None)], &[key.as_bytes(), &value])
+            .await?
+        {
             Value::Array(mut items) if items.len() == 1 => Ok((bytes_of(items.remove(0))?.unwrap_or_default(), None)),
             Value::Array(mut items) if items.len() == 2 => {
                 let version = version_of(&items[1])?;
@@ -226,7 +233,10 @@ impl Backend for RedisBackend {
             flag(new.is_some()),
             new.as_deref().unwrap_or_default(),
         ];
-        match self.mutate("compare_and_swap", &self.shared.scripts.compare_and_swap, None, &args).await? {
+        match self
+            .mutate("compare_and_swap", &self.shared.scripts.compare_and_swap, None, &[(key, None)], &args)
+            .await?
+        {
             Value::BulkString(text) if text == b"conflict" => Err(Error::Conflict { key: key.into() }),
             Value::SimpleString(text) if text == "conflict" => Err(Error::Conflict { key: key.into() }),
             Value::Nil => Ok(None),
@@ -240,5 +250,32 @@ impl Backend for RedisBackend {
 
     async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
         self.key_history(key, limit).await
+    }
+
+    async fn lease(&self, key: &str, op: LeaseOp) -> Result<LeaseAnswer> {
+        self.validate_key(key)?;
+        let (code, token, ttl) = match op {
+            LeaseOp::Acquire { ttl } => ("a", None, Some(ttl)),
+            LeaseOp::Renew { token, ttl } => ("r", Some(token), Some(ttl)),
+            LeaseOp::Release { token } => ("x", Some(token), None),
+            other => return Err(unexpected(format!("unknown lease operation {other:?}"))),
+        };
+        let mut invocation = self.shared.scripts.lease.prepare_invoke();
+        invocation.key(&self.keys.leases).arg(&self.keys.channel).arg(code).arg(key);
+        invocation.arg(token.map(|token| token.to_string()).unwrap_or_default());
+        invocation.arg(ttl.map_or(0, durable_core::lease::ms)).arg(self.shared.journal.actor_name());
+        let mut connection = self.shared.commands.clone();
+        let reply: (i64, i64, i64, i64, String) = self.run("lease", invocation.invoke_async(&mut connection)).await?;
+        let (status, found, expires_ms, now, holder) = reply;
+        let found = u64::try_from(found).map_err(|_| unexpected(format!("negative lease token {found}")))?;
+        let info = StoredLease { token: found, holder, expires_ms }.info(now);
+        match status {
+            1 => Ok(LeaseAnswer::Granted(info)),
+            0 => Ok(LeaseAnswer::Held(info)),
+            2 => Ok(LeaseAnswer::Released { held: true }),
+            3 => Ok(LeaseAnswer::Released { held: false }),
+            -1 => Err(Error::LeaseLost { key: key.into(), token: token.unwrap_or_default() }),
+            other => Err(unexpected(format!("unexpected lease status {other}"))),
+        }
     }
 }

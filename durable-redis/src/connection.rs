@@ -85,18 +85,20 @@ impl RedisBackend {
     }
 
     /// Invokes a mutation script with the standard KEYS and ARGV[1..7] (see `lua/commit.lua`),
-    /// then `args`.
+    /// the keys whose leases it checks with the token it carries for each (`lua/fence.lua`),
+    /// then `args`. A lease refusal comes back as [`Error::Leased`] or [`Error::LeaseLost`].
     pub(crate) async fn mutate(
         &self,
         operation: &'static str,
         script: &Script,
         reason: Option<&str>,
+        leased: &[(&str, Option<durable_core::Token>)],
         args: &[&[u8]],
     ) -> Result<Value> {
         let mut invocation = script.prepare_invoke();
         let k = &self.keys;
         invocation.key(&k.hash).key(&k.counter).key(&k.log).key(&k.head).key(&k.floor);
-        invocation.key(&k.journal).key(&k.journal_trimmed);
+        invocation.key(&k.journal).key(&k.journal_trimmed).key(&k.leases);
         invocation.arg(self.shared.change_log_len).arg(&k.channel);
         let journal = &self.shared.journal;
         if journal.is_on() {
@@ -107,12 +109,43 @@ impl RedisBackend {
         let age = journal.kept_for().map_or(0, |age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1));
         let every = journal.versions_kept().map_or(100, |keep| (keep / 10).max(1));
         invocation.arg(age).arg(journal.actor_name()).arg(reason.unwrap_or_default()).arg(every);
+        invocation.arg(leased.len());
+        for (key, token) in leased {
+            invocation.arg(*key).arg(token.map(|token| token.to_string()).unwrap_or_default());
+        }
         for arg in args {
             invocation.arg(*arg);
         }
         let mut connection = self.shared.commands.clone();
-        self.run(operation, invocation.invoke_async(&mut connection)).await
+        let call = async {
+            match invocation.invoke_async::<Value>(&mut connection).await {
+                Err(err) if matches!(err.code(), Some("LEASED" | "LEASE_LOST")) => Ok(Err(lease_refusal(&err, leased))),
+                other => other.map(Ok),
+            }
+        };
+        self.run(operation, call).await?
     }
+}
+
+/// The error a `LEASED` or `LEASE_LOST` reply of `lua/fence.lua` stands for.
+fn lease_refusal(err: &redis::RedisError, leased: &[(&str, Option<durable_core::Token>)]) -> Error {
+    let detail = err.detail().unwrap_or_default();
+    let words: Vec<&str> = detail.splitn(5, ' ').collect();
+    let number = |at: usize| words.get(at).and_then(|word| word.parse::<i64>().ok());
+    let parsed = (|| {
+        let index = usize::try_from(number(0)?).ok()?.checked_sub(1)?;
+        let key = leased.get(index)?.0;
+        if err.code() == Some("LEASE_LOST") {
+            return Some(Error::LeaseLost { key: key.into(), token: u64::try_from(number(1)?).ok()? });
+        }
+        let lease = durable_core::lease::StoredLease {
+            token: u64::try_from(number(1)?).ok()?,
+            holder: words.get(4).copied().unwrap_or_default().to_owned(),
+            expires_ms: number(2)?,
+        };
+        Some(durable_core::lease::leased(key, &lease.info(number(3)?)))
+    })();
+    parsed.unwrap_or_else(|| unexpected(format!("unexpected lease refusal {detail:?}")))
 }
 
 /// What went wrong talking to Redis: the source of the `durable_core::Error` this crate

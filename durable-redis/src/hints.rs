@@ -79,10 +79,11 @@ impl RedisBackend {
         let hints = messages.map(move |message| {
             // Our own hints carry the version; a keyspace event ("incr" by any writer,
             // durabledict's included) only says "look".
-            let version = (message.get_channel_name() == ours)
-                .then(|| message.get_payload::<String>().ok().and_then(|payload| payload.parse::<u64>().ok()))
-                .flatten();
-            Hint::Changed { version }
+            if message.get_channel_name() == ours {
+                hint_of(message.get_payload::<String>().ok())
+            } else {
+                Hint::Changed { version: None }
+            }
         });
         Ok(Box::pin(hints))
     }
@@ -114,7 +115,7 @@ impl RedisBackend {
                     redis::PushKind::SMessage => {
                         let payload =
                             push.data.get(1).cloned().and_then(|value| redis::from_redis_value::<String>(value).ok());
-                        Some(Hint::Changed { version: payload.and_then(|payload| payload.parse().ok()) })
+                        Some(hint_of(payload))
                     }
                     redis::PushKind::SSubscribe if confirmed => Some(Hint::Resumed),
                     redis::PushKind::SSubscribe => {
@@ -134,5 +135,14 @@ impl RedisBackend {
             }
         });
         Ok(Box::pin(hints))
+    }
+}
+
+/// A message on the namespace's channel: a version (a mutation), `lease` (a lease was
+/// released), or anything else (look anyway).
+fn hint_of(payload: Option<String>) -> Hint {
+    match payload.as_deref() {
+        Some("lease") => Hint::LeaseReleased,
+        payload => Hint::Changed { version: payload.and_then(|payload| payload.parse().ok()) },
     }
 }

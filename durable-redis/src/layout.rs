@@ -17,6 +17,7 @@ pub(crate) struct Keys {
     pub(crate) channel: String,
     pub(crate) journal: String,
     pub(crate) journal_trimmed: String,
+    pub(crate) leases: String,
 }
 
 impl Keys {
@@ -31,6 +32,7 @@ impl Keys {
             channel: format!("{namespace}:changes"),
             journal: format!("{namespace}:journal"),
             journal_trimmed: format!("{namespace}:journal:trimmed"),
+            leases: format!("{namespace}:leases"),
         }
     }
 }

@@ -4,18 +4,27 @@
 //! KEYS are always, in this order: the hash `<ns>`, the counter `<ns>last_updated`, the
 //! change log `<ns>:log` (a sorted set: member = key, score = version of its latest change),
 //! the log head `<ns>:log:head` (the counter value our last logged mutation left) and the
-//! log floor `<ns>:log:floor` (deltas are only valid from this version on). ARGV[1] is the
-//! log length and ARGV[2] the pub/sub channel; an operation's own arguments follow.
+//! log floor `<ns>:log:floor` (deltas are only valid from this version on), the journal
+//! `<ns>:journal` and its trim mark `<ns>:journal:trimmed`, and the leases `<ns>:leases`.
+//! ARGV[1] is the log length and ARGV[2] the pub/sub channel (see `lua/commit.lua` for the
+//! rest), then the keys whose leases are checked (`lua/fence.lua`); an operation's own
+//! arguments follow.
 //!
 //! Each script is a file under `lua/`. A mutation is `publish.lua` (one server) or
-//! `spublish.lua` (a cluster: sharded pub/sub), then `commit.lua`, then its own body; the
+//! `spublish.lua` (a cluster: sharded pub/sub), then `commit.lua`, then `fence.lua` (the
+//! lease checks, run before anything is written), then its own body; the
 //! forms are put together from whole files, never by rewriting text.
 
 use redis::Script;
 
 macro_rules! mutation {
     ($publish:literal, $body:literal) => {
-        concat!(include_str!($publish), include_str!("lua/commit.lua"), include_str!($body))
+        concat!(
+            include_str!($publish),
+            include_str!("lua/commit.lua"),
+            include_str!("lua/fence.lua"),
+            include_str!($body)
+        )
     };
 }
 
@@ -29,6 +38,7 @@ macro_rules! mutations {
             setdefault: Script::new(mutation!($publish, "lua/setdefault.lua")),
             compare_and_swap: Script::new(mutation!($publish, "lua/compare_and_swap.lua")),
             changes: Script::new(include_str!("lua/changes.lua")),
+            lease: Script::new(concat!(include_str!($publish), include_str!("lua/lease.lua"))),
         }
     };
 }
@@ -50,6 +60,8 @@ pub(crate) struct Scripts {
     pub(crate) compare_and_swap: Script,
     /// `lua/changes.lua`: ARGV[1] since → the delta, or {-1} when too old.
     pub(crate) changes: Script,
+    /// `lua/lease.lua`: acquire, renew or release one key's lease.
+    pub(crate) lease: Script,
 }
 
 impl Scripts {

@@ -39,6 +39,7 @@ impl BackendFactory for Cluster {
 }
 
 durable_core::conformance_tests!(Cluster);
+durable_core::conformance_tests!(@leases Cluster);
 
 #[tokio::test]
 async fn a_namespace_without_a_hash_tag_is_refused_on_a_cluster() {

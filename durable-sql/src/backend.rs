@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use durable_core::{Backend, Batch, Changes, Durables, HintStream, JournalPage, JournalRecord, Result, Version};
+use durable_core::{
+    Backend, Batch, Changes, Durables, HintStream, JournalPage, JournalRecord, LeaseAnswer, LeaseOp, Result, Version,
+};
 
 use crate::builder::{SqlBackendBuilder, validate_namespace};
 use crate::dialect::Dialect;
@@ -103,7 +105,7 @@ impl Backend for SqlBackend {
         for (key, _) in batch.ops() {
             self.validate_key(key)?;
         }
-        if batch.is_empty() && batch.guard_version().is_none() {
+        if batch.leased_keys().is_empty() && batch.guard_version().is_none() {
             return Ok(None);
         }
         self.shared.run("apply", || self.apply_once(&batch)).await
@@ -138,5 +140,10 @@ impl Backend for SqlBackend {
 
     async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
         self.shared.run("history", || self.history_once(key, limit)).await
+    }
+
+    async fn lease(&self, key: &str, op: LeaseOp) -> Result<LeaseAnswer> {
+        self.validate_key(key)?;
+        self.shared.run("lease", || self.lease_once(key, op)).await
     }
 }

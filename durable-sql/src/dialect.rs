@@ -90,11 +90,14 @@ pub struct Statements {
     pub channel: String,
     /// The journal's statements.
     pub journal: JournalStatements,
+    /// The leases' statements.
+    pub leases: LeaseStatements,
     /// The key column's name, quoted.
     pub key_column: String,
     /// Table names, for messages and tests.
     pub entries_table: String,
     pub journal_table: String,
+    pub leases_table: String,
     pub namespaces_table: String,
     schema_table: String,
     index: String,
@@ -129,6 +132,25 @@ pub struct JournalStatements {
     pub aged: Arc<str>,
 }
 
+/// The leases' statements: the table `<prefix>durable_leases` (one row per key that ever
+/// had a lease: its last token, holder and expiry in store milliseconds, 0 once released)
+/// and the `leases_until` column of the namespaces table (no lease of the namespace is live
+/// past it, so a write checks leases only while it is ahead of the clock).
+#[derive(Debug, Clone)]
+pub struct LeaseStatements {
+    /// Locks the namespace row (making it at version 0 when absent): a lease operation
+    /// is ordered with every write, which bumps that row.
+    pub lock: Arc<str>,
+    /// The store's clock and the key's row: `(now, token, holder, expires)`.
+    pub read: Arc<str>,
+    /// Stores the key's lease (insert or update).
+    pub upsert: Arc<str>,
+    /// Moves `leases_until` to at least the given expiry.
+    pub extend: Arc<str>,
+    /// The namespace's live leases: `(key, token, holder, expires, now)`.
+    pub live: Arc<str>,
+}
+
 impl Statements {
     /// The statements for `dialect` with tables named `<prefix>durable_entries`,
     /// `<prefix>durable_namespaces` and `<prefix>durable_schema`.
@@ -146,13 +168,20 @@ impl Statements {
             _ => format!("e.{key}"),
         };
         let sql = |text: String| -> Arc<str> { placeholders(dialect, &text).into() };
+        let now_ms = match dialect {
+            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+            Dialect::MySql => "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
+            Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+        };
+        // Not 0 while a lease of the namespace may be live: the write then checks its keys.
+        let leases_live = format!("CASE WHEN leases_until > {now_ms} THEN leases_until ELSE 0 END");
         let bump = match dialect {
             Dialect::MySql => format!(
                 "INSERT INTO {n} (namespace, version, horizon) VALUES (?, 1, 0) ON DUPLICATE KEY UPDATE version = version + 1"
             ),
             Dialect::Postgres => format!(
                 "INSERT INTO {n} AS n (namespace, version, horizon) VALUES (?, 1, 0) \
-                 ON CONFLICT (namespace) DO UPDATE SET version = n.version + 1 RETURNING version, horizon"
+                 ON CONFLICT (namespace) DO UPDATE SET version = n.version + 1 RETURNING version, horizon, {leases_live}"
             ),
             // SQLite's journal is written by triggers (see `migrations`), which read whether
             // to, and the actor and reason, from the namespace row this statement sets.
@@ -160,7 +189,7 @@ impl Statements {
                 "INSERT INTO {n} (namespace, version, horizon, journal_on, journal_actor, journal_reason) \
                  VALUES (?, 1, 0, ?, ?, ?) ON CONFLICT (namespace) DO UPDATE SET version = version + 1, \
                  journal_on = excluded.journal_on, journal_actor = excluded.journal_actor, \
-                 journal_reason = excluded.journal_reason RETURNING version, horizon"
+                 journal_reason = excluded.journal_reason RETURNING version, horizon, {leases_live}"
             ),
         };
         let upsert_tail = match dialect {
@@ -175,13 +204,11 @@ impl Statements {
         let upsert_head = format!("INSERT INTO {e} (namespace, {key}, value, version, tombstone) ");
         let journal_table = format!("{prefix}durable_journal");
         let j = q(&journal_table);
-        let (casts, now_ms) = match dialect {
-            Dialect::Postgres => (
-                [("CAST(", " AS BIGINT)"), ("CAST(", " AS TEXT)"), ("CAST(", " AS TEXT)"), ("CAST(", " AS BYTEA)")],
-                "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
-            ),
-            Dialect::MySql => ([("", ""); 4], "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"),
-            Dialect::Sqlite => ([("", ""); 4], "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"),
+        let casts = match dialect {
+            Dialect::Postgres => {
+                [("CAST(", " AS BIGINT)"), ("CAST(", " AS TEXT)"), ("CAST(", " AS TEXT)"), ("CAST(", " AS BYTEA)")]
+            }
+            _ => [("", ""); 4],
         };
         let journal_key = match dialect {
             Dialect::MySql => format!("CONVERT({key} USING utf8mb4)"),
@@ -218,8 +245,66 @@ impl Statements {
             set_trimmed: sql(format!("UPDATE {n} SET journal_trimmed = ? WHERE namespace = ? AND journal_trimmed < ?")),
             aged: sql(format!("SELECT MAX(version) FROM {j} WHERE namespace = ? AND at < {now_ms} - ?")),
         };
+        let leases_table = format!("{prefix}durable_leases");
+        let l = q(&leases_table);
+        let (lock, upsert_lease, greatest) = match dialect {
+            Dialect::Postgres => (
+                format!(
+                    "INSERT INTO {n} AS n (namespace, version, horizon) VALUES (?, 0, 0) \
+                     ON CONFLICT (namespace) DO UPDATE SET leases_until = n.leases_until"
+                ),
+                format!(
+                    "INSERT INTO {l} (namespace, {key}, token, holder, expires_at) VALUES (?, ?, ?, ?, ?) \
+                     ON CONFLICT (namespace, {key}) DO UPDATE SET token = excluded.token, holder = excluded.holder, \
+                     expires_at = excluded.expires_at"
+                ),
+                "GREATEST",
+            ),
+            Dialect::MySql => (
+                format!(
+                    "INSERT INTO {n} (namespace, version, horizon) VALUES (?, 0, 0) \
+                     ON DUPLICATE KEY UPDATE leases_until = leases_until"
+                ),
+                format!(
+                    "INSERT INTO {l} (namespace, {key}, token, holder, expires_at) VALUES (?, ?, ?, ?, ?) \
+                     ON DUPLICATE KEY UPDATE token = VALUES(token), holder = VALUES(holder), expires_at = VALUES(expires_at)"
+                ),
+                "GREATEST",
+            ),
+            // BEGIN IMMEDIATE already holds SQLite's one write lock.
+            Dialect::Sqlite => (
+                format!(
+                    "INSERT INTO {n} (namespace, version, horizon) VALUES (?, 0, 0) ON CONFLICT (namespace) DO NOTHING"
+                ),
+                format!(
+                    "INSERT INTO {l} (namespace, {key}, token, holder, expires_at) VALUES (?, ?, ?, ?, ?) \
+                     ON CONFLICT (namespace, {key}) DO UPDATE SET token = excluded.token, holder = excluded.holder, \
+                     expires_at = excluded.expires_at"
+                ),
+                "MAX",
+            ),
+        };
+        let lease_key = match dialect {
+            Dialect::MySql => format!("CONVERT({key} USING utf8mb4)"),
+            _ => key.clone(),
+        };
+        let leases = LeaseStatements {
+            lock: sql(lock),
+            read: sql(format!(
+                "SELECT {now_ms}, (SELECT token FROM {l} WHERE namespace = ? AND {key} = ?), \
+                 (SELECT holder FROM {l} WHERE namespace = ? AND {key} = ?), \
+                 (SELECT expires_at FROM {l} WHERE namespace = ? AND {key} = ?)"
+            )),
+            upsert: sql(upsert_lease),
+            extend: sql(format!("UPDATE {n} SET leases_until = {greatest}(leases_until, ?) WHERE namespace = ?")),
+            live: sql(format!(
+                "SELECT {lease_key}, token, holder, expires_at, {now_ms} FROM {l} WHERE namespace = ? AND expires_at > {now_ms}"
+            )),
+        };
         Ok(Self {
             key_column: key.clone(),
+            leases,
+            leases_table,
             journal,
             journal_index: format!("{prefix}durable_journal_by_key"),
             journal_table,
@@ -234,7 +319,7 @@ impl Statements {
                  ORDER BY e.version"
             )),
             bump: sql(bump),
-            read_bump: sql(format!("SELECT version, horizon FROM {n} WHERE namespace = ?")),
+            read_bump: sql(format!("SELECT version, horizon, {leases_live} FROM {n} WHERE namespace = ?")),
             live_value: sql(format!("SELECT value FROM {e} WHERE namespace = ? AND {key} = ? AND tombstone = FALSE")),
             upsert: sql(format!("{upsert_head}VALUES (?, ?, ?, ?, FALSE){upsert_tail}")),
             upsert_head,
@@ -374,7 +459,17 @@ impl Statements {
         if self.dialect == Dialect::Postgres {
             v2.push(format!("CREATE INDEX IF NOT EXISTS {journal_index} ON {j} (namespace, {key}, version)"));
         }
-        vec![v1, v2, v3]
+        // 4: leases.
+        let l = q(&self.leases_table);
+        let v4 = vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS {l} (namespace {namespace} NOT NULL, {key} {key_type} NOT NULL, \
+                 token {int} NOT NULL, holder TEXT NOT NULL, expires_at {int} NOT NULL, \
+                 PRIMARY KEY (namespace, {key})){engine}"
+            ),
+            format!("ALTER TABLE {n} ADD COLUMN leases_until {int} NOT NULL DEFAULT 0"),
+        ];
+        vec![v1, v2, v3, v4]
     }
 
     /// A number naming this schema for PostgreSQL's advisory lock and MySQL's `GET_LOCK`,

@@ -109,6 +109,7 @@ mod builder;
 mod dialect;
 mod error;
 mod hints;
+mod leases;
 #[cfg(feature = "postgres")]
 mod listen;
 mod reads;

@@ -56,9 +56,7 @@ pub(crate) async fn subscribe(
     let namespace: Arc<str> = namespace.into();
     let hints = notes.filter_map(move |note| {
         let hint = match note {
-            Note::Message(payload) => {
-                parse(&payload, &namespace).map(|version| Hint::Changed { version: Some(version) })
-            }
+            Note::Message(payload) => parse(&payload, &namespace),
             Note::Lost => Some(Hint::Interrupted),
             Note::Back => Some(Hint::Resumed),
         };
@@ -67,18 +65,28 @@ pub(crate) async fn subscribe(
     Ok(Box::pin(hints))
 }
 
-/// `"<version> <namespace>"` → the version, when the namespace is ours.
-fn parse(payload: &str, namespace: &str) -> Option<u64> {
-    let (version, ns) = payload.split_once(' ')?;
-    (ns == namespace).then(|| version.parse().ok()).flatten()
+/// `"<version> <namespace>"` → a change at that version, `"lease <namespace>"` → a lease
+/// released, when the namespace is ours.
+fn parse(payload: &str, namespace: &str) -> Option<Hint> {
+    let (what, ns) = payload.split_once(' ')?;
+    if ns != namespace {
+        return None;
+    }
+    match what {
+        "lease" => Some(Hint::LeaseReleased),
+        version => version.parse().ok().map(|version| Hint::Changed { version: Some(version) }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn payloads_are_filtered_by_namespace() {
-        assert_eq!(super::parse("42 flags", "flags"), Some(42));
-        assert_eq!(super::parse("42 flags x", "flags x"), Some(42));
+        use durable_core::Hint;
+        assert_eq!(super::parse("42 flags", "flags"), Some(Hint::Changed { version: Some(42) }));
+        assert_eq!(super::parse("42 flags x", "flags x"), Some(Hint::Changed { version: Some(42) }));
+        assert_eq!(super::parse("lease flags", "flags"), Some(Hint::LeaseReleased));
+        assert_eq!(super::parse("lease other", "flags"), None);
         assert_eq!(super::parse("42 other", "flags"), None);
         assert_eq!(super::parse("garbage", "flags"), None);
     }

@@ -24,10 +24,10 @@ enum Outcome<T> {
 /// in the body ends the transaction (rolled back), never the caller. A macro rather than a
 /// function because each dialect's transaction is its own type.
 macro_rules! mutation {
-    ($backend:expr, $tx:ident, $version:ident, $s:ident, $ns:ident => $body:block) => {
-        mutation!($backend, None, $tx, $version, $s, $ns => $body)
+    ($backend:expr, $key:expr, $tx:ident, $version:ident, $s:ident, $ns:ident => $body:block) => {
+        mutation!($backend, None, &[($key, None)], $tx, $version, $s, $ns => $body)
     };
-    ($backend:expr, $reason:expr, $tx:ident, $version:ident, $s:ident, $ns:ident => $body:block) => {{
+    ($backend:expr, $reason:expr, $leased:expr, $tx:ident, $version:ident, $s:ident, $ns:ident => $body:block) => {{
         let backend: &SqlBackend = $backend;
         let shared = &*backend.shared;
         let $s = &shared.statements;
@@ -55,6 +55,12 @@ macro_rules! mutation {
             };
             let $version: i64 = row.try_get(0)?;
             let horizon: i64 = row.try_get(1)?;
+            let leases_live: i64 = row.try_get(2)?;
+            let leased: &[(&str, Option<durable_core::Token>)] = $leased;
+            if leases_live != 0 || leased.iter().any(|(_, fence)| fence.is_some()) {
+                let rows = sqlx::query(sql(&$s.leases.live)).bind($ns).fetch_all(&mut *$tx).await?;
+                check_leases(leased, rows)?;
+            }
             let outcome: Result<Outcome<_>, Fail> = async { Ok($body) }.await;
             match outcome? {
                 Outcome::Unchanged(value) => {
@@ -153,6 +159,32 @@ macro_rules! journal {
     };
 }
 
+/// The lease rule ([`durable_core::lease::enforce`]) for each key a write touches, given
+/// the namespace's live leases as read in the write's transaction (after the bump locked
+/// the namespace row, so no lease is granted or changed until the write commits).
+fn check_leases<R: Row>(leased: &[(&str, Option<durable_core::Token>)], live: Vec<R>) -> Result<(), Fail>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut now = 0;
+    let mut stored = std::collections::HashMap::new();
+    for row in live {
+        now = row.try_get(4)?;
+        let lease = durable_core::lease::StoredLease {
+            token: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or_default(),
+            holder: row.try_get(2)?,
+            expires_ms: row.try_get(3)?,
+        };
+        stored.insert(row.try_get::<String, _>(0)?, lease);
+    }
+    for (key, fence) in leased {
+        durable_core::lease::enforce(key, *fence, stored.get(*key), now).map_err(Fail::Core)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn to_version(raw: i64) -> Result<Version, Fail> {
     Version::try_from(raw)
         .map_err(|_| Fail::Core(crate::error::unexpected("sql", format!("negative version {raw} in the store"))))
@@ -164,7 +196,7 @@ impl SqlBackend {
     /// lock; the puts upserted in chunks; the deletes tombstoned.
     pub(crate) async fn apply_once(&self, batch: &Batch) -> Result<Option<Version>, Fail> {
         let puts: Vec<(&str, &Bytes)> = batch.puts_iter().collect();
-        mutation!(self, batch.reason_text(), tx, version, s, ns => {
+        mutation!(self, batch.reason_text(), &batch.leased_keys(), tx, version, s, ns => {
             let current = to_version(version - 1)?;
             if let Some(expected) = batch.guard_version() && expected != current {
                 return Err(Fail::Core(Error::VersionConflict { expected, current }));
@@ -192,7 +224,7 @@ impl SqlBackend {
     }
 
     pub(crate) async fn depersist_once(&self, key: &str) -> Result<Option<Version>, Fail> {
-        mutation!(self, tx, version, s, ns => {
+        mutation!(self, key, tx, version, s, ns => {
             journal!(tx, &self.shared, ns, version, None, &[(key, None)]).await?;
             let done = sqlx::query(sql(&s.tombstone)).bind(version).bind(ns).bind(key).execute(&mut *tx).await?;
             if done.rows_affected() == 0 { Outcome::Unchanged(None) } else { Outcome::Changed(Some(to_version(version)?)) }
@@ -200,7 +232,7 @@ impl SqlBackend {
     }
 
     pub(crate) async fn pop_once(&self, key: &str) -> Result<Option<(Bytes, Version)>, Fail> {
-        mutation!(self, tx, version, s, ns => {
+        mutation!(self, key, tx, version, s, ns => {
             let found: Option<Vec<u8>> =
                 sqlx::query_scalar(sql(&s.live_value)).bind(ns).bind(key).fetch_optional(&mut *tx).await?;
             match found {
@@ -215,7 +247,7 @@ impl SqlBackend {
     }
 
     pub(crate) async fn setdefault_once(&self, key: &str, value: &Bytes) -> Result<(Bytes, Option<Version>), Fail> {
-        mutation!(self, tx, version, s, ns => {
+        mutation!(self, key, tx, version, s, ns => {
             let found: Option<Vec<u8>> =
                 sqlx::query_scalar(sql(&s.live_value)).bind(ns).bind(key).fetch_optional(&mut *tx).await?;
             match found {
@@ -235,7 +267,7 @@ impl SqlBackend {
         old: &Option<Bytes>,
         new: &Option<Bytes>,
     ) -> Result<Option<Version>, Fail> {
-        mutation!(self, tx, version, s, ns => {
+        mutation!(self, key, tx, version, s, ns => {
             let found: Option<Vec<u8>> =
                 sqlx::query_scalar(sql(&s.live_value)).bind(ns).bind(key).fetch_optional(&mut *tx).await?;
             if found.as_deref() != old.as_deref() {

@@ -5,14 +5,17 @@ mod common;
 
 mod sqlite {
     durable_core::conformance_tests!(crate::common::Sql::sqlite());
+    durable_core::conformance_tests!(@leases crate::common::Sql::sqlite());
 }
 
 mod postgres {
     durable_core::conformance_tests!(crate::common::Sql::postgres());
+    durable_core::conformance_tests!(@leases crate::common::Sql::postgres());
 }
 
 mod mysql {
     durable_core::conformance_tests!(crate::common::Sql::mysql());
+    durable_core::conformance_tests!(@leases crate::common::Sql::mysql());
 }
 
 /// The suite through `counting(faulty(lazy(…)))` on every database: wrappers keep every
@@ -22,13 +25,16 @@ mod wrapped {
 
     mod sqlite {
         durable_core::conformance_tests!(super::Wrapped(crate::common::Sql::sqlite()));
+        durable_core::conformance_tests!(@leases super::Wrapped(crate::common::Sql::sqlite()));
     }
 
     mod postgres {
         durable_core::conformance_tests!(super::Wrapped(crate::common::Sql::postgres()));
+        durable_core::conformance_tests!(@leases super::Wrapped(crate::common::Sql::postgres()));
     }
 
     mod mysql {
         durable_core::conformance_tests!(super::Wrapped(crate::common::Sql::mysql()));
+        durable_core::conformance_tests!(@leases super::Wrapped(crate::common::Sql::mysql()));
     }
 }

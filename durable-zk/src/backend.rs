@@ -327,4 +327,9 @@ impl Backend for ZkBackend {
     async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
         self.run("history", self.key_history(key, limit)).await
     }
+
+    async fn lease(&self, key: &str, _op: durable_core::LeaseOp) -> Result<durable_core::LeaseAnswer> {
+        self.check_key(key)?;
+        Err(Error::Unsupported { backend: NAME, what: "leases (not yet on ZooKeeper)" })
+    }
 }

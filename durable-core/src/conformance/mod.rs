@@ -38,6 +38,7 @@ mod archive;
 mod batches;
 mod convergence;
 mod journal;
+mod leases;
 mod model;
 mod operations;
 mod read_only;
@@ -58,6 +59,10 @@ pub use journal::{
     a_writer_without_a_journal_shows_as_a_gap, every_write_is_journaled_with_its_old_and_new_value,
     retention_trims_old_records_and_nothing_else, the_journal_follows_new_writes,
     the_journal_replays_every_version_of_a_busy_namespace,
+};
+pub use leases::{
+    a_lease_excludes_other_writers_and_fences_its_holder, a_lease_expires_unless_renewed, increment_under_lease,
+    leases_exclude_under_contention, the_store_reports_lease_times, waiting_for_a_lease,
 };
 pub use model::{ModelSize, model_check, snapshots_match_the_store_history};
 pub use operations::{
@@ -281,6 +286,15 @@ macro_rules! conformance_tests {
             garbage_value_skips_only_that_key,
             invalid_keys_are_refused_before_io,
             snapshots_match_the_store_history,
+        );
+    };
+    (@leases $factory:expr) => {
+        $crate::conformance_tests!(@each $factory;
+            a_lease_excludes_other_writers_and_fences_its_holder,
+            a_lease_expires_unless_renewed,
+            waiting_for_a_lease,
+            leases_exclude_under_contention,
+            the_store_reports_lease_times,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {

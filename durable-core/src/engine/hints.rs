@@ -257,6 +257,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
                 inner.hints.set_health(HintHealth::Healthy);
                 Wants::Catchup
             }
+            Hint::LeaseReleased => Wants::Nothing,
         }
     }
 }

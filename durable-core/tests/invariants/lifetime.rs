@@ -130,6 +130,9 @@ impl Backend for VersionlessWriters {
     async fn history(&self, _key: &str, _limit: usize) -> durable_core::Result<Vec<durable_core::JournalRecord>> {
         Self::unused("history")
     }
+    async fn lease(&self, _key: &str, _op: durable_core::LeaseOp) -> durable_core::Result<durable_core::LeaseAnswer> {
+        Self::unused("lease")
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

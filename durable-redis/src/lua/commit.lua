@@ -4,10 +4,9 @@
 -- floor jumps to just below the new version, so older readers reload in full.
 -- ARGV[1]: log length, ARGV[2]: channel, ARGV[3]: journal versions kept ('' = no journal,
 -- '0' = all), ARGV[4]: journal age kept in ms ('0' = any age), ARGV[5]: actor, ARGV[6]:
--- reason ('' = none), ARGV[7]: trim every this many versions; an operation's own
--- arguments start at ARGV[A + 1].
+-- reason ('' = none), ARGV[7]: trim every this many versions; the lease checks follow
+-- (fence.lua, which also sets A: an operation's own arguments start at ARGV[A + 1]).
 -- The hint goes out through `publish`, defined by publish.lua or spublish.lua before this.
-local A = 7
 
 -- One stream entry per changed key, ID <version>-<n>, with the server's clock. A stream
 -- left from before a reset counter (its last ID at or past this version) is dropped first:
