@@ -23,7 +23,7 @@ async fn stores(label: &str) -> Vec<(&'static str, String)> {
         ("postgres", env::postgres_url(), 5432),
         ("mysql", env::mysql_url(), 3306),
         ("redis", env::redis_url(), 6379),
-        // ZK: next commit.
+        ("zk", env::zk_url(), 2181),
     ] {
         if common::server_available(name, &url, port).await {
             stores.push((name, url));

@@ -116,19 +116,7 @@ impl Backend for ZkBackend {
 
     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
         self.check_key(key)?;
-        if self.shared.config.journal.is_on() {
-            return self.run("depersist", self.apply_batch("depersist", &Batch::new().delete(key))).await;
-        }
-        let work = async {
-            let client = self.shared.state.client();
-            let path = self.key_path(key);
-            match self.commit(&client, &[Op::Delete(&path)], None, None).await {
-                Ok(version) => Ok(Some(version)),
-                Err((Some(0), zk::Error::NoNode)) => Ok(None),
-                Err((_, err)) => Err(map_error(err)),
-            }
-        };
-        self.run("depersist", work).await
+        self.run("depersist", self.apply_batch("depersist", &Batch::new().delete(key))).await
     }
 
     async fn durables(&self) -> Result<Durables> {
@@ -203,7 +191,7 @@ impl Backend for ZkBackend {
                 backend: NAME,
             });
         }
-        if batch.is_empty() && batch.guard_version().is_none() {
+        if batch.leased_keys().is_empty() && batch.guard_version().is_none() {
             return Ok(None);
         }
         self.run("apply", self.apply_batch("apply", &batch)).await
@@ -215,10 +203,12 @@ impl Backend for ZkBackend {
             let client = self.shared.state.client();
             let path = self.key_path(key);
             for _ in 0..MAX_ATTEMPTS {
-                let (Some(data), guard) = self.read_guarded(&client, key).await? else { return Ok(None) };
+                let read = self.read_guarded(&client, key).await?;
+                let leases = self.lease_fence(&client, read.leases, &[(key, None)]).await?;
+                let Some(data) = read.value else { return Ok(None) };
                 let journaled =
                     Journaled { changes: vec![(key, Some(Bytes::copy_from_slice(&data)), None)], reason: None };
-                match self.commit(&client, &[Op::Delete(&path)], guard, Some(&journaled)).await {
+                match self.commit(&client, &[Op::Delete(&path)], read.guard, leases, Some(&journaled)).await {
                     Ok(version) => return Ok(Some((Bytes::from(data), version))),
                     Err((Some(_), zk::Error::NoNode | zk::Error::BadVersion)) => continue,
                     Err((_, err)) => return Err(map_error(err)),
@@ -235,18 +225,16 @@ impl Backend for ZkBackend {
             let client = self.shared.state.client();
             let path = self.key_path(key);
             for _ in 0..MAX_ATTEMPTS {
-                // With the journal on, the namespace version is read with the key, to name the
-                // journal node; without, the create alone decides.
-                let (found, guard) = if self.shared.config.journal.is_on() {
-                    self.read_guarded(&client, key).await?
-                } else {
-                    (self.read(&client, key).await?, None)
-                };
-                if let Some(found) = found {
+                // The namespace version is read with the key (with the journal on, it names the
+                // journal node; without, the create alone decides), and the leases node.
+                let read = self.read_guarded(&client, key).await?;
+                let leases = self.lease_fence(&client, read.leases, &[(key, None)]).await?;
+                if let Some(found) = read.value {
                     return Ok((Bytes::from(found), None));
                 }
+                let guard = if self.shared.config.journal.is_on() { read.guard } else { None };
                 let journaled = Journaled { changes: vec![(key, None, Some(value.clone()))], reason: None };
-                match self.commit(&client, &[Op::Create(&path, &value)], guard, Some(&journaled)).await {
+                match self.commit(&client, &[Op::Create(&path, &value)], guard, leases, Some(&journaled)).await {
                     Ok(version) => return Ok((value.clone(), Some(version))),
                     Err((Some(_), zk::Error::NodeExists | zk::Error::BadVersion)) => continue,
                     Err((_, err)) => return Err(map_error(err)),
@@ -296,7 +284,9 @@ impl Backend for ZkBackend {
             let client = self.shared.state.client();
             let path = self.key_path(key);
             for _ in 0..MAX_ATTEMPTS {
-                let (current, guard) = self.read_guarded(&client, key).await?;
+                let read = self.read_guarded(&client, key).await?;
+                let leases = self.lease_fence(&client, read.leases, &[(key, None)]).await?;
+                let (current, guard) = (read.value, read.guard);
                 if current.as_deref() != old.as_deref() {
                     return Err(Error::Conflict { key: key.into() });
                 }
@@ -309,7 +299,7 @@ impl Backend for ZkBackend {
                 };
                 let old = current.as_deref().map(Bytes::copy_from_slice);
                 let journaled = Journaled { changes: vec![(key, old, new.clone())], reason: None };
-                match self.commit(&client, &[op], guard, Some(&journaled)).await {
+                match self.commit(&client, &[op], guard, leases, Some(&journaled)).await {
                     Ok(version) => return Ok(Some(version)),
                     Err((Some(_), zk::Error::NoNode | zk::Error::NodeExists | zk::Error::BadVersion)) => continue,
                     Err((_, err)) => return Err(map_error(err)),
@@ -328,8 +318,8 @@ impl Backend for ZkBackend {
         self.run("history", self.key_history(key, limit)).await
     }
 
-    async fn lease(&self, key: &str, _op: durable_core::LeaseOp) -> Result<durable_core::LeaseAnswer> {
+    async fn lease(&self, key: &str, op: durable_core::LeaseOp) -> Result<durable_core::LeaseAnswer> {
         self.check_key(key)?;
-        Err(Error::Unsupported { backend: NAME, what: "leases (not yet on ZooKeeper)" })
+        self.run("lease", self.lease_op(key, op)).await
     }
 }

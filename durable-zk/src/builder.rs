@@ -106,9 +106,11 @@ impl ZkBackendBuilder {
         validate_namespace(namespace)?;
         let ns_path = if base.is_empty() { format!("/{namespace}") } else { format!("{base}/{namespace}") };
         let journal_path = format!("{ns_path};journal");
+        let leases_path = format!("{ns_path};leases");
         let config = Config {
             journal: self.journal.clone(),
             journal_path,
+            leases_path,
             probe: RefusalProbe::new(NAME, cluster.split(',').map(str::to_owned)),
             cluster,
             auth,
@@ -128,12 +130,14 @@ impl ZkBackendBuilder {
                 other => map_error(other),
             })
         };
-        let Opened { client, watcher, quorum } = config.probe.bound("connect", self.timeout, opening).await?;
+        let Opened { client, watcher, lease_watcher, quorum } =
+            config.probe.bound("connect", self.timeout, opening).await?;
         let config = Arc::new(config);
         let state = Arc::new(State {
             ns_path: config.ns_path.clone(),
             client: RwLock::new(client),
             watcher: Mutex::new(Some(watcher)),
+            lease_watcher: Mutex::new(Some(lease_watcher)),
             repoll: tokio::sync::Notify::new(),
             tracker: Mutex::new(Tracker::default()),
             hints: broadcast::channel(1024).0,

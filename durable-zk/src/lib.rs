@@ -118,6 +118,7 @@ mod backend;
 mod builder;
 mod error;
 mod journal;
+mod leases;
 mod names;
 mod reads;
 mod session;

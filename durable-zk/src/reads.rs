@@ -28,17 +28,30 @@ pub(crate) const MULTI_OP_BYTES: usize = 14;
 /// 4, stat 68.
 pub(crate) const MULTI_ANSWER_OP_BYTES: usize = 81;
 
+/// What [`ZkBackend::read_guarded`] read.
+pub(crate) struct Guarded {
+    /// The key's value.
+    pub(crate) value: Option<Vec<u8>>,
+    /// The namespace node's version.
+    pub(crate) guard: Option<i32>,
+    /// The leases node's stat.
+    pub(crate) leases: Option<zk::Stat>,
+}
+
 impl ZkBackend {
     /// `key`'s value and the namespace node's version as of one moment (one multi-read),
     /// for a write that depends on the value. Guarding that write with the namespace
     /// version, not the key node's own, is what makes it safe: a key deleted and created
     /// again between the read and the write starts over at node version 0, so a write
     /// guarded by the node version could land on a value it never read (ABA).
-    pub(crate) async fn read_guarded(&self, client: &zk::Client, key: &str) -> Result<(Option<Vec<u8>>, Option<i32>)> {
+    /// The namespace node's version, `key`'s value and the leases node's stat, in one
+    /// multi-read (one request). `None` for a node that is not there.
+    pub(crate) async fn read_guarded(&self, client: &zk::Client, key: &str) -> Result<Guarded> {
         use zk::MultiReadResult as Read;
         let mut reader = client.new_multi_reader();
         reader.add_get_data(self.path()).map_err(map_error)?;
         reader.add_get_data(&self.key_path(key)).map_err(map_error)?;
+        reader.add_get_data(self.leases_path()).map_err(map_error)?;
         let mut answers = reader.commit().await.map_err(map_error)?.into_iter();
         let guard = match answers.next() {
             Some(Read::Data { stat, .. }) => Some(stat.version),
@@ -46,15 +59,13 @@ impl ZkBackend {
             other => return Err(unexpected(format!("a multi-read answered {other:?}"))),
         };
         let Some(answer) = answers.next() else { return Err(unexpected("a multi-read answered too little")) };
-        Ok((value_of(answer)?.map(Vec::from), guard))
-    }
-
-    pub(crate) async fn read(&self, client: &zk::Client, key: &str) -> Result<Option<Vec<u8>>> {
-        match client.get_data(&self.key_path(key)).await {
-            Ok((data, _)) => Ok(Some(data)),
-            Err(zk::Error::NoNode) => Ok(None),
-            Err(err) => Err(map_error(err)),
-        }
+        let value = value_of(answer)?.map(Vec::from);
+        let leases = match answers.next() {
+            Some(Read::Data { stat, .. }) => Some(stat),
+            Some(Read::Error { err: zk::Error::NoNode }) => None,
+            other => return Err(unexpected(format!("a multi-read answered {other:?}"))),
+        };
+        Ok(Guarded { value, guard, leases })
     }
 
     /// The request bytes of a multi-read of `key`'s data.

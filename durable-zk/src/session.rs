@@ -27,12 +27,16 @@ pub(crate) struct Config {
     /// How the journal is kept, and its node `<namespace node>;journal`.
     pub(crate) journal: durable_core::JournalConfig,
     pub(crate) journal_path: String,
+    /// The leases node `<namespace node>;leases` (see `leases.rs`).
+    pub(crate) leases_path: String,
 }
 
 /// A session [`Config::open`] made.
 pub(crate) struct Opened {
     pub(crate) client: zk::Client,
     pub(crate) watcher: zk::PersistentWatcher,
+    /// The watch on the leases node: every lease operation changes its data.
+    pub(crate) lease_watcher: zk::PersistentWatcher,
     /// The server is one of an ensemble, so it may be a follower that has not yet applied
     /// a write another session saw acknowledged: reads that must see every acknowledged
     /// write `sync` with the leader first. A standalone server has no followers.
@@ -58,14 +62,16 @@ impl Config {
                 Ok(()) | Err(zk::Error::NodeExists) => {}
                 Err(err) => return Err(err),
             }
-            if self.journal.is_on() {
-                match client.create(&self.journal_path, b"", &self.create).await {
+            let journal = self.journal.is_on().then_some(&self.journal_path);
+            for path in journal.into_iter().chain([&self.leases_path]) {
+                match client.create(path, b"", &self.create).await {
                     Ok(_) | Err(zk::Error::NodeExists) => {}
                     Err(err) => return Err(err),
                 }
             }
         }
         let watcher = client.watch(&self.ns_path, zk::AddWatchMode::PersistentRecursive).await?;
+        let lease_watcher = client.watch(&self.leases_path, zk::AddWatchMode::Persistent).await?;
         // A standalone server's configuration node is empty; an ensemble member's lists the
         // servers.
         let quorum = match client.get_data("/zookeeper/config").await {
@@ -73,7 +79,7 @@ impl Config {
             Err(zk::Error::NoNode) => false,
             Err(err) => return Err(err),
         };
-        Ok(Opened { client, watcher, quorum })
+        Ok(Opened { client, watcher, lease_watcher, quorum })
     }
 }
 
@@ -106,6 +112,7 @@ pub(crate) async fn follow(config: Arc<Config>, state: Arc<State>) {
     // starting up does not hold up recovery.
     let longest_build = config.session_timeout.max(config.timeout);
     let mut build_bound = config.timeout;
+    let mut lease_events = state.lease_watcher().take();
     loop {
         let client = state.client();
         if state.watcher().is_some() && client.state().is_terminated() {
@@ -136,6 +143,13 @@ pub(crate) async fn follow(config: Arc<Config>, state: Arc<State>) {
                 _ = state.repoll.notified() => continue,
                 // The client's own view of its session, in case the watch says nothing.
                 _ = session.changed() => continue,
+                // A lease operation: whoever waits for a lease may try now.
+                released = next_lease_event(&mut lease_events) => {
+                    if released {
+                        state.hint(Hint::LeaseReleased);
+                    }
+                    continue;
+                }
                 _ = probe => {}
             }
         }
@@ -147,10 +161,11 @@ pub(crate) async fn follow(config: Arc<Config>, state: Arc<State>) {
         }
         let opening = async { config.open().await.map_err(map_error) };
         match config.probe.bound("new session", build_bound, opening).await {
-            Ok(Opened { client, watcher, quorum }) => {
+            Ok(Opened { client, watcher, lease_watcher, quorum }) => {
                 if let Ok(mut slot) = state.client.write() {
                     *slot = client;
                 }
+                lease_events = Some(lease_watcher);
                 *state.watcher() = Some(watcher);
                 state.quorum.store(quorum, std::sync::atomic::Ordering::Release);
                 state.disconnected.store(false, std::sync::atomic::Ordering::Release);
@@ -174,4 +189,16 @@ pub(crate) async fn follow(config: Arc<Config>, state: Arc<State>) {
             }
         }
     }
+}
+
+/// The next event of the leases node's watch: `true` for a change of its data (a lease
+/// operation), `false` for anything else. Pends for ever without a watch; a session's end
+/// drops the watch (the next session brings its own).
+async fn next_lease_event(watcher: &mut Option<zk::PersistentWatcher>) -> bool {
+    let Some(active) = watcher.as_mut() else { return std::future::pending().await };
+    let event = active.changed().await;
+    if event.event_type == zk::EventType::Session && event.session_state.is_terminated() {
+        *watcher = None;
+    }
+    event.event_type == zk::EventType::NodeDataChanged
 }

@@ -18,6 +18,8 @@ pub(crate) struct State {
     /// Held only to take an event and process it, so events are processed in order, one at
     /// a time, by whichever of the follower and a reader gets there.
     pub(crate) watcher: Mutex<Option<zk::PersistentWatcher>>,
+    /// The first session's watch on the leases node, until the follower takes it.
+    pub(crate) lease_watcher: Mutex<Option<zk::PersistentWatcher>>,
     /// Tells the follower to poll the watch again: a reader's [`State::drain`] took its
     /// place as the one to wake.
     pub(crate) repoll: tokio::sync::Notify,
@@ -113,6 +115,10 @@ impl State {
 
     pub(crate) fn watcher(&self) -> std::sync::MutexGuard<'_, Option<zk::PersistentWatcher>> {
         self.watcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn lease_watcher(&self) -> std::sync::MutexGuard<'_, Option<zk::PersistentWatcher>> {
+        self.lease_watcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Processes every event already delivered, without waiting for more. ZooKeeper

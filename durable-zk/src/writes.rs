@@ -42,13 +42,16 @@ impl ZkBackend {
     }
 
     /// Commits `ops` + the namespace bump — with `guard`, only if the namespace is still at
-    /// that node version; returns the new version, or which operation failed and why (the
-    /// bump is the operation after the last of `ops`).
+    /// that node version, and only if the leases node is still at version `leases` (no
+    /// lease operation since the write's lease check, [`ZkBackend::lease_fence`]); returns
+    /// the new version, or which operation failed and why (the bump is the operation after
+    /// the last of `ops`).
     pub(crate) async fn commit(
         &self,
         client: &zk::Client,
         ops: &[Op<'_>],
         guard: Option<i32>,
+        leases: i32,
         journal: Option<&Journaled<'_>>,
     ) -> std::result::Result<Version, (Option<usize>, zk::Error)> {
         // A request made while the session is disconnected waits in the client and is sent
@@ -75,6 +78,7 @@ impl ZkBackend {
         for op in ops {
             add(&mut writer, op).map_err(|err| (None, err))?;
         }
+        writer.add_check_version(self.leases_path(), leases).map_err(|err| (None, err))?;
         writer.add_set_data(ns, b"", guard).map_err(|err| (None, err))?;
         // The journal node of the version this multi makes: named from the guard, which the
         // multi checks, so the name is right whenever the multi succeeds.
@@ -124,11 +128,16 @@ impl ZkBackend {
         if guard.is_some() {
             paths.push(self.path().to_owned());
         }
+        // The leases node rides along too, last (see `leases.rs`).
+        paths.push(self.leases_path().to_owned());
+        let leased = batch.leased_keys();
         for _ in 0..MAX_ATTEMPTS {
             // One request per key written, whatever the namespace's size.
             let mut existing = self
                 .batched(operation, &paths, |path| async { client.check_stat(path).await.map_err(map_error) })
                 .await?;
+            let leases = existing.pop().flatten();
+            let leases = self.lease_fence(&client, leases, &leased).await?;
             if let Some((expected, _)) = guard {
                 let namespace = existing.pop().flatten();
                 let current = namespace.map_or(0, |stat| to_version(stat.version));
@@ -156,7 +165,7 @@ impl ZkBackend {
                     (BatchOp::Delete, None) => vec![Op::Create(path, &[]), Op::Delete(path)],
                 })
                 .collect();
-            match self.commit(&client, &writes, guard.map(|(_, node_version)| node_version), None).await {
+            match self.commit(&client, &writes, guard.map(|(_, node_version)| node_version), leases, None).await {
                 Ok(version) => return Ok(Some(version)),
                 // Created or deleted meanwhile, or (guarded) the namespace moved: look again.
                 Err((Some(_), zk::Error::NoNode | zk::Error::NodeExists | zk::Error::BadVersion)) => continue,
@@ -176,13 +185,15 @@ impl ZkBackend {
         let ops: Vec<(&str, &BatchOp)> = batch.ops().collect();
         let mut paths: Vec<String> = vec![self.path().to_owned()];
         paths.extend(ops.iter().map(|(key, _)| self.key_path(key)));
+        paths.push(self.leases_path().to_owned());
+        let leased = batch.leased_keys();
         for _ in 0..MAX_ATTEMPTS {
-            let (current, old) = if let [(key, _)] = ops[..] {
-                // One key (the common write): the namespace node and the key in one
-                // multi-read, one request.
-                let (old, guard) = self.read_guarded(&client, key).await?;
-                let Some(guard) = guard else { return Err(unexpected("the namespace node is gone")) };
-                (to_version(guard), vec![old])
+            let (current, old, leases) = if let [(key, _)] = ops[..] {
+                // One key (the common write): the namespace node, the key and the leases
+                // node in one multi-read, one request.
+                let read = self.read_guarded(&client, key).await?;
+                let Some(guard) = read.guard else { return Err(unexpected("the namespace node is gone")) };
+                (to_version(guard), vec![read.value], read.leases)
             } else {
                 let mut answers = self
                     .batched(operation, &paths, |path| async {
@@ -193,13 +204,15 @@ impl ZkBackend {
                         }
                     })
                     .await?;
+                let leases = answers.pop().flatten().map(|(_, stat)| stat);
                 let old: Vec<Option<Vec<u8>>> =
                     answers.split_off(1).into_iter().map(|found| found.map(|(data, _)| data)).collect();
                 let Some(Some((_, stat))) = answers.pop() else {
                     return Err(unexpected("the namespace node is gone"));
                 };
-                (to_version(stat.version), old)
+                (to_version(stat.version), old, leases)
             };
+            let leases = self.lease_fence(&client, leases, &leased).await?;
             if let Some(expected) = batch.guard_version()
                 && expected != current
             {
@@ -237,7 +250,7 @@ impl ZkBackend {
                 });
             }
             let guard = i32::try_from(current).unwrap_or(i32::MAX);
-            match self.commit(&client, &writes, Some(guard), Some(&journaled)).await {
+            match self.commit(&client, &writes, Some(guard), leases, Some(&journaled)).await {
                 Ok(version) => return Ok(Some(version)),
                 Err((Some(_), zk::Error::NoNode | zk::Error::NodeExists | zk::Error::BadVersion)) => continue,
                 Err((_, err)) => return Err(map_error(err)),

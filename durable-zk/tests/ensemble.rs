@@ -36,6 +36,7 @@ impl BackendFactory for Ensemble {
 }
 
 durable_core::conformance_tests!(Ensemble);
+durable_core::conformance_tests!(@leases Ensemble);
 
 /// Under load (spinning threads take most of the CPU from the servers), so that the
 /// election is slow and the writer's short session (2 s, the ensemble's minimum) may expire
