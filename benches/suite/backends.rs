@@ -43,15 +43,17 @@ pub(crate) fn unique(label: &str) -> String {
 /// (the crate docs), as an operator would; `durable` has no drop-namespace operation yet.
 pub(crate) async fn forget(backend: &str, url: &str, ns: &str) {
     // The same statements for SQLite and PostgreSQL (both take `$1`), backquoted for MySQL.
-    const ANSI: [&str; 3] = [
+    const ANSI: [&str; 4] = [
         "DELETE FROM \"durable_entries\" WHERE namespace = $1",
         "DELETE FROM \"durable_namespaces\" WHERE namespace = $1",
         "DELETE FROM \"durable_journal\" WHERE namespace = $1",
+        "DELETE FROM \"durable_leases\" WHERE namespace = $1",
     ];
-    const MYSQL: [&str; 3] = [
+    const MYSQL: [&str; 4] = [
         "DELETE FROM `durable_entries` WHERE namespace = ?",
         "DELETE FROM `durable_namespaces` WHERE namespace = ?",
         "DELETE FROM `durable_journal` WHERE namespace = ?",
+        "DELETE FROM `durable_leases` WHERE namespace = ?",
     ];
     macro_rules! delete_rows {
         ($pool:expr, $statements:expr) => {
@@ -66,12 +68,15 @@ pub(crate) async fn forget(backend: &str, url: &str, ns: &str) {
         Raw::Postgres(pool) => delete_rows!(pool, ANSI),
         Raw::Mysql(pool) => delete_rows!(pool, MYSQL),
         Raw::Redis(connection, _) => {
-            let keys = ["", "last_updated", ":log", ":log:head", ":log:floor", ":journal", ":journal:trimmed"]
-                .map(|suffix| format!("{ns}{suffix}"));
+            let keys =
+                ["", "last_updated", ":log", ":log:head", ":log:floor", ":journal", ":journal:trimmed", ":leases"]
+                    .map(|suffix| format!("{ns}{suffix}"));
             let _: i64 = redis::cmd("DEL").arg(&keys[..]).query_async(&mut connection.clone()).await.unwrap();
         }
         Raw::Zk(client, path) => {
             forget_zk_node(&client, &format!("{path};journal")).await;
+            forget_zk_node(&client, &format!("{path};leases")).await;
+            forget_zk_node(&client, &format!("{path};clock")).await;
             forget_zk_node(&client, &path).await;
         }
     }

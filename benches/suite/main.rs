@@ -15,6 +15,7 @@ use std::time::Instant;
 mod backends;
 mod durabledict;
 mod journal;
+mod leases;
 mod middleware;
 mod raw;
 mod reads;
@@ -126,6 +127,10 @@ fn keys(n: usize) -> Vec<String> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--lease-waiter") {
+        let [url, ns, n] = [1, 2, 3].map(|i| args.get(at + i).expect("--lease-waiter <url> <ns> <n>").as_str());
+        return leases::waiter(url, ns, n.parse().unwrap()).await;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let backends = args.iter().position(|a| a == "--backends").and_then(|i| args.get(i + 1)).map_or_else(
         || ["memory", "sqlite", "postgres", "mysql", "redis", "zk"].map(String::from).to_vec(),
@@ -139,7 +144,7 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut results = Results::default();
     println!("{:<48} {:>14}", "figure", "value");
-    // `--only read,memory,middleware,backends,journal,durabledict` runs some groups (default: all).
+    // `--only read,memory,middleware,backends,journal,leases,durabledict` runs some groups (default: all).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let wanted = |group: &str| only.as_deref().is_none_or(|only| only.split(',').any(|g| g == group));
     if wanted("read") {
@@ -168,6 +173,14 @@ async fn main() {
             journal::journal_figures(config.rounds(), ops, backend, &url_of(backend, &dir), &mut results).await;
         }
         journal::archive_figures(&url_of("sqlite", &dir), &mut results).await;
+    }
+    // `--only leases`: acquire + release vs a raw round trip, and the hand-off to a waiter
+    // in another process, per backend.
+    if wanted("leases") {
+        let (ops, handoffs) = if config.quick { (50, 20) } else { (500, 200) };
+        for backend in &config.backends {
+            leases::lease_figures(config.rounds(), ops, handoffs, backend, &url_of(backend, &dir), &mut results).await;
+        }
     }
     if wanted("durabledict") && config.backends.iter().any(|b| b == "redis") {
         durabledict_figures(&config, &mut results).await;
