@@ -11,8 +11,8 @@
 //! arguments follow.
 //!
 //! Each script is a file under `lua/`. A mutation is `publish.lua` (one server) or
-//! `spublish.lua` (a cluster: sharded pub/sub), then `commit.lua`, then `fence.lua` (the
-//! lease checks, run before anything is written), then its own body; the
+//! `spublish.lua` (a cluster: sharded pub/sub), then `commit.lua`, then `lease_record.lua` and
+//! `fence.lua` (the lease checks, run before anything is written), then its own body; the
 //! forms are put together from whole files, never by rewriting text.
 
 use redis::Script;
@@ -22,6 +22,7 @@ macro_rules! mutation {
         concat!(
             include_str!($publish),
             include_str!("lua/commit.lua"),
+            include_str!("lua/lease_record.lua"),
             include_str!("lua/fence.lua"),
             include_str!($body)
         )
@@ -38,7 +39,11 @@ macro_rules! mutations {
             setdefault: Script::new(mutation!($publish, "lua/setdefault.lua")),
             compare_and_swap: Script::new(mutation!($publish, "lua/compare_and_swap.lua")),
             changes: Script::new(include_str!("lua/changes.lua")),
-            lease: Script::new(concat!(include_str!($publish), include_str!("lua/lease.lua"))),
+            lease: Script::new(concat!(
+                include_str!($publish),
+                include_str!("lua/lease_record.lua"),
+                include_str!("lua/lease.lua")
+            )),
         }
     };
 }

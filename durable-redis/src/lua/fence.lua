@@ -8,16 +8,10 @@
 -- fails with 'LEASE_LOST <index> <token>' (index: the key's place in the list, from 1).
 local A = 8 + 2 * tonumber(ARGV[8])
 if tonumber(ARGV[8]) > 0 and redis.call('EXISTS', KEYS[8]) == 1 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now = server_ms()
   for i = 1, tonumber(ARGV[8]) do
     local fence = ARGV[8 + 2 * i]
-    local raw = redis.call('HGET', KEYS[8], ARGV[7 + 2 * i])
-    local token, expires, holder = 0, 0, ''
-    if raw then
-      local a, b, c = string.match(raw, '^(%d+)|(%d+)|(.*)$')
-      token, expires, holder = tonumber(a), tonumber(b), c
-    end
+    local token, expires, holder = lease_of(KEYS[8], ARGV[7 + 2 * i])
     local live = expires > now
     if fence ~= '' then
       if not (live and token == tonumber(fence)) then

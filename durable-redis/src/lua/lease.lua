@@ -4,15 +4,9 @@
 -- ARGV[6]: the holder → {status, token, expires, now, holder}, status 1 granted (or
 -- renewed), 0 held by another, -1 lost (renewal of a lease that is not live), 2 released,
 -- 3 nothing to release. The token per key only grows: a release keeps it, with expires 0.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_ms()
 local key = ARGV[3]
-local raw = redis.call('HGET', KEYS[1], key)
-local token, expires, holder = 0, 0, ''
-if raw then
-  local a, b, c = string.match(raw, '^(%d+)|(%d+)|(.*)$')
-  token, expires, holder = tonumber(a), tonumber(b), c
-end
+local token, expires, holder = lease_of(KEYS[1], key)
 local live = expires > now
 if ARGV[2] == 'a' then
   if live then
