@@ -2,8 +2,9 @@
 # Installs (from Debian's packages) and starts whatever is missing of the stores the tests
 # talk to: Redis on 127.0.0.1:6379, PostgreSQL on 127.0.0.1:5432 (database `test`, trust
 # auth for local tests), MariaDB on 127.0.0.1:3306 (root, empty password, database
-# `test`), ZooKeeper on 127.0.0.1:2181 and a three-server ZooKeeper ensemble on
-# 127.0.0.1:2191-2193. Idempotent: a service that already answers is
+# `test`), ZooKeeper on 127.0.0.1:2181, a three-server ZooKeeper ensemble on
+# 127.0.0.1:2191-2193, a Redis Cluster on 7001-7006, moto's S3 server (from PyPI) on
+# 127.0.0.1:9000 and Azurite's blob service (from npm) on 127.0.0.1:10000. Idempotent: a service that already answers is
 # left alone. Waits until every service accepts connections, or fails saying which did not.
 set -euo pipefail
 
@@ -184,7 +185,57 @@ start_redis_cluster() {
   wait_for "redis cluster" 60 cluster_ok
 }
 
-want=${*:-redis postgres mariadb zookeeper zookeeper-ensemble redis-cluster}
+# S3: moto's server mode from PyPI, in a virtual environment of our own, in memory.
+start_s3() {
+  port_open 9000 && { log "s3 (moto) already up"; return 0; }
+  local dir="$STATE_DIR/moto"
+  if [ ! -x "$dir/venv/bin/moto_server" ]; then
+    command -v python3 >/dev/null || apt_install python3 python3-venv
+    python3 -m venv "$dir/venv"
+    log "installing moto[server] from PyPI"
+    "$dir/venv/bin/pip" install --quiet 'moto[server]==5.1.*' >&2
+  fi
+  nohup "$dir/venv/bin/moto_server" -H 127.0.0.1 -p 9000 >"$dir/moto.log" 2>&1 &
+  echo $! >"$dir/pid"
+  wait_for "s3 (moto)" 60 port_open 9000 || { tail -n 30 "$dir/moto.log" >&2; return 1; }
+}
+
+# The bucket the tests use (moto takes an unsigned CreateBucket).
+s3_bucket() {
+  curl -fsS -o /dev/null -X PUT http://127.0.0.1:9000/durable-test 2>/dev/null || true
+  curl -fsS -o /dev/null -I http://127.0.0.1:9000/durable-test || { log "s3: cannot make bucket durable-test"; return 1; }
+}
+
+# Azure Blob storage: Azurite from the npm registry, blob service only, in memory.
+start_azure() {
+  port_open 10000 && { log "azure blob (azurite) already up"; return 0; }
+  local dir="$STATE_DIR/azurite"
+  if [ ! -x "$dir/node_modules/.bin/azurite-blob" ]; then
+    command -v npm >/dev/null || apt_install nodejs npm
+    mkdir -p "$dir"
+    log "installing azurite from npm"
+    npm install --silent --prefix "$dir" azurite@3 @azure/storage-blob@12 >&2
+  fi
+  nohup "$dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort 10000 --inMemoryPersistence \
+    --skipApiVersionCheck --loose >"$dir/azurite.log" 2>&1 &
+  echo $! >"$dir/pid"
+  wait_for "azure blob (azurite)" 60 port_open 10000 || { tail -n 30 "$dir/azurite.log" >&2; return 1; }
+}
+
+# The container the tests use, made with Azure's own client library and Azurite's
+# well-known development account.
+azure_container() {
+  local dir="$STATE_DIR/azurite"
+  [ -d "$dir/node_modules/@azure/storage-blob" ] || npm install --silent --prefix "$dir" @azure/storage-blob@12 >&2
+  NODE_PATH="$dir/node_modules" node -e '
+    const { BlobServiceClient } = require("@azure/storage-blob");
+    BlobServiceClient.fromConnectionString("UseDevelopmentStorage=true")
+      .getContainerClient("durable-test").createIfNotExists()
+      .then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); });
+  ' || { log "azure: cannot make container durable-test"; return 1; }
+}
+
+want=${*:-redis postgres mariadb zookeeper zookeeper-ensemble redis-cluster s3 azure}
 for svc in $want; do
   case $svc in
     redis) start_redis ;;
@@ -193,6 +244,8 @@ for svc in $want; do
     zookeeper | zk) start_zookeeper ;;
     zookeeper-ensemble | zk-ensemble) start_zookeeper_ensemble ;;
     redis-cluster) start_redis_cluster ;;
+    s3 | moto) start_s3 && s3_bucket ;;
+    azure | azurite) start_azure && azure_container ;;
     *) log "unknown service $svc"; exit 2 ;;
   esac
 done

@@ -26,11 +26,11 @@
 //! ```
 //!
 //! Backends are chosen by Cargo feature, as in sqlx: `sqlite` (default), `postgres`,
-//! `mysql`, `redis`, `zookeeper`; [`connect`] picks one by URL scheme and, when the scheme's
+//! `mysql`, `redis`, `zookeeper`, and for object storage `s3`, `azure`, `localfs`; [`connect`] picks one by URL scheme and, when the scheme's
 //! feature is off, says which feature to enable.
 //!
 //! The root holds what a service uses. Each backend's own type and builder (for options
-//! beyond the URL) are in its module — [`sql`], [`redis`], [`zookeeper`] — and
+//! beyond the URL) are in its module — [`sql`], [`redis`], [`zookeeper`], [`object`] — and
 //! [`backend`] holds what a backend or a wrapper is written with.
 
 #![warn(missing_docs)]
@@ -88,6 +88,16 @@ pub mod zookeeper {
     };
 }
 
+/// The object-storage backend: S3, Azure Blob and a local directory through object_store,
+/// as a log of create-only commit objects with checkpoints.
+#[cfg(any(feature = "s3", feature = "azure", feature = "localfs"))]
+pub mod object {
+    pub use durable_object::{
+        DEFAULT_CHANGE_LOG, DEFAULT_CHECKPOINT_EVERY, DEFAULT_INLINE_LIMIT, DEFAULT_LOG_RETENTION,
+        DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, DEFAULT_VERIFY_EVERY, ObjectBackend, ObjectBackendBuilder,
+    };
+}
+
 #[cfg(feature = "axum")]
 mod extract;
 #[cfg(feature = "tower")]
@@ -139,6 +149,9 @@ const REGISTRY: &[Registered] = &[
         open: open_if!("redis", durable_redis::open),
     },
     Registered { feature: "zookeeper", schemes: &["zk", "zookeeper"], open: open_if!("zookeeper", durable_zk::open) },
+    Registered { feature: "s3", schemes: &["s3"], open: open_if!("s3", durable_object::open) },
+    Registered { feature: "azure", schemes: &["az", "azure"], open: open_if!("azure", durable_object::open) },
+    Registered { feature: "localfs", schemes: &["file"], open: open_if!("localfs", durable_object::open) },
 ];
 
 /// Connects to the store named by `url` and returns a backend on `namespace`, chosen by the
@@ -152,6 +165,9 @@ const REGISTRY: &[Registered] = &[
 /// | `mysql://`, `mariadb://` | SQL backend on MySQL/MariaDB | `mysql` |
 /// | `redis://`, `rediss://`, `redis+cluster://` | Redis backend | `redis` |
 /// | `zk://`, `zookeeper://` | ZooKeeper backend | `zookeeper` |
+/// | `s3://bucket/prefix` | object storage on S3 | `s3` |
+/// | `az://container/prefix`, `azure://` | object storage on Azure Blob | `azure` |
+/// | `file:///dir` | object storage in a local directory | `localfs` |
 ///
 /// Errors show the URL with its password removed.
 pub async fn connect(url: &str, namespace: &str) -> Result<Arc<dyn backend::Backend>> {

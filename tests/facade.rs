@@ -48,6 +48,7 @@ async fn empty_namespaces_are_refused() {
 #[tokio::test]
 async fn schemes_name_their_feature() {
     let sqlite = format!("sqlite://{}/facade-features.db", env!("CARGO_TARGET_TMPDIR"));
+    let localfs = format!("file://{}/facade-features", env!("CARGO_TARGET_TMPDIR"));
     let cases = [
         (sqlite.as_str(), "sqlite", cfg!(feature = "sqlite")),
         ("postgres://u:pw@127.0.0.1/db", "postgres", cfg!(feature = "postgres")),
@@ -57,6 +58,10 @@ async fn schemes_name_their_feature() {
         ("redis://:pw@127.0.0.1:1/", "redis", cfg!(feature = "redis")),
         ("rediss://127.0.0.1:1/", "redis", cfg!(feature = "redis")),
         ("zk://127.0.0.1:1/durable", "zookeeper", cfg!(feature = "zookeeper")),
+        ("s3://b/p?endpoint=http://127.0.0.1:1&allow_http=true&region=x", "s3", cfg!(feature = "s3")),
+        ("az://c/p?endpoint=http://127.0.0.1:1&allow_http=true&account_name=a", "azure", cfg!(feature = "azure")),
+        ("azure://c/p?use_emulator=true&endpoint=http://127.0.0.1:1", "azure", cfg!(feature = "azure")),
+        (&localfs, "localfs", cfg!(feature = "localfs")),
     ];
     for (url, feature, enabled) in cases {
         let result = durable::connect(url, "ns").await;
@@ -92,6 +97,19 @@ async fn sqlite_urls_connect_through_the_facade() {
     a.insert("k", "v".to_owned()).await.unwrap();
     assert_eq!(b.get("k").await.as_deref().map(String::as_str), Some("v"));
     assert_eq!(a.backend().name(), "sqlite");
+}
+
+/// `file:///dir` keeps a namespace in a local directory: two dicts on one directory share it.
+#[cfg(feature = "localfs")]
+#[tokio::test]
+async fn file_urls_connect_through_the_facade() {
+    let url = format!("file://{}/facade-localfs", env!("CARGO_TARGET_TMPDIR"));
+    let ns = durable_core::conformance::unique_namespace("facade-localfs");
+    let a = DurableDict::<String>::builder(durable::connect(&url, &ns).await.unwrap()).build().await.unwrap();
+    let b = DurableDict::<String>::builder(durable::connect(&url, &ns).await.unwrap()).build().await.unwrap();
+    a.insert("k", "v".to_owned()).await.unwrap();
+    assert_eq!(b.get("k").await.as_deref().map(String::as_str), Some("v"));
+    assert_eq!(a.backend().name(), "localfs");
 }
 
 #[tokio::test]

@@ -40,6 +40,22 @@ pub fn zk_ensemble_url() -> String {
     var("DURABLE_ZK_ENSEMBLE_URL", "zk://127.0.0.1:2191,127.0.0.1:2192,127.0.0.1:2193/durable-test")
 }
 
+/// `DURABLE_S3_URL`, default bucket `durable-test` of moto's S3 server on 127.0.0.1:9000
+/// (moto takes any credentials; these are its documented test ones).
+pub fn s3_url() -> String {
+    var(
+        "DURABLE_S3_URL",
+        "s3://durable-test/t?endpoint=http://127.0.0.1:9000&region=us-east-1&allow_http=true\
+         &access_key_id=testing&secret_access_key=s3cr3tpw-testing",
+    )
+}
+
+/// `DURABLE_AZURE_URL`, default container `durable-test` of Azurite's blob service on
+/// 127.0.0.1:10000 (its well-known development account).
+pub fn azure_url() -> String {
+    var("DURABLE_AZURE_URL", "az://durable-test/t?use_emulator=true")
+}
+
 /// Whether the first host of `url` accepts TCP connections (within 2 s); `default_port`
 /// where the URL names none. A URL that names no TCP host (a file, a Unix socket) counts as
 /// reachable.

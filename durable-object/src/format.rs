@@ -1,0 +1,200 @@
+//! The objects' bytes: a commit (one log object) and a checkpoint (the whole namespace),
+//! each framed as `DUR` + kind + format version + CRC-32 of the body + body, the body in
+//! MessagePack (a checkpoint's LZ4-compressed). A frame that is short, has another magic or
+//! a checksum that does not match is refused whole, never half-read.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A stored value: inline, or a content-addressed object of its own under `blobs/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Val {
+    /// The value's bytes.
+    Inline(Bytes),
+    /// The object `blobs/<hash>` (SHA-256, hex) holds the value's `len` bytes.
+    Blob { hash: String, len: u64 },
+}
+
+/// One key's change in a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Change {
+    pub key: String,
+    /// The value after the commit; `None`: deleted.
+    pub new: Option<Val>,
+    /// The value before it, for the journal (`None` when absent before or not journaled).
+    pub old: Option<Val>,
+}
+
+/// One log object: every change of one version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Commit {
+    /// The version this commit makes (the log object's name says it too).
+    pub version: u64,
+    /// Random: the writer recognises its own commit when a retried create meets it.
+    pub id: u64,
+    /// Whether the writer keeps a journal: then `old`, `actor` and `reason` are recorded.
+    pub journaled: bool,
+    pub actor: Option<String>,
+    pub reason: Option<String>,
+    /// Journal retention: records at or below this version are trimmed from now on.
+    pub trim_through: u64,
+    pub changes: Vec<Change>,
+}
+
+/// One checkpoint object: the namespace at a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Checkpoint {
+    pub version: u64,
+    /// The journal's trim point at this version.
+    pub trim_through: u64,
+    pub entries: Vec<(String, Val)>,
+}
+
+const MAGIC: &[u8; 3] = b"DUR";
+const FORMAT: u8 = 1;
+const COMMIT: u8 = b'C';
+const CHECKPOINT: u8 = b'K';
+const HEADER: usize = 3 + 1 + 1 + 4;
+
+/// Why an object's bytes were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refused {
+    #[error("{0} bytes is shorter than the {HEADER}-byte header")]
+    Short(usize),
+    #[error("not a durable object of this kind (magic {0:?})")]
+    Magic(Vec<u8>),
+    #[error("format version {0} is not known to this version of durable")]
+    Format(u8),
+    #[error("checksum mismatch: the object is torn or damaged")]
+    Checksum,
+    #[error("undecodable body: {0}")]
+    Body(String),
+}
+
+fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + body.len());
+    out.extend_from_slice(MAGIC);
+    out.push(kind);
+    out.push(FORMAT);
+    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn unframe(kind: u8, bytes: &[u8]) -> Result<&[u8], Refused> {
+    if bytes.len() < HEADER {
+        return Err(Refused::Short(bytes.len()));
+    }
+    if &bytes[..3] != MAGIC || bytes[3] != kind {
+        return Err(Refused::Magic(bytes[..4].to_vec()));
+    }
+    if bytes[4] != FORMAT {
+        return Err(Refused::Format(bytes[4]));
+    }
+    let crc = u32::from_le_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]);
+    let body = &bytes[HEADER..];
+    if crc32fast::hash(body) != crc {
+        return Err(Refused::Checksum);
+    }
+    Ok(body)
+}
+
+impl Commit {
+    pub fn encode(&self) -> Vec<u8> {
+        frame(COMMIT, &rmp_serde::to_vec(self).expect("a commit always encodes"))
+    }
+
+    /// Decodes a commit, checking it is the one its object's name says.
+    pub fn decode(bytes: &[u8], version: u64) -> Result<Self, Refused> {
+        let commit: Self = rmp_serde::from_slice(unframe(COMMIT, bytes)?).map_err(|e| Refused::Body(e.to_string()))?;
+        if commit.version != version {
+            return Err(Refused::Body(format!("it says version {}, its name {version}", commit.version)));
+        }
+        Ok(commit)
+    }
+}
+
+impl Checkpoint {
+    pub fn encode(&self) -> Vec<u8> {
+        let body = rmp_serde::to_vec(self).expect("a checkpoint always encodes");
+        frame(CHECKPOINT, &lz4_flex::compress_prepend_size(&body))
+    }
+
+    pub fn decode(bytes: &[u8], version: u64) -> Result<Self, Refused> {
+        let compressed = unframe(CHECKPOINT, bytes)?;
+        let body = lz4_flex::decompress_size_prepended(compressed).map_err(|e| Refused::Body(e.to_string()))?;
+        let checkpoint: Self = rmp_serde::from_slice(&body).map_err(|e| Refused::Body(e.to_string()))?;
+        if checkpoint.version != version {
+            return Err(Refused::Body(format!("it says version {}, its name {version}", checkpoint.version)));
+        }
+        Ok(checkpoint)
+    }
+}
+
+/// The content address of a large value: SHA-256 in hex.
+pub(crate) fn content_hash(value: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(value).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An object name's version: `00000000000000000042` → 42.
+pub(crate) fn parse_version(name: &str) -> Option<u64> {
+    (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit())).then(|| name.parse().ok()).flatten()
+}
+
+/// A version as an object name: 20 digits, so names sort as versions do.
+pub(crate) fn version_name(version: u64) -> String {
+    format!("{version:020}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit() -> Commit {
+        Commit {
+            version: 7,
+            id: 99,
+            journaled: true,
+            actor: Some("me".into()),
+            reason: None,
+            trim_through: 0,
+            changes: vec![Change { key: "k".into(), new: Some(Val::Inline(Bytes::from_static(b"v"))), old: None }],
+        }
+    }
+
+    #[test]
+    fn commits_and_checkpoints_round_trip() {
+        let c = commit();
+        assert_eq!(Commit::decode(&c.encode(), 7).unwrap(), c);
+        let k = Checkpoint {
+            version: 3,
+            trim_through: 1,
+            entries: vec![("a".into(), Val::Blob { hash: content_hash(b"x"), len: 1 })],
+        };
+        assert_eq!(Checkpoint::decode(&k.encode(), 3).unwrap(), k);
+    }
+
+    #[test]
+    fn damaged_objects_are_refused_whole() {
+        let bytes = commit().encode();
+        assert_eq!(Commit::decode(&bytes[..5], 7), Err(Refused::Short(5)));
+        let mut torn = bytes.clone();
+        torn.truncate(bytes.len() - 1);
+        assert_eq!(Commit::decode(&torn, 7), Err(Refused::Checksum));
+        let mut flipped = bytes.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(Commit::decode(&flipped, 7), Err(Refused::Checksum));
+        assert!(matches!(Commit::decode(b"{\"json\": true}", 7), Err(Refused::Magic(_))));
+        assert!(matches!(Commit::decode(&bytes, 8), Err(Refused::Body(_))), "a commit under another version's name");
+        assert!(matches!(Checkpoint::decode(&bytes, 7), Err(Refused::Magic(_))), "a commit is no checkpoint");
+    }
+
+    #[test]
+    fn names_sort_as_versions() {
+        assert_eq!(version_name(42), "00000000000000000042");
+        assert_eq!(parse_version(&version_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_version("42"), None);
+        assert!(version_name(9) < version_name(10));
+    }
+}
