@@ -200,10 +200,13 @@ start_s3() {
   wait_for "s3 (moto)" 60 port_open 9000 || { tail -n 30 "$dir/moto.log" >&2; return 1; }
 }
 
-# The bucket the tests use (moto takes an unsigned CreateBucket).
+# The buckets the tests and the benchmarks use (moto takes an unsigned CreateBucket).
 s3_bucket() {
-  curl -fsS -o /dev/null -X PUT http://127.0.0.1:9000/durable-test 2>/dev/null || true
-  curl -fsS -o /dev/null -I http://127.0.0.1:9000/durable-test || { log "s3: cannot make bucket durable-test"; return 1; }
+  local bucket
+  for bucket in durable-test durable-bench; do
+    curl -fsS -o /dev/null -X PUT "http://127.0.0.1:9000/$bucket" 2>/dev/null || true
+    curl -fsS -o /dev/null -I "http://127.0.0.1:9000/$bucket" || { log "s3: cannot make bucket $bucket"; return 1; }
+  done
 }
 
 # Azure Blob storage: Azurite from the npm registry, blob service only, in memory.
@@ -222,17 +225,17 @@ start_azure() {
   wait_for "azure blob (azurite)" 60 port_open 10000 || { tail -n 30 "$dir/azurite.log" >&2; return 1; }
 }
 
-# The container the tests use, made with Azure's own client library and Azurite's
+# The containers the tests and the benchmarks use, made with Azure's own client library and Azurite's
 # well-known development account.
 azure_container() {
   local dir="$STATE_DIR/azurite"
   [ -d "$dir/node_modules/@azure/storage-blob" ] || npm install --silent --prefix "$dir" @azure/storage-blob@12 >&2
   NODE_PATH="$dir/node_modules" node -e '
     const { BlobServiceClient } = require("@azure/storage-blob");
-    BlobServiceClient.fromConnectionString("UseDevelopmentStorage=true")
-      .getContainerClient("durable-test").createIfNotExists()
+    const service = BlobServiceClient.fromConnectionString("UseDevelopmentStorage=true");
+    Promise.all(["durable-test", "durable-bench"].map((c) => service.getContainerClient(c).createIfNotExists()))
       .then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); });
-  ' || { log "azure: cannot make container durable-test"; return 1; }
+  ' || { log "azure: cannot make containers durable-test and durable-bench"; return 1; }
 }
 
 want=${*:-redis postgres mariadb zookeeper zookeeper-ensemble redis-cluster s3 azure}

@@ -18,6 +18,9 @@ pub(crate) async fn with_journal(name: &str, url: &str, ns: &str, journal: Journ
         }
         "redis" => Arc::new(durable::redis::RedisBackend::builder(url).journal(journal).connect(ns).await.unwrap()),
         "zk" => Arc::new(durable::zookeeper::ZkBackend::builder(url).journal(journal).connect(ns).await.unwrap()),
+        "s3" | "azure" | "localfs" => {
+            Arc::new(durable::object::ObjectBackend::builder(url).journal(journal).connect(ns).await.unwrap())
+        }
         other => panic!("unknown backend {other}"),
     }
 }

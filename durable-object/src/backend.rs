@@ -35,6 +35,8 @@ pub const DEFAULT_LOG_RETENTION: Duration = Duration::from_secs(3600);
 pub const DEFAULT_VERIFY_EVERY: Duration = Duration::from_secs(300);
 /// How many versions a backend keeps in memory to answer deltas from.
 pub const DEFAULT_CHANGE_LOG: usize = 10_000;
+/// Log objects a catch-up reads one by one before it lists the rest.
+const SEQUENTIAL_READS: usize = 3;
 /// Requests in flight at once when reading many objects.
 const FETCH_CONCURRENCY: usize = 16;
 
@@ -419,24 +421,36 @@ impl Inner {
     }
 
     /// Brings the replica up to the head of the log: one GET of the next log object when
-    /// nothing changed; otherwise that object, one listing of the rest and their GETs.
+    /// nothing changed; otherwise the next ones by GET until one is missing, or past three,
+    /// one listing of the rest and their GETs.
     async fn catch_up(&self, replica: &mut Replica) -> Result<()> {
         if !replica.loaded || self.verify_due(replica) {
             self.verify(replica).await?;
         }
-        let next = replica.version + 1;
-        let Some((bytes, meta)) = self.get(&self.log_path(next)).await? else { return Ok(()) };
-        let mut commits = vec![(next, self.decode_commit(next, &bytes), SystemTime::from(meta.last_modified))];
-        let rest: Vec<Version> = self
-            .list(&self.log_dir, Some(next))
-            .await?
-            .into_iter()
-            .map(|(version, _)| version)
-            .enumerate()
-            .take_while(|(i, version)| *version == next + 1 + *i as u64)
-            .map(|(_, version)| version)
-            .collect();
-        commits.extend(self.read_commits(rest).await?);
+        // The next few one by one (most syncs find none, or one or two); past that, one
+        // listing of the rest and their GETs in parallel.
+        let mut commits = Vec::new();
+        let mut next = replica.version + 1;
+        while commits.len() < SEQUENTIAL_READS {
+            let Some((bytes, meta)) = self.get(&self.log_path(next)).await? else { break };
+            commits.push((next, self.decode_commit(next, &bytes), SystemTime::from(meta.last_modified)));
+            next += 1;
+        }
+        if commits.is_empty() {
+            return Ok(());
+        }
+        if commits.len() == SEQUENTIAL_READS {
+            let rest: Vec<Version> = self
+                .list(&self.log_dir, Some(next - 1))
+                .await?
+                .into_iter()
+                .map(|(version, _)| version)
+                .enumerate()
+                .take_while(|(i, version)| *version == next + *i as u64)
+                .map(|(_, version)| version)
+                .collect();
+            commits.extend(self.read_commits(rest).await?);
+        }
         let blobs = self.fetch_blobs(commits.iter().flat_map(|(_, commit, _)| commit_vals(commit.as_ref()))).await?;
         for (version, commit, time) in commits {
             replica.apply(version, commit.as_ref(), &blobs, time);
@@ -716,7 +730,12 @@ impl Backend for ObjectBackend {
 
     async fn changes_since(&self, since: Version) -> Result<Changes> {
         self.bounded("changes_since", async {
-            let replica = self.inner.replica().await?;
+            // A replica already past `since` (the version check just brought it there)
+            // answers as it is: a state the log had, and the next sync looks further.
+            let mut replica = self.inner.replica.lock().await;
+            if !replica.loaded || replica.version <= since || self.inner.verify_due(&replica) {
+                self.inner.catch_up(&mut replica).await?;
+            }
             if since > replica.version || since < replica.log_floor {
                 return Ok(Changes::TooOld);
             }

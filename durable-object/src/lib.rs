@@ -51,7 +51,9 @@
 //! Each handle keeps a replica of the namespace, replayed from the log: writers decide
 //! against it, and deltas are answered from it.
 //! - A **no-change `sync()`** is one request: a GET of the next log object, answered 404.
-//! - A **delta** reads that object, lists the log after it once and reads the rest.
+//! - A **delta** reads the next objects until one is missing (past three: one listing of
+//!   the rest, read in parallel): two GETs for one change, the version check's; the delta
+//!   itself is then answered from the replica.
 //! - A **full load** lists the checkpoints, reads the newest and replays the log after it.
 //!
 //! Object stores push nothing: [`Backend::watch`](durable_core::Backend::watch) answers

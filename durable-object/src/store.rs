@@ -95,6 +95,7 @@ pub(crate) fn open(url: &str, timeout: Duration) -> Result<Location, Error> {
         "s3" => {
             use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
             let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or_else(|| invalid(url, "no bucket"))?;
+            ensure_crypto_provider();
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry(timeout));
             for (key, value) in client(timeout) {
                 builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
@@ -125,6 +126,16 @@ pub(crate) fn open(url: &str, timeout: Duration) -> Result<Location, Error> {
             Ok(Location { store: Arc::new(store), prefix, kind: "azure", secrets })
         }
         other => Err(invalid(url, format!("the object-storage backend does not serve {other}:// URLs"))),
+    }
+}
+
+/// object_store's HTTP client takes rustls's process-wide provider: unless the application
+/// installed one, ring is installed (the provider the rest of the workspace's TLS uses).
+#[cfg(any(feature = "s3", feature = "azure"))]
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may install one meanwhile: then that one serves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
