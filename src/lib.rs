@@ -56,8 +56,8 @@ pub mod backend {
         Backend, Batch, Bytes, Call, CallCounts, Changes, CountingBackend, DEFAULT_CHANGE_LOG, DEFAULT_MAX_KEY_LEN,
         Delegate, Durables, Hint, HintStream, HostPort, JournalPage, JournalReader, KeyChange, LazyBackend,
         LeaseAnswer, LeaseInfo, LeaseOp, Op, Open, Opening, PROBE_AFTER, PROBE_EVERY, ReadThenWrite, Redactor,
-        RefusalProbe, SimpleStore, Source, StoreUrl, Wrap, async_trait, decode_backup, default_key_rule, lease,
-        redact_url, scheme, shared, validate_namespace,
+        RefusalProbe, SimpleStore, Source, StoreUrl, Wrap, async_trait, decode_backup, default_key_rule,
+        is_secret_param, lease, redact_url, scheme, shared, validate_namespace,
     };
 }
 

@@ -77,7 +77,7 @@ pub use read_only::ReadOnlyBackend;
 pub use read_then_write::{ReadThenWrite, SimpleStore};
 pub use refusal::{PROBE_AFTER, PROBE_EVERY, RefusalProbe};
 pub use snapshot::Snapshot;
-pub use store_url::{HostPort, Redactor, StoreUrl, redact_url, scheme};
+pub use store_url::{HostPort, Redactor, StoreUrl, is_secret_param, redact_url, scheme};
 pub use wrap::{Call, Delegate, Wrap};
 pub use write_batch::WriteBatch;
 

@@ -232,7 +232,7 @@ pub fn redact_url(url: &str) -> String {
             let query: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((name, _)) if is_secret(name) => format!("{name}=***"),
+                    Some((name, _)) if is_secret_param(name) => format!("{name}=***"),
                     _ => pair.to_owned(),
                 })
                 .collect();
@@ -284,9 +284,19 @@ impl fmt::Debug for Redactor {
     }
 }
 
-fn is_secret(name: &str) -> bool {
+/// Whether a URL query parameter (or an environment variable) named `name` carries a
+/// credential: passwords, secrets, tokens, keys (not key ids), SAS signatures. Such values
+/// are shown as `***` by [`redact_url`].
+///
+/// ```
+/// use durable_core::is_secret_param;
+/// assert!(is_secret_param("secret_access_key") && is_secret_param("sas_token") && is_secret_param("AZURE_STORAGE_ACCOUNT_KEY"));
+/// assert!(!is_secret_param("access_key_id") && !is_secret_param("region"));
+/// ```
+pub fn is_secret_param(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["password", "pass", "pwd", "secret", "token", "auth"].iter().any(|s| name.contains(s))
+    ["password", "pass", "pwd", "secret", "token", "auth", "key", "sas", "sig"].iter().any(|s| name.contains(s))
+        && !name.ends_with("key_id")
 }
 
 #[cfg(test)]
