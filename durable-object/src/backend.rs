@@ -451,7 +451,13 @@ impl Inner {
                 .collect();
             commits.extend(self.read_commits(rest).await?);
         }
-        let blobs = self.fetch_blobs(commits.iter().flat_map(|(_, commit, _)| commit_vals(commit.as_ref()))).await?;
+        // Replay needs the new values only (the old ones are the journal's).
+        let new_vals: Vec<&Val> = commits
+            .iter()
+            .filter_map(|(_, commit, _)| commit.as_ref())
+            .flat_map(|commit| commit.changes.iter().filter_map(|change| change.new.as_ref()))
+            .collect();
+        let blobs = self.fetch_blobs(new_vals).await?;
         for (version, commit, time) in commits {
             replica.apply(version, commit.as_ref(), &blobs, time);
         }
