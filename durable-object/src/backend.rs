@@ -129,6 +129,7 @@ impl ObjectBackendBuilder {
             blob_dir: root.join("blobs"),
             kind: location.kind,
             secrets: location.secrets,
+            probe: location.probe,
             shown: format!("{} namespace {namespace}", store::redact(&self.url)),
             replica: Mutex::new(Replica::new(config.change_log)),
             config,
@@ -166,6 +167,7 @@ struct Inner {
     blob_dir: Path,
     kind: &'static str,
     secrets: Secrets,
+    probe: durable_core::RefusalProbe,
     shown: String,
     config: Config,
     replica: Mutex<Replica>,
@@ -222,12 +224,8 @@ impl ObjectBackend {
     }
 
     async fn bounded<T>(&self, operation: &'static str, work: impl Future<Output = Result<T>>) -> Result<T> {
-        let after = self.inner.config.timeout;
-        tokio::time::timeout(after, work).await.unwrap_or(Err(Error::Timeout {
-            backend: self.inner.kind,
-            operation,
-            after,
-        }))
+        // Within the timeout, and given up as soon as the server refuses connections.
+        self.inner.probe.bound(operation, self.inner.config.timeout, work).await
     }
 
     fn check_size(&self, key: &str, value: &Bytes) -> Result<()> {

@@ -16,6 +16,9 @@ pub(crate) struct Location {
     /// `s3`, `azure` or `localfs`.
     pub kind: &'static str,
     pub secrets: Secrets,
+    /// The server's address where the URL names one (an `endpoint`, the emulator): an
+    /// operation is given up as soon as it refuses connections.
+    pub probe: durable_core::RefusalProbe,
 }
 
 /// The credentials a URL or the environment carried, to scrub from every message.
@@ -72,7 +75,8 @@ pub(crate) fn open(url: &str, timeout: Duration) -> Result<Location, Error> {
             let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
                 .map_err(|e| invalid(url, e.to_string()))?
                 .with_automatic_cleanup(true);
-            Ok(Location { store: Arc::new(store), prefix: Path::default(), kind: "localfs", secrets })
+            let probe = durable_core::RefusalProbe::new("localfs", []);
+            Ok(Location { store: Arc::new(store), prefix: Path::default(), kind: "localfs", secrets, probe })
         }
         #[cfg(feature = "s3")]
         "s3" => {
@@ -89,12 +93,22 @@ pub(crate) fn open(url: &str, timeout: Duration) -> Result<Location, Error> {
                 builder = builder.with_config(key, value);
             }
             let store = builder.build().map_err(|e| invalid(url, secrets.scrub(&e.to_string())))?;
-            Ok(Location { store: Arc::new(store), prefix, kind: "s3", secrets })
+            let probe = durable_core::RefusalProbe::new(
+                "s3",
+                endpoint_addr(
+                    &options,
+                    &["endpoint", "aws_endpoint", "aws_endpoint_url", "endpoint_url"],
+                    "AWS_ENDPOINT_URL",
+                    None,
+                ),
+            );
+            Ok(Location { store: Arc::new(store), prefix, kind: "s3", secrets, probe })
         }
         #[cfg(feature = "azure")]
         "az" | "azure" => {
             use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
             let container = parsed.host_str().filter(|c| !c.is_empty()).ok_or_else(|| invalid(url, "no container"))?;
+            ensure_crypto_provider();
             let mut builder =
                 MicrosoftAzureBuilder::from_env().with_container_name(container).with_retry(retry(timeout));
             for (key, value) in client(timeout) {
@@ -106,7 +120,14 @@ pub(crate) fn open(url: &str, timeout: Duration) -> Result<Location, Error> {
                 builder = builder.with_config(key, value);
             }
             let store = builder.build().map_err(|e| invalid(url, secrets.scrub(&e.to_string())))?;
-            Ok(Location { store: Arc::new(store), prefix, kind: "azure", secrets })
+            let emulator = options.iter().any(|(k, v)| k.ends_with("use_emulator") && v == "true")
+                || std::env::var("AZURE_STORAGE_USE_EMULATOR").is_ok_and(|v| v == "true");
+            let keys = ["endpoint", "azure_endpoint", "azure_storage_endpoint"];
+            let probe = durable_core::RefusalProbe::new(
+                "azure",
+                endpoint_addr(&options, &keys, "AZURE_STORAGE_ENDPOINT", emulator.then_some("127.0.0.1:10000")),
+            );
+            Ok(Location { store: Arc::new(store), prefix, kind: "azure", secrets, probe })
         }
         other => Err(invalid(url, format!("the object-storage backend does not serve {other}:// URLs"))),
     }
@@ -119,6 +140,24 @@ fn ensure_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Another thread may install one meanwhile: then that one serves.
         let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// `host:port` of the endpoint the options (or the environment variable `env`) name, else
+/// `default`; nothing when neither says (the cloud's own endpoints are not probed).
+#[cfg(any(feature = "s3", feature = "azure"))]
+fn endpoint_addr(options: &[(String, String)], keys: &[&str], env: &str, default: Option<&str>) -> Option<String> {
+    let named = options
+        .iter()
+        .find(|(k, _)| keys.contains(&k.as_str()))
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var(env).ok());
+    match named {
+        Some(endpoint) => {
+            let url = url::Url::parse(&endpoint).ok()?;
+            Some(format!("{}:{}", url.host_str()?, url.port_or_known_default()?))
+        }
+        None => default.map(str::to_owned),
     }
 }
 

@@ -72,6 +72,9 @@ impl Store {
     pub fn raw(self) -> Option<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
         match self {
             Store::S3 => {
+                // The HTTP client wants rustls's process-wide provider (the backend installs
+                // it too, when it connects first).
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let store = object_store::aws::AmazonS3Builder::new()
                     .with_bucket_name("durable-test")
                     .with_endpoint("http://127.0.0.1:9000")
