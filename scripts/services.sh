@@ -8,6 +8,7 @@
 # left alone. Waits until every service accepts connections, or fails saying which did not.
 set -euo pipefail
 
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE_DIR=${DURABLE_SERVICES_DIR:-/var/tmp/durable-services}
 mkdir -p "$STATE_DIR"
 APT_UPDATED=0
@@ -185,17 +186,24 @@ start_redis_cluster() {
   wait_for "redis cluster" 60 cluster_ok
 }
 
-# S3: moto's server mode from PyPI, in a virtual environment of our own, in memory.
+# S3: moto's server mode from PyPI, in a virtual environment of our own, in memory,
+# started through scripts/moto_s3.py, which makes moto's conditional PUT atomic as S3's is.
 start_s3() {
-  port_open 9000 && { log "s3 (moto) already up"; return 0; }
   local dir="$STATE_DIR/moto"
+  # A moto of ours started before the launcher existed races conditional PUTs: replaced.
+  if port_open 9000 && pgrep -f "moto_server -H 127.0.0.1 -p 9000" >/dev/null; then
+    log "s3: restarting moto through moto_s3.py"
+    pkill -f "moto_server -H 127.0.0.1 -p 9000" || true
+    wait_for "old moto to stop" 20 bash -c '! (exec 3<>/dev/tcp/127.0.0.1/9000)'
+  fi
+  port_open 9000 && { log "s3 (moto) already up"; return 0; }
   if [ ! -x "$dir/venv/bin/moto_server" ]; then
     command -v python3 >/dev/null || apt_install python3 python3-venv
     python3 -m venv "$dir/venv"
     log "installing moto[server] from PyPI"
     "$dir/venv/bin/pip" install --quiet 'moto[server]==5.1.*' >&2
   fi
-  nohup "$dir/venv/bin/moto_server" -H 127.0.0.1 -p 9000 >"$dir/moto.log" 2>&1 &
+  nohup "$dir/venv/bin/python" "$HERE/moto_s3.py" -H 127.0.0.1 -p 9000 >"$dir/moto.log" 2>&1 &
   echo $! >"$dir/pid"
   wait_for "s3 (moto)" 60 port_open 9000 || { tail -n 30 "$dir/moto.log" >&2; return 1; }
 }
@@ -211,8 +219,15 @@ s3_bucket() {
 
 # Azure Blob storage: Azurite from the npm registry, blob service only, in memory.
 start_azure() {
-  port_open 10000 && { log "azure blob (azurite) already up"; return 0; }
   local dir="$STATE_DIR/azurite"
+  # An Azurite of ours started with telemetry on hangs once its lookups of Microsoft's
+  # telemetry host (unreachable here) fill node's thread pool: replaced.
+  if port_open 10000 && pgrep -f "azurite-blob --blobHost 127.0.0.1 --blobPort 10000 --inMemoryPersistence --skipApiVersionCheck --loose$" >/dev/null; then
+    log "azure: restarting azurite with telemetry off"
+    pkill -f "azurite-blob --blobHost 127.0.0.1 --blobPort 10000" || true
+    wait_for "old azurite to stop" 20 bash -c '! (exec 3<>/dev/tcp/127.0.0.1/10000)'
+  fi
+  port_open 10000 && { log "azure blob (azurite) already up"; return 0; }
   if [ ! -x "$dir/node_modules/.bin/azurite-blob" ]; then
     command -v npm >/dev/null || apt_install nodejs npm
     mkdir -p "$dir"
@@ -220,7 +235,7 @@ start_azure() {
     npm install --silent --prefix "$dir" azurite@3 @azure/storage-blob@12 >&2
   fi
   nohup "$dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort 10000 --inMemoryPersistence \
-    --skipApiVersionCheck --loose >"$dir/azurite.log" 2>&1 &
+    --skipApiVersionCheck --loose --disableTelemetry >"$dir/azurite.log" 2>&1 &
   echo $! >"$dir/pid"
   wait_for "azure blob (azurite)" 60 port_open 10000 || { tail -n 30 "$dir/azurite.log" >&2; return 1; }
 }

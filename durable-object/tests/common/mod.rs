@@ -91,8 +91,15 @@ impl Store {
                     object_store::local::LocalFileSystem::new_with_prefix(LOCAL_DIR.path()).expect("the directory");
                 Some((Arc::new(store), object_store::path::Path::default()))
             }
-            // Written to through S3 and a directory only.
-            Store::Azure => None,
+            Store::Azure => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let store = object_store::azure::MicrosoftAzureBuilder::new()
+                    .with_container_name("durable-test")
+                    .with_use_emulator(true)
+                    .build()
+                    .expect("an Azure client");
+                Some((Arc::new(store), object_store::path::Path::from("t")))
+            }
         }
     }
 }
