@@ -1,5 +1,7 @@
-//! The shared connection checks on the object backend's S3 and Azure clients: a server
-//! that never answers, a refused connection, bad namespaces — none needs a running store.
+//! The shared connection checks on the object backend's S3 and Azure clients (a server
+//! that never answers, a refused connection, bad namespaces — none needs a running store),
+//! and the shared outage suite on moto and Azurite, whose endpoints are killed and started
+//! again under live dicts (`OwnServer::s3_endpoint`, `OwnServer::azure_endpoint`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,8 +51,10 @@ impl durable_testkit::Target for Azure {
 
 mod s3 {
     durable_testkit::connection_suite!(super::S3);
+    durable_testkit::outage_suite!(durable_testkit::OwnServer::s3_endpoint, super::S3);
 }
 
 mod azure {
     durable_testkit::connection_suite!(super::Azure);
+    durable_testkit::outage_suite!(durable_testkit::OwnServer::azure_endpoint, super::Azure);
 }

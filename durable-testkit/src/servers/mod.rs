@@ -6,6 +6,11 @@
 //! every write, PostgreSQL and ZooKeeper with their write-ahead logs (written to the OS
 //! before they acknowledge; their fsync is off, since a killed process is not a lost
 //! machine).
+//!
+//! The shared moto S3 server and Azurite keep their objects in memory, so for them the
+//! test's own store is an endpoint in front of the shared server ([`OwnServer::s3_endpoint`],
+//! [`OwnServer::azure_endpoint`]): killing it is the server going away, and what the server
+//! acknowledged is still there when it comes back, as on a real account.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,6 +23,7 @@ use tokio::process::{Child, Command};
 
 mod cluster;
 mod ensemble;
+mod front;
 
 pub use cluster::OwnCluster;
 pub use ensemble::{OwnEnsemble, zookeeper_mode};
@@ -33,6 +39,10 @@ pub enum Engine {
     MariaDb,
     /// A standalone ZooKeeper from Debian's jars.
     ZooKeeper,
+    /// The shared moto S3 server's endpoint (see [`OwnServer::s3_endpoint`]).
+    S3,
+    /// The shared Azurite blob service's endpoint (see [`OwnServer::azure_endpoint`]).
+    Azure,
 }
 
 /// A store of the test's own; killed when dropped.
@@ -45,6 +55,8 @@ pub struct OwnServer {
     pg_bin: Option<PathBuf>,
     /// A certificate and key to serve TLS with (PostgreSQL, MariaDB).
     tls: Option<(PathBuf, PathBuf)>,
+    /// The forwarding endpoint in front of a shared object-storage server.
+    front: Option<front::Front>,
 }
 
 /// A loopback port nothing listens on right now.
@@ -108,13 +120,38 @@ impl OwnServer {
         Self::launch(Engine::ZooKeeper, None).await
     }
 
+    /// The endpoint of the shared moto S3 server (127.0.0.1:9000) on a port of the test's
+    /// own: killing it is the server going away, starting it the server coming back with
+    /// everything it acknowledged (moto itself keeps its objects only in memory; see
+    /// `front.rs`). `None` when moto is not running.
+    pub async fn s3_endpoint() -> Option<Self> {
+        let running =
+            crate::env::require("moto's S3 server (scripts/services.sh s3)", "tcp://127.0.0.1:9000", 9000).await;
+        if !running {
+            return None;
+        }
+        Self::launch(Engine::S3, None).await
+    }
+
+    /// The endpoint of the shared Azurite blob service (127.0.0.1:10000), as
+    /// [`s3_endpoint`](Self::s3_endpoint) is moto's.
+    pub async fn azure_endpoint() -> Option<Self> {
+        let running =
+            crate::env::require("Azurite's blob service (scripts/services.sh azure)", "tcp://127.0.0.1:10000", 10000)
+                .await;
+        if !running {
+            return None;
+        }
+        Self::launch(Engine::Azure, None).await
+    }
+
     async fn launch(engine: Engine, pg_bin: Option<PathBuf>) -> Option<Self> {
         Self::launch_with(engine, pg_bin, None).await
     }
 
     async fn launch_with(engine: Engine, pg_bin: Option<PathBuf>, tls: Option<(PathBuf, PathBuf)>) -> Option<Self> {
         let dir = tempfile::Builder::new().prefix("durable-own-").tempdir().expect("a temporary directory");
-        let mut server = Self { engine, port: spare_port(), dir, child: None, pg_bin, tls };
+        let mut server = Self { engine, port: spare_port(), dir, child: None, pg_bin, tls, front: None };
         server.prepare().await;
         server.start().await;
         Some(server)
@@ -137,13 +174,24 @@ impl OwnServer {
             Engine::Postgres => format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
             Engine::MariaDb => format!("mysql://root@127.0.0.1:{}/mysql", self.port),
             Engine::ZooKeeper => format!("zk://127.0.0.1:{}/durable-test", self.port),
+            Engine::S3 => format!(
+                "s3://durable-test/t?endpoint=http://127.0.0.1:{}&region=us-east-1&allow_http=true\
+                 &access_key_id=testing&secret_access_key=s3cr3tpw-testing",
+                self.port
+            ),
+            // Azurite's well-known development account, path-style behind the endpoint.
+            Engine::Azure => format!(
+                "az://durable-test/t?endpoint=http://127.0.0.1:{}/devstoreaccount1&allow_http=true\
+                 &account_name=devstoreaccount1&access_key={AZURITE_KEY}",
+                self.port
+            ),
         }
     }
 
     async fn prepare(&mut self) {
         let dir = self.dir.path().to_owned();
         match self.engine {
-            Engine::Redis => {}
+            Engine::Redis | Engine::S3 | Engine::Azure => {}
             Engine::Postgres => {
                 if is_root() {
                     run(Command::new("chown").arg("postgres:").arg(&dir)).await;
@@ -244,6 +292,8 @@ impl OwnServer {
                 command.stdout(Stdio::null()).stderr(Stdio::null());
                 self.child = Some(spawn(&mut command));
             }
+            Engine::S3 => self.front = Some(front::Front::open(self.port, 9000).await),
+            Engine::Azure => self.front = Some(front::Front::open(self.port, 10000).await),
         }
         let deadline = tokio::time::Instant::now() + PATIENCE * 3;
         while !self.answers().await {
@@ -265,6 +315,10 @@ impl OwnServer {
             Engine::ZooKeeper => exchange(self.port, b"srvr").await.is_some_and(|r| r.starts_with("Zookeeper version")),
             // The server greets every connection with its handshake, version included.
             Engine::MariaDb => exchange(self.port, b"").await.is_some_and(|r| r.contains("MariaDB")),
+            // Any HTTP answer from the server behind the front.
+            Engine::S3 | Engine::Azure => {
+                exchange(self.port, b"HEAD / HTTP/1.0\r\n\r\n").await.is_some_and(|r| r.starts_with("HTTP/"))
+            }
             Engine::Postgres => {
                 let isready = self.pg_bin.as_ref().expect("pg bin").join("pg_isready");
                 Command::new(isready)
@@ -281,6 +335,9 @@ impl OwnServer {
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
+        }
+        if let Some(front) = self.front.take() {
+            front.close().await;
         }
         if self.engine == Engine::Postgres {
             let mut command = as_postgres(&self.pg_bin.as_ref().expect("pg bin").join("pg_ctl"));
@@ -310,6 +367,9 @@ impl Drop for OwnServer {
         }
     }
 }
+
+/// Azurite's well-known development account key (public, in Azure's documentation).
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
 const ZK_CLASSPATH: &str = "/etc/zookeeper/conf_example:/usr/share/java/zookeeper.jar";
