@@ -8,7 +8,7 @@ built on (durable-object's commits are create-only log objects). This launcher h
 one lock across moto's PutObject so the stand-in keeps S3's contract; everything else
 is moto unchanged. durable-object/tests/object.rs races creates to prove it; the
 server switches threads every 0.1 ms (Python's default is 5 ms) so that such a race
-shows in that test every run instead of once in twenty runs of the whole suite.
+shows in that test within a few dozen rounds (it did, on plain moto) instead of rarely.
 
 Run by scripts/services.sh with moto's own arguments (-H host -p port).
 """
