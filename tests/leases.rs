@@ -29,6 +29,17 @@ async fn stores(label: &str) -> Vec<(&'static str, String)> {
             stores.push((name, url));
         }
     }
+    // Object storage: moto's S3 server, Azurite and a local directory.
+    #[cfg(feature = "s3")]
+    if common::server_available("s3", "tcp://127.0.0.1:9000", 9000).await {
+        stores.push(("s3", env::s3_url()));
+    }
+    #[cfg(feature = "azure")]
+    if common::server_available("azure", "tcp://127.0.0.1:10000", 10000).await {
+        stores.push(("azure", env::azure_url()));
+    }
+    #[cfg(feature = "localfs")]
+    stores.push(("localfs", format!("file://{}", env!("CARGO_TARGET_TMPDIR"))));
     stores
 }
 

@@ -215,6 +215,11 @@ pub struct JournalPage {
     pub trimmed_through: Version,
     /// Whether records after this page's last version may follow (ask again from it).
     pub more: bool,
+    /// Versions up to this page's last record (or up to `version` when no more follow)
+    /// that changed no key and so have no records, yet are no gap: a store that keeps
+    /// leases in its log gives each lease operation, and each write a lease refused, a
+    /// version of its own (object storage). In order.
+    pub unchanged: Vec<Version>,
 }
 
 /// Makes a page of whole versions from records in version order read with a `limit`:
@@ -260,11 +265,15 @@ impl JournalReader {
     /// the end is reported too.
     pub fn read(&mut self, page: JournalPage) -> Vec<JournalItem> {
         let mut items = Vec::with_capacity(page.records.len() + 1);
+        let mut unchanged = page.unchanged.into_iter().peekable();
         for record in page.records {
             // Pages start after `after`; a version's records come together, so an older one
             // is a page that overlapped this reader's position.
             if record.version < self.after {
                 continue;
+            }
+            while let Some(quiet) = unchanged.next_if(|quiet| *quiet < record.version) {
+                self.pass(quiet, page.trimmed_through, &mut items);
             }
             if record.version > self.after + 1 {
                 self.gap(record.version, page.trimmed_through, &mut items);
@@ -284,11 +293,27 @@ impl JournalReader {
             self.after = self.after.max(record.version);
             items.push(JournalItem::Record(record));
         }
+        if !page.more {
+            for quiet in unchanged.filter(|quiet| *quiet <= page.version) {
+                self.pass(quiet, page.trimmed_through, &mut items);
+            }
+        }
         if !page.more && page.version > self.after {
             self.gap(page.version + 1, page.trimmed_through, &mut items);
             self.after = page.version;
         }
         items
+    }
+
+    /// Goes past `version`, which changed nothing (after a gap before it, if any).
+    fn pass(&mut self, version: Version, trimmed_through: Version, items: &mut Vec<JournalItem>) {
+        if version <= self.after {
+            return;
+        }
+        if version > self.after + 1 {
+            self.gap(version, trimmed_through, items);
+        }
+        self.after = version;
     }
 
     /// Reports versions `self.after + 1 .. before` as missing: trimmed as far as retention
@@ -432,7 +457,7 @@ mod tests {
     }
 
     fn page(records: Vec<JournalRecord>, version: Version, trimmed_through: Version) -> JournalPage {
-        JournalPage { records, version, trimmed_through, more: false }
+        JournalPage { records, version, trimmed_through, more: false, unchanged: Vec::new() }
     }
 
     fn gaps(items: &[JournalItem]) -> Vec<(Version, Version, GapCause, Option<&str>)> {
@@ -472,6 +497,24 @@ mod tests {
             Gap { after: 1, before: 4, cause: GapCause::NotJournaled, key: None }.to_string(),
             "changes not journaled between v1 and v4"
         );
+    }
+
+    #[test]
+    fn versions_that_changed_nothing_are_no_gap() {
+        let mut reader = JournalReader::new(0);
+        let records = vec![record(2, "a", None, Some("1")), record(5, "a", Some("1"), Some("2"))];
+        let mut quiet = page(records, 8, 0);
+        quiet.unchanged = vec![1, 3, 4, 7, 8];
+        let items = reader.read(quiet);
+        assert_eq!(items.len(), 3, "{items:?}");
+        assert_eq!(gaps(&items), [(5, 7, GapCause::NotJournaled, None)], "only v6 is missing");
+        assert_eq!(reader.after(), 8);
+        // On a page that says more follows, the versions are passed as far as its records.
+        let mut reader = JournalReader::new(0);
+        let mut first = page(vec![record(2, "a", None, Some("1"))], 9, 0);
+        (first.more, first.unchanged) = (true, vec![1]);
+        assert!(gaps(&reader.read(first)).is_empty());
+        assert_eq!(reader.after(), 2);
     }
 
     #[test]

@@ -421,7 +421,13 @@ impl Backend for MemoryBackend {
                 records.extend(more.map(Kept::record));
             }
             let (records, more) = whole_versions(records, limit);
-            Ok(JournalPage { records, version: ns.version, trimmed_through: ns.journal_trimmed, more })
+            Ok(JournalPage {
+                records,
+                version: ns.version,
+                trimmed_through: ns.journal_trimmed,
+                more,
+                unchanged: Vec::new(),
+            })
         })
     }
 

@@ -1,6 +1,6 @@
 //! `ObjectBackend`: the commit protocol over an `ObjectStore` (see the crate docs).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use durable_core::journal::{newest_first_for_key, whole_versions};
+use durable_core::lease::{self, LeaseInfo, StoredLease, Token};
 use durable_core::{
     Backend, Batch, Changes, Durables, Error, HintStream, JournalConfig, JournalPage, JournalRecord, LeaseAnswer,
     LeaseOp, Op, Result, Version,
@@ -17,8 +18,10 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::format::{Change, Checkpoint, Commit, Val, content_hash, parse_version, version_name};
-use crate::replica::{Entry, Replica, resolve};
+use crate::format::{
+    Change, Checkpoint, Commit, LeaseData, LeaseStep, LeaseTable, Val, content_hash, parse_version, version_name,
+};
+use crate::replica::{ClockReading, Entry, Outcome, Replica, resolve};
 use crate::store::{self, Secrets};
 
 /// The operation timeout unless the builder says otherwise.
@@ -37,6 +40,8 @@ pub const DEFAULT_VERIFY_EVERY: Duration = Duration::from_secs(300);
 pub const DEFAULT_CHANGE_LOG: usize = 10_000;
 /// Log objects a catch-up reads one by one before it lists the rest.
 const SEQUENTIAL_READS: usize = 3;
+/// A reading of the store's clock older than this is taken anew before a lease decision.
+const CLOCK_READING_AGE: Duration = Duration::from_secs(60);
 /// Requests in flight at once when reading many objects.
 const FETCH_CONCURRENCY: usize = 16;
 
@@ -126,8 +131,10 @@ impl ObjectBackendBuilder {
             store: location.store,
             log_dir: root.clone().join("log"),
             checkpoint_dir: root.clone().join("checkpoint"),
+            clock_path: root.clone().join("clock"),
             blob_dir: root.join("blobs"),
             kind: location.kind,
+            resolution_ms: if location.kind == "localfs" { 1 } else { 1000 },
             secrets: location.secrets,
             probe: location.probe,
             shown: format!("{} namespace {namespace}", store::redact(&self.url)),
@@ -165,7 +172,12 @@ struct Inner {
     log_dir: Path,
     checkpoint_dir: Path,
     blob_dir: Path,
+    /// An object overwritten to read the store's clock (for leases).
+    clock_path: Path,
     kind: &'static str,
+    /// The resolution of the store's object times (S3 and Azure give whole seconds), to
+    /// which every reader floors them.
+    resolution_ms: i64,
     secrets: Secrets,
     probe: durable_core::RefusalProbe,
     shown: String,
@@ -215,8 +227,9 @@ impl ObjectBackend {
         self.bounded("checkpoint", async {
             let replica = inner.replica().await?;
             let (version, trim, entries) = (replica.version, replica.trim_through, replica.entries.clone());
+            let table = replica.lease_table();
             drop(replica);
-            inner.write_checkpoint(version, trim, &entries).await?;
+            inner.write_checkpoint(version, trim, &entries, table).await?;
             inner.prune().await?;
             Ok(version)
         })
@@ -237,13 +250,16 @@ impl ObjectBackend {
     }
 
     /// Commits what `plan` decides against the namespace as it is now; retries when
-    /// another writer took the version first (deciding again against what it wrote).
-    async fn commit(
+    /// another writer took the version first (deciding again against what it wrote). `done`
+    /// turns the committed version and what its replay decided into the answer.
+    async fn commit<A: Send>(
         &self,
         operation: &'static str,
         reason: Option<&str>,
-        mut plan: impl FnMut(&Replica) -> Result<Vec<(String, Option<Bytes>)>> + Send,
-    ) -> Result<Option<Version>> {
+        leased: &[&str],
+        mut plan: impl FnMut(&Replica) -> Result<Step<A>> + Send,
+        done: impl FnOnce(Version, Outcome) -> Result<A> + Send,
+    ) -> Result<A> {
         let inner = &self.inner;
         self.bounded(operation, async {
             // Optimistic: decide against the replica as it is and create the next log object;
@@ -257,27 +273,32 @@ impl ObjectBackend {
                 fresh = true;
             }
             loop {
-                let planned = plan(&replica).map(|edits| {
-                    // A delete of an absent key changes nothing.
-                    edits.into_iter().filter(|(key, new)| new.is_some() || replica.entries.contains_key(key)).collect::<Vec<_>>()
-                });
-                let edits = match planned {
-                    Ok(edits) if !edits.is_empty() => edits,
-                    answer if fresh => return answer.map(|_| None),
+                // Where a lease bears on the answer, a recent reading of the store's clock
+                // lets a certain refusal be given without writing.
+                if leased.iter().any(|key| replica.leases.contains_key(*key))
+                    && replica.clock.is_none_or(|clock| clock.answered.elapsed() > CLOCK_READING_AGE)
+                {
+                    inner.read_clock(&mut replica).await?;
+                }
+                let (edits, lease) = match plan(&replica) {
+                    Ok(Step::Write { edits, lease }) => (edits, lease),
+                    Ok(Step::Answer(answer)) if fresh => return Ok(answer),
+                    Err(err) if fresh => return Err(err),
                     _ => {
                         inner.catch_up(&mut replica).await?;
                         fresh = true;
                         continue;
                     }
                 };
-                if let Some(version) = inner.try_commit(&mut replica, reason, edits).await? {
+                if let Some((version, outcome)) = inner.try_commit(&mut replica, reason, edits, lease).await? {
                     let checkpoint = version % inner.config.checkpoint_every == 0;
-                    let state = checkpoint.then(|| (replica.trim_through, replica.entries.clone()));
+                    let state =
+                        checkpoint.then(|| (replica.trim_through, replica.entries.clone(), replica.lease_table()));
                     drop(replica);
-                    if let Some((trim, entries)) = state {
+                    if let Some((trim, entries, table)) = state {
                         let inner = Arc::clone(&self.inner);
                         tokio::spawn(async move {
-                            let done = match inner.write_checkpoint(version, trim, &entries).await {
+                            let done = match inner.write_checkpoint(version, trim, &entries, table).await {
                                 Ok(()) => inner.prune().await,
                                 Err(err) => Err(err),
                             };
@@ -286,13 +307,126 @@ impl ObjectBackend {
                             }
                         });
                     }
-                    return Ok(Some(version));
+                    return done(version, outcome);
                 }
                 inner.catch_up(&mut replica).await?;
                 fresh = true;
             }
         })
         .await
+    }
+
+    /// A write of what `plan` decides, touching `touched` (each key with the token the
+    /// write presents for it, if any). The leases are checked first: a write a live lease
+    /// certainly refuses is refused without writing; one whose lease may have run out is
+    /// committed and decided by its replay, at the store's time of the commit.
+    async fn write(
+        &self,
+        operation: &'static str,
+        reason: Option<&str>,
+        touched: &[(String, Option<Token>)],
+        mut plan: impl FnMut(&Replica) -> Result<Vec<(String, Option<Bytes>)>> + Send,
+    ) -> Result<Option<Version>> {
+        let resolution = self.inner.resolution_ms;
+        let keys: Vec<&str> = touched.iter().map(|(key, _)| key.as_str()).collect();
+        self.commit(
+            operation,
+            reason,
+            &keys,
+            |replica| write_step(replica, touched, &mut plan),
+            |version, outcome| match outcome {
+                Outcome::Applied => Ok(Some(version)),
+                Outcome::Refused(err) => Err(soften(err, resolution)),
+                Outcome::Lease(_) => Err(self.inner.store_error("a write was replayed as a lease operation")),
+            },
+        )
+        .await
+    }
+}
+
+/// What a writer decided against the replica.
+enum Step<A> {
+    /// Commit these edits and lease data.
+    Write { edits: Vec<(String, Option<Bytes>)>, lease: Option<LeaseData> },
+    /// Answer without writing.
+    Answer(A),
+}
+
+/// The lease check and plan of one write (see [`ObjectBackend::write`]).
+fn write_step(
+    replica: &Replica,
+    touched: &[(String, Option<Token>)],
+    plan: &mut impl FnMut(&Replica) -> Result<Vec<(String, Option<Bytes>)>>,
+) -> Result<Step<Option<Version>>> {
+    let bounds = replica.clock.map(|clock| clock.bounds());
+    // Keys whose lease may be live and whose token the write does not carry.
+    let mut unfenced = Vec::new();
+    for (key, fence) in touched {
+        let Some(stored) = replica.leases.get(key) else {
+            match fence {
+                Some(token) => return Err(Error::LeaseLost { key: key.as_str().into(), token: *token }),
+                None => continue,
+            }
+        };
+        let live = bounds.is_some_and(|(_, hi)| hi < stored.expires_ms);
+        let over = bounds.is_some_and(|(lo, _)| lo >= stored.expires_ms);
+        match fence {
+            Some(token) if *token != stored.token || over => {
+                return Err(Error::LeaseLost { key: key.as_str().into(), token: *token });
+            }
+            None if live => return Err(held_now(key, stored, bounds)),
+            None if !over => unfenced.push((key, stored)),
+            _ => {}
+        }
+    }
+    let edits: Vec<(String, Option<Bytes>)> = plan(replica)?
+        .into_iter()
+        // A delete of an absent key changes nothing (unless a lease must judge it).
+        .filter(|(key, new)| new.is_some() || replica.entries.contains_key(key) || replica.leases.contains_key(key))
+        .collect();
+    if edits.is_empty() {
+        // Nothing to write, so nothing for the store to judge: a lease that may be live
+        // refuses it all the same, as on every other store.
+        if let Some((key, stored)) = unfenced.first() {
+            return Err(held_now(key, stored, bounds));
+        }
+        return Ok(Step::Answer(None));
+    }
+    let fences: Vec<(String, Token)> =
+        touched.iter().filter_map(|(key, fence)| fence.map(|t| (key.clone(), t))).collect();
+    Ok(Step::Write { edits, lease: (!fences.is_empty()).then_some(LeaseData::Fences(fences)) })
+}
+
+/// [`Error::Leased`] for a lease as it stands now by the estimate of the store's clock.
+/// (Without a reading of the store's clock, this machine's clock stands in.)
+fn held_now(key: &str, stored: &StoredLease, bounds: Option<(i64, i64)>) -> Error {
+    let now = bounds.map_or_else(|| epoch_ms(SystemTime::now()), |(_, hi)| hi);
+    lease::leased(key, &stored.info(now))
+}
+
+/// Milliseconds since the Unix epoch.
+fn epoch_ms(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A lease as a client should count on it: the store's time of a decision is known only to
+/// its resolution, so what a lease has left is reported that much shorter.
+fn shortened(mut info: LeaseInfo, resolution_ms: i64) -> LeaseInfo {
+    info.remaining = info.remaining.saturating_sub(Duration::from_millis(resolution_ms.unsigned_abs()));
+    info
+}
+
+/// [`shortened`] for the lease an error names.
+fn soften(err: Error, resolution_ms: i64) -> Error {
+    match err {
+        Error::Leased { key, holder, token, expires_at, remaining } => Error::Leased {
+            key,
+            holder,
+            token,
+            expires_at,
+            remaining: remaining.saturating_sub(Duration::from_millis(resolution_ms.unsigned_abs())),
+        },
+        other => other,
     }
 }
 
@@ -457,7 +591,7 @@ impl Inner {
             .collect();
         let blobs = self.fetch_blobs(new_vals).await?;
         for (version, commit, time) in commits {
-            replica.apply(version, commit.as_ref(), &blobs, time);
+            replica.apply(version, commit.as_ref(), &blobs, time, Some(self.store_ms(time)));
         }
         Ok(())
     }
@@ -515,7 +649,7 @@ impl Inner {
                         .into_iter()
                         .filter_map(|(key, val)| resolve(&val, &blobs).map(|bytes| (key, Entry { val, bytes })))
                         .collect();
-                    replica.reset(version, entries, checkpoint.trim_through);
+                    replica.reset(version, entries, checkpoint.trim_through, checkpoint.leases);
                     return Ok(());
                 }
                 Err(refused) => {
@@ -527,18 +661,37 @@ impl Inner {
         if skipped && self.get(&self.log_path(1)).await?.is_none() {
             return Err(self.store_error("no checkpoint is readable and the log before them was removed"));
         }
-        replica.reset(0, imbl::HashMap::new(), 0);
+        replica.reset(0, imbl::HashMap::new(), 0, None);
         Ok(())
     }
 
-    /// Tries to commit `edits` as the next version: `None` when another writer took it
-    /// first (the caller catches up and decides again).
+    /// Reads the store's clock: overwrites the namespace's `clock` object and reads its time.
+    async fn read_clock(&self, replica: &mut Replica) -> Result<()> {
+        let sent = Instant::now();
+        self.store.put(&self.clock_path, PutPayload::new()).await.map_err(|err| self.map(err))?;
+        let answered = Instant::now();
+        let meta = self.store.head(&self.clock_path).await.map_err(|err| self.map(err))?;
+        let store_ms = self.store_ms(meta.last_modified.into());
+        replica.clock = Some(ClockReading { store_ms, resolution_ms: self.resolution_ms, sent, answered });
+        Ok(())
+    }
+
+    /// An object time as every reader of the store takes it: milliseconds since the Unix
+    /// epoch, floored to the store's resolution.
+    fn store_ms(&self, time: SystemTime) -> i64 {
+        epoch_ms(time).div_euclid(self.resolution_ms) * self.resolution_ms
+    }
+
+    /// Tries to commit `edits` and `lease` data as the next version, and replays it: `None`
+    /// when another writer took the version first (the caller catches up and decides
+    /// again). A commit whose replay needs the store's time of it is read back for it.
     async fn try_commit(
         &self,
         replica: &mut Replica,
         reason: Option<&str>,
         edits: Vec<(String, Option<Bytes>)>,
-    ) -> Result<Option<Version>> {
+        lease: Option<LeaseData>,
+    ) -> Result<Option<(Version, Outcome)>> {
         let version = replica.version + 1;
         let journal = &self.config.journal;
         let mut blobs = HashMap::new();
@@ -576,7 +729,9 @@ impl Inner {
             reason: journal.is_on().then(|| reason.map(str::to_owned)).flatten(),
             trim_through,
             changes,
+            lease,
         };
+        let sent = Instant::now();
         let created = self.create(&self.log_path(version), commit.encode()).await?;
         // A create retried after a lost answer meets itself: the commit is ours all the same.
         let ours = created
@@ -587,8 +742,17 @@ impl Inner {
         if !ours {
             return Ok(None);
         }
-        replica.apply(version, Some(&commit), &blobs, SystemTime::now());
-        Ok(Some(version))
+        let answered = Instant::now();
+        let mut now_ms = None;
+        if replica.needs_time(&commit) {
+            let meta = self.store.head(&self.log_path(version)).await.map_err(|err| self.map(err))?;
+            let store_ms = self.store_ms(meta.last_modified.into());
+            // The store stamped it between the create's sending and its answer.
+            replica.clock = Some(ClockReading { store_ms, resolution_ms: self.resolution_ms, sent, answered });
+            now_ms = Some(store_ms);
+        }
+        let outcome = replica.apply(version, Some(&commit), &blobs, SystemTime::now(), now_ms);
+        Ok(Some((version, outcome)))
     }
 
     async fn write_checkpoint(
@@ -596,11 +760,12 @@ impl Inner {
         version: Version,
         trim_through: Version,
         entries: &imbl::HashMap<String, Entry>,
+        leases: Option<LeaseTable>,
     ) -> Result<()> {
         let mut entries: Vec<(String, Val)> =
             entries.iter().map(|(key, entry)| (key.clone(), entry.val.clone())).collect();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let checkpoint = Checkpoint { version, trim_through, entries };
+        let checkpoint = Checkpoint { version, trim_through, entries, leases };
         // Two writers of one version write the same state; the second finds it there.
         self.create(&self.checkpoint_path(version), checkpoint.encode()).await.map(drop)
     }
@@ -655,13 +820,15 @@ impl Backend for ObjectBackend {
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
         self.validate_key(key)?;
         self.check_size(key, &value)?;
-        let committed = self.commit("persist", None, |_| Ok(vec![(key.to_owned(), Some(value.clone()))])).await?;
+        let touched = [(key.to_owned(), None)];
+        let committed =
+            self.write("persist", None, &touched, |_| Ok(vec![(key.to_owned(), Some(value.clone()))])).await?;
         committed.ok_or_else(|| self.inner.store_error("a put committed nothing"))
     }
 
     async fn depersist(&self, key: &str) -> Result<Option<Version>> {
         self.validate_key(key)?;
-        self.commit("depersist", None, |_| Ok(vec![(key.to_owned(), None)])).await
+        self.write("depersist", None, &[(key.to_owned(), None)], |_| Ok(vec![(key.to_owned(), None)])).await
     }
 
     async fn durables(&self) -> Result<Durables> {
@@ -684,10 +851,8 @@ impl Backend for ObjectBackend {
                 self.check_size(key, value)?;
             }
         }
-        // No lease is ever granted here, so a write carrying a token holds none.
-        if let Some((key, token)) = batch.leased_keys().into_iter().find_map(|(key, token)| token.map(|t| (key, t))) {
-            return Err(Error::LeaseLost { key: key.into(), token });
-        }
+        let touched: Vec<(String, Option<Token>)> =
+            batch.leased_keys().into_iter().map(|(key, token)| (key.to_owned(), token)).collect();
         let guard = batch.guard_version();
         let edits: Vec<(String, Option<Bytes>)> = batch
             .ops()
@@ -696,7 +861,7 @@ impl Backend for ObjectBackend {
                 Op::Delete => (key.to_owned(), None),
             })
             .collect();
-        self.commit("apply", batch.reason_text(), |replica| {
+        self.write("apply", batch.reason_text(), &touched, |replica| {
             if let Some(expected) = guard
                 && expected != replica.version
             {
@@ -711,7 +876,7 @@ impl Backend for ObjectBackend {
         self.validate_key(key)?;
         let mut popped = None;
         let committed = self
-            .commit("pop", None, |replica| {
+            .write("pop", None, &[(key.to_owned(), None)], |replica| {
                 popped = replica.entries.get(key).map(|entry| entry.bytes.clone());
                 Ok(vec![(key.to_owned(), None)])
             })
@@ -724,7 +889,7 @@ impl Backend for ObjectBackend {
         self.check_size(key, &value)?;
         let mut found = None;
         let committed = self
-            .commit("setdefault", None, |replica| {
+            .write("setdefault", None, &[(key.to_owned(), None)], |replica| {
                 found = replica.entries.get(key).map(|entry| entry.bytes.clone());
                 Ok(if found.is_some() { Vec::new() } else { vec![(key.to_owned(), Some(value.clone()))] })
             })
@@ -758,7 +923,7 @@ impl Backend for ObjectBackend {
         if let Some(value) = &new {
             self.check_size(key, value)?;
         }
-        self.commit("compare_and_swap", None, |replica| {
+        self.write("compare_and_swap", None, &[(key.to_owned(), None)], |replica| {
             if replica.entries.get(key).map(|entry| &entry.bytes) != old.as_ref() {
                 return Err(Error::Conflict { key: key.into() });
             }
@@ -770,9 +935,9 @@ impl Backend for ObjectBackend {
     async fn journal(&self, after: Version, limit: usize) -> Result<JournalPage> {
         let inner = &self.inner;
         self.bounded("journal", async {
-            let (head, trim) = {
+            let (head, trim, void) = {
                 let replica = inner.replica().await?;
-                (replica.version, replica.trim_through)
+                (replica.version, replica.trim_through, replica.void.clone())
             };
             let from = after.max(trim);
             let listed = inner.list(&inner.log_dir, Some(from)).await?;
@@ -783,16 +948,31 @@ impl Backend for ObjectBackend {
                 _ => trim,
             };
             let limit = limit.max(1);
-            let mut records = Vec::new();
+            let (mut records, mut unchanged) = (Vec::new(), Vec::new());
             let mut versions =
                 listed.into_iter().map(|(version, _)| version).filter(|version| *version <= head).peekable();
             while versions.peek().is_some() && records.len() < limit {
                 let chunk: Vec<Version> = versions.by_ref().take(FETCH_CONCURRENCY).collect();
-                records.extend(inner.records(inner.read_commits(chunk).await?).await?);
+                let commits = inner.read_commits(chunk).await?;
+                // Lease operations and writes a lease refused changed nothing: no gap.
+                unchanged.extend(
+                    commits
+                        .iter()
+                        .filter(|(version, commit, _)| {
+                            void.contains(version) || commit.as_ref().is_some_and(|c| c.changes.is_empty())
+                        })
+                        .map(|(version, _, _)| *version),
+                );
+                records.extend(inner.records(commits, &void).await?);
             }
             let more_left = versions.peek().is_some();
             let (records, cut) = whole_versions(records, limit);
-            Ok(JournalPage { records, version: head, trimmed_through, more: cut || more_left })
+            let more = cut || more_left;
+            if more {
+                let last = records.last().map_or(0, |record| record.version);
+                unchanged.retain(|version| *version <= last);
+            }
+            Ok(JournalPage { records, version: head, trimmed_through, more, unchanged })
         })
         .await
     }
@@ -800,9 +980,9 @@ impl Backend for ObjectBackend {
     async fn history(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>> {
         let inner = &self.inner;
         self.bounded("history", async {
-            let (head, trim) = {
+            let (head, trim, void) = {
                 let replica = inner.replica().await?;
-                (replica.version, replica.trim_through)
+                (replica.version, replica.trim_through, replica.void.clone())
             };
             let versions: Vec<Version> = inner
                 .list(&inner.log_dir, Some(trim))
@@ -811,23 +991,80 @@ impl Backend for ObjectBackend {
                 .map(|(version, _)| version)
                 .filter(|version| *version <= head)
                 .collect();
-            let records = inner.records(inner.read_commits(versions).await?).await?;
+            let records = inner.records(inner.read_commits(versions).await?, &void).await?;
             Ok(newest_first_for_key(records.into_iter().filter(|record| record.key == key), key, limit))
         })
         .await
     }
 
-    async fn lease(&self, _key: &str, _op: LeaseOp) -> Result<LeaseAnswer> {
-        Err(Error::Unsupported { backend: self.inner.kind, what: "leases (not yet on object storage)" })
+    async fn lease(&self, key: &str, op: LeaseOp) -> Result<LeaseAnswer> {
+        self.validate_key(key)?;
+        let resolution = self.inner.resolution_ms;
+        // The store's time of the commit is known to its resolution only: a lease is
+        // granted that much longer, so its holder has at least `ttl` from its request.
+        let step = match op {
+            LeaseOp::Acquire { ttl } => LeaseStep::Acquire { ttl_ms: lease::ms(ttl) + resolution },
+            LeaseOp::Renew { token, ttl } => LeaseStep::Renew { token, ttl_ms: lease::ms(ttl) + resolution },
+            LeaseOp::Release { token } => LeaseStep::Release { token },
+            _ => return Err(Error::Unsupported { backend: self.inner.kind, what: "this lease operation" }),
+        };
+        let holder = self.inner.config.journal.actor_name().to_owned();
+        let data = LeaseData::Op { key: key.to_owned(), holder, op: step };
+        self.commit(
+            "lease",
+            None,
+            &[key],
+            |replica| {
+                // Answered without writing where the store's clock certainly agrees.
+                let stored = replica.leases.get(key);
+                let bounds = replica.clock.map(|clock| clock.bounds());
+                let live = stored.filter(|l| bounds.is_some_and(|(_, hi)| hi < l.expires_ms));
+                let current = |token: Token| {
+                    stored.is_some_and(|l| l.token == token && bounds.is_none_or(|(lo, _)| lo < l.expires_ms))
+                };
+                match op {
+                    LeaseOp::Acquire { .. } => {
+                        if let (Some(held), Some((_, hi))) = (live, bounds) {
+                            return Ok(Step::Answer(LeaseAnswer::Held(held.info(hi))));
+                        }
+                    }
+                    LeaseOp::Renew { token, .. } if !current(token) => {
+                        return Err(Error::LeaseLost { key: key.into(), token });
+                    }
+                    LeaseOp::Release { token } if !current(token) => {
+                        return Ok(Step::Answer(LeaseAnswer::Released { held: false }));
+                    }
+                    _ => {}
+                }
+                Ok(Step::Write { edits: Vec::new(), lease: Some(data.clone()) })
+            },
+            |_, outcome| match outcome {
+                // A grant has `ttl` left from the request (it was stamped after it was sent).
+                Outcome::Lease(answer) => answer.map(|answer| match answer {
+                    LeaseAnswer::Granted(info) => LeaseAnswer::Granted(shortened(info, resolution)),
+                    LeaseAnswer::Held(info) => LeaseAnswer::Held(shortened(info, resolution)),
+                    released => released,
+                }),
+                _ => Err(self.inner.store_error("a lease operation was replayed as a write")),
+            },
+        )
+        .await
     }
 }
 
 impl Inner {
     /// The journal records of `commits`: every change of a journaled commit, old and new
-    /// values resolved, stamped with the time the store wrote the log object.
-    async fn records(&self, commits: Vec<(Version, Option<Commit>, SystemTime)>) -> Result<Vec<JournalRecord>> {
-        let journaled: Vec<_> =
-            commits.into_iter().filter(|(_, commit, _)| commit.as_ref().is_some_and(|c| c.journaled)).collect();
+    /// values resolved, stamped with the time the store wrote the log object. Writes a lease
+    /// refused (`void`) made no change and are no records.
+    async fn records(
+        &self,
+        commits: Vec<(Version, Option<Commit>, SystemTime)>,
+        void: &BTreeSet<Version>,
+    ) -> Result<Vec<JournalRecord>> {
+        let journaled: Vec<_> = commits
+            .into_iter()
+            .filter(|(version, commit, _)| commit.as_ref().is_some_and(|c| c.journaled) && !void.contains(version))
+            .collect();
         let blobs = self.fetch_blobs(journaled.iter().flat_map(|(_, commit, _)| commit_vals(commit.as_ref()))).await?;
         let mut records = Vec::new();
         for (version, commit, time) in journaled {

@@ -39,6 +39,48 @@ pub(crate) struct Commit {
     /// Journal retention: records at or below this version are trimmed from now on.
     pub trim_through: u64,
     pub changes: Vec<Change>,
+    /// Lease data: a lease operation (then `changes` is empty), or the fencing tokens a
+    /// write carries. Absent in commits without either, which keep format 1 byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseData>,
+}
+
+/// What a commit says about leases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum LeaseData {
+    /// A lease operation on `key` by `holder`, decided when the commit is replayed.
+    Op { key: String, holder: String, op: LeaseStep },
+    /// The tokens the write presents, per key.
+    Fences(Vec<(String, u64)>),
+}
+
+/// A lease operation as a commit records it (durations in milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum LeaseStep {
+    Acquire { ttl_ms: i64 },
+    Renew { token: u64, ttl_ms: i64 },
+    Release { token: u64 },
+}
+
+/// A lease as a checkpoint keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KeptLease {
+    pub key: String,
+    pub token: u64,
+    pub holder: String,
+    pub expires_ms: i64,
+}
+
+/// The lease state a checkpoint carries when the namespace has any.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LeaseTable {
+    /// Leases not yet ended by a release or found expired by a commit.
+    pub leases: Vec<KeptLease>,
+    /// The highest token ever granted per key.
+    pub last_tokens: Vec<(String, u64)>,
+    /// Versions above the journal's trim point whose write a lease refused (they changed
+    /// nothing and are no journal records).
+    pub void: Vec<u64>,
 }
 
 /// One checkpoint object: the namespace at a version.
@@ -48,10 +90,17 @@ pub(crate) struct Checkpoint {
     /// The journal's trim point at this version.
     pub trim_through: u64,
     pub entries: Vec<(String, Val)>,
+    /// Absent when the namespace never had a lease: the checkpoint keeps format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leases: Option<LeaseTable>,
 }
 
 const MAGIC: &[u8; 3] = b"DUR";
+/// Objects without lease data are written as format 1, which every version reads; those
+/// with lease data as format 2, which a version that knows no leases refuses whole rather
+/// than replaying a refused write as if it had been made.
 const FORMAT: u8 = 1;
+const FORMAT_LEASES: u8 = 2;
 const COMMIT: u8 = b'C';
 const CHECKPOINT: u8 = b'K';
 const HEADER: usize = 3 + 1 + 1 + 4;
@@ -71,11 +120,11 @@ pub(crate) enum Refused {
     Body(String),
 }
 
-fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+fn frame(kind: u8, format: u8, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + body.len());
     out.extend_from_slice(MAGIC);
     out.push(kind);
-    out.push(FORMAT);
+    out.push(format);
     out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
     out.extend_from_slice(body);
     out
@@ -88,7 +137,7 @@ fn unframe(kind: u8, bytes: &[u8]) -> Result<&[u8], Refused> {
     if &bytes[..3] != MAGIC || bytes[3] != kind {
         return Err(Refused::Magic(bytes[..4].to_vec()));
     }
-    if bytes[4] != FORMAT {
+    if bytes[4] != FORMAT && bytes[4] != FORMAT_LEASES {
         return Err(Refused::Format(bytes[4]));
     }
     let crc = u32::from_le_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]);
@@ -101,7 +150,8 @@ fn unframe(kind: u8, bytes: &[u8]) -> Result<&[u8], Refused> {
 
 impl Commit {
     pub fn encode(&self) -> Vec<u8> {
-        frame(COMMIT, &rmp_serde::to_vec(self).expect("a commit always encodes"))
+        let format = if self.lease.is_some() { FORMAT_LEASES } else { FORMAT };
+        frame(COMMIT, format, &rmp_serde::to_vec(self).expect("a commit always encodes"))
     }
 
     /// Decodes a commit, checking it is the one its object's name says.
@@ -117,7 +167,8 @@ impl Commit {
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         let body = rmp_serde::to_vec(self).expect("a checkpoint always encodes");
-        frame(CHECKPOINT, &lz4_flex::compress_prepend_size(&body))
+        let format = if self.leases.is_some() { FORMAT_LEASES } else { FORMAT };
+        frame(CHECKPOINT, format, &lz4_flex::compress_prepend_size(&body))
     }
 
     pub fn decode(bytes: &[u8], version: u64) -> Result<Self, Refused> {
@@ -160,7 +211,33 @@ mod tests {
             reason: None,
             trim_through: 0,
             changes: vec![Change { key: "k".into(), new: Some(Val::Inline(Bytes::from_static(b"v"))), old: None }],
+            lease: None,
         }
+    }
+
+    #[test]
+    fn objects_without_lease_data_keep_format_1_and_those_with_it_are_format_2() {
+        let plain = commit();
+        let bytes = plain.encode();
+        assert_eq!(bytes[4], 1);
+        // Format 1's body is the commit's first seven fields, as before leases existed.
+        let body: Vec<serde::de::IgnoredAny> = rmp_serde::from_slice(&bytes[HEADER..]).unwrap();
+        assert_eq!(body.len(), 7);
+        let fenced = Commit { lease: Some(LeaseData::Fences(vec![("k".into(), 3)])), ..commit() };
+        let bytes = fenced.encode();
+        assert_eq!(bytes[4], 2);
+        assert_eq!(Commit::decode(&bytes, 7).unwrap(), fenced);
+        let op = LeaseData::Op { key: "k".into(), holder: "me".into(), op: LeaseStep::Renew { token: 2, ttl_ms: 800 } };
+        let leasing = Commit { changes: Vec::new(), lease: Some(op), ..commit() };
+        assert_eq!(Commit::decode(&leasing.encode(), 7).unwrap(), leasing);
+        let table = LeaseTable {
+            leases: vec![KeptLease { key: "k".into(), token: 2, holder: "me".into(), expires_ms: 9 }],
+            last_tokens: vec![("k".into(), 2)],
+            void: vec![5],
+        };
+        let k = Checkpoint { version: 3, trim_through: 0, entries: Vec::new(), leases: Some(table) };
+        let bytes = k.encode();
+        assert_eq!((bytes[4], Checkpoint::decode(&bytes, 3).unwrap()), (2, k));
     }
 
     #[test]
@@ -171,6 +248,7 @@ mod tests {
             version: 3,
             trim_through: 1,
             entries: vec![("a".into(), Val::Blob { hash: content_hash(b"x"), len: 1 })],
+            leases: None,
         };
         assert_eq!(Checkpoint::decode(&k.encode(), 3).unwrap(), k);
     }

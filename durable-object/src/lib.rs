@@ -85,10 +85,35 @@
 //! their objects go with the clean-up. A writer that keeps no journal leaves its versions
 //! as gaps. `history(key)` reads every retained log object.
 //!
-//! # Not yet
-//! Leases answer [`Error::Unsupported`](durable_core::Error::Unsupported): their expiry must
-//! be judged by the store's clock, and object stores give one only as an object's
-//! Last-Modified time.
+//! # Leases
+//! Leases are commits too. Acquiring, renewing or releasing a lease creates the next log
+//! object like a write, holding the operation instead of changes; a write under a lease
+//! carries its fencing tokens in its commit. **Every reader decides these commits the same
+//! way when it replays the log**, with [`durable_core::lease`]'s rules and, for the store's
+//! clock, the commit object's own Last-Modified time — stamped by the store, floored to
+//! its resolution (whole seconds on S3 and Azure, milliseconds on a local disk), read from
+//! the object by every reader alike. A write a lease refuses still takes its version, but
+//! changes nothing, shows in no delta, and is no journal record (nor a journal gap, like a
+//! lease operation: [`JournalPage::unchanged`](durable_core::JournalPage::unchanged)).
+//! - The writer of a lease operation, or of a write touching a leased key, reads its
+//!   commit's time back (one HEAD) and replays it to learn the answer.
+//! - A lease found expired by any commit is gone for good, so a later commit stamped a
+//!   little earlier by another of the store's servers cannot revive it.
+//! - Because a stamp is known only to the second, a lease is granted that much longer in
+//!   the store: its holder counts down `ttl` from its request on its monotonic clock, and
+//!   others may have to wait up to one second more than `ttl` on S3 and Azure.
+//! - A refusal that is certain is given without writing: each handle keeps a reading of
+//!   the store's clock (its own commits' stamps, or an overwrite of the namespace's
+//!   `clock` object when it has none from the last minute) with bounds on the time now. A
+//!   write to a key whose lease is certainly live by those bounds fails with
+//!   [`Error::Leased`](durable_core::Error::Leased) at once; only near an expiry does a
+//!   writer commit and let the replay decide.
+//! - No hints: a waiter asks again every 20 ms (one GET while the lease is certainly
+//!   held).
+//! - Checkpoints carry the leases, the last token per key and the versions refused above
+//!   the journal's trim point. Objects with lease data are written in format 2, which a
+//!   version of `durable` without leases refuses whole (objects without any stay format 1):
+//!   a namespace whose writers use leases needs every reader at this version or later.
 
 #![warn(missing_docs)]
 

@@ -298,3 +298,100 @@ async fn credentials_never_show() {
         assert!(!shown.contains("s3cr3tpw-testing"), "{shown}");
     }
 }
+
+/// Leases live in the log, so a handle that loads a checkpoint knows them: a lease taken
+/// before the checkpoint still refuses others' writes and acquires afterwards, and tokens go
+/// on increasing past a release recorded only in a checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_survive_checkpoints() {
+    for store in STORES {
+        if !store.available().await {
+            continue;
+        }
+        let ns = unique_namespace("object-lease-ckpt");
+        let holder = dict(Arc::new(store.builder().checkpoint_every(2).connect(&ns).await.unwrap())).await;
+        let first = holder.lease("old").ttl(Duration::from_secs(60)).no_wait().await.unwrap();
+        assert!(first.release().await.unwrap());
+        let lease = holder.lease("job").ttl(Duration::from_secs(60)).no_wait().await.unwrap();
+        assert!(lease.token() >= 1);
+        lease.insert(json!("mine")).await.unwrap();
+        let head = Arc::new(store.connect(&ns).await).checkpoint().await.unwrap();
+        // Only the newest checkpoint and the log after it are read by a new handle.
+        let late = dict(Arc::new(store.connect(&ns).await)).await;
+        assert_eq!(late.version(), head, "{store:?}");
+        match late.lease("job").no_wait().await {
+            Err(Error::Leased { holder: name, token, .. }) => {
+                assert_eq!((name.as_str(), token), (lease.holder(), lease.token()), "{store:?}");
+            }
+            other => panic!("{store:?}: want Error::Leased, got {other:?}"),
+        }
+        assert!(matches!(late.insert("job", json!("theirs")).await, Err(Error::Leased { .. })), "{store:?}");
+        let next = late.lease("old").no_wait().await.unwrap();
+        assert!(next.token() > first.token(), "{store:?}: the released key's last token counts");
+        late.sync().await.unwrap();
+        assert_eq!(late.snapshot().get("job"), Some(&json!("mine")), "{store:?}");
+        lease.release().await.unwrap();
+        next.release().await.unwrap();
+    }
+}
+
+/// Writes without the token, tried every 50 ms while a lease runs out: each is refused and
+/// changes nothing, until one succeeds once the lease expired by the store's clock. Near the
+/// expiry the writer cannot tell from its reading of the store's clock, so it commits and
+/// the commit's replay decides: a refused commit takes a version but changes no key, shows
+/// in no delta, journal or history, and every reader replays it the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_near_a_lease_expiry_are_decided_alike_by_every_reader() {
+    for store in STORES {
+        if !store.available().await {
+            continue;
+        }
+        let ns = unique_namespace("object-lease-edge");
+        let holder = dict(Arc::new(store.connect(&ns).await)).await;
+        let writer = dict(Arc::new(store.connect(&ns).await)).await;
+        let watcher = dict(Arc::new(store.connect(&ns).await)).await;
+        let ttl = Duration::from_millis(1_500);
+        let lease = holder.lease("k").ttl(ttl).no_wait().await.unwrap();
+        lease.insert(json!("held")).await.unwrap();
+        let granted = tokio::time::Instant::now();
+        watcher.sync().await.unwrap();
+        let mut watched = vec![(watcher.version(), watcher.snapshot().get("k").cloned())];
+        let mut refused = 0;
+        let written = loop {
+            match writer.insert("k", json!("after")).await {
+                Ok(version) => break version,
+                Err(Error::Leased { .. }) => refused += 1,
+                Err(other) => panic!("{store:?}: {other}"),
+            }
+            watcher.sync().await.unwrap();
+            watched.push((watcher.version(), watcher.snapshot().get("k").cloned()));
+            assert!(granted.elapsed() < ttl * 4, "{store:?}: the lease never ran out");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(granted.elapsed() >= ttl, "{store:?}: written {:?} after the grant", granted.elapsed());
+        assert!(refused > 0, "{store:?}: the first writes were refused");
+        // Every state the watcher saw before the write holds the holder's value.
+        assert!(watched.iter().all(|(_, value)| value == &Some(json!("held"))), "{store:?}: {watched:?}");
+        watcher.sync().await.unwrap();
+        assert_eq!((watcher.version(), watcher.snapshot().get("k")), (written, Some(&json!("after"))), "{store:?}");
+        // The journal holds the holder's write and the accepted one, nothing refused.
+        let reader = store.connect(&ns).await;
+        let history = reader.history("k", 10).await.unwrap();
+        let versions: Vec<u64> = history.iter().map(|record| record.version).collect();
+        assert_eq!(versions.len(), 2, "{store:?}: {history:?}");
+        assert_eq!(versions[0], written, "{store:?}");
+        let records: Vec<_> = read_all(&reader, 0).await.unwrap();
+        let keys_written = records.iter().filter(|item| matches!(item, JournalItem::Record(r) if r.key == "k")).count();
+        assert_eq!(keys_written, 2, "{store:?}: {records:?}");
+        // Lease operations and refused writes changed nothing: no gap either.
+        assert!(records.iter().all(|item| matches!(item, JournalItem::Record(_))), "{store:?}: {records:?}");
+        // A reader replaying from the start agrees.
+        let fresh = dict(Arc::new(store.connect(&ns).await)).await;
+        assert_eq!((fresh.version(), fresh.snapshot().get("k")), (written, Some(&json!("after"))), "{store:?}");
+        // The object stores stamp whole seconds: near the expiry the writer could not tell,
+        // so some refusals were committed, each a version that changed nothing.
+        if !matches!(store, Store::LocalFs) {
+            assert!(written > 3, "{store:?}: refused commits took versions ({written})");
+        }
+    }
+}

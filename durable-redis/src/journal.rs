@@ -49,7 +49,7 @@ impl RedisBackend {
         // Entries past the counter belong to a stream from before a reset counter.
         records.retain(|record| record.version <= version);
         let (records, more) = whole_versions(records, limit);
-        Ok(JournalPage { records, version, trimmed_through, more })
+        Ok(JournalPage { records, version, trimmed_through, more, unchanged: Vec::new() })
     }
 
     /// The records of `key`, newest first: the stream read backwards in steps.

@@ -102,7 +102,13 @@ impl SqlBackend {
         });
         let records = rows.into_iter().map(record).collect::<Result<Vec<_>, _>>()?;
         let (records, more) = whole_versions(records, limit);
-        Ok(JournalPage { records, version: to_version(version)?, trimmed_through: to_version(trimmed)?, more })
+        Ok(JournalPage {
+            records,
+            version: to_version(version)?,
+            trimmed_through: to_version(trimmed)?,
+            more,
+            unchanged: Vec::new(),
+        })
     }
 
     pub(crate) async fn history_once(&self, key: &str, limit: usize) -> Result<Vec<JournalRecord>, Fail> {

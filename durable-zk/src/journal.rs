@@ -139,7 +139,7 @@ impl ZkBackend {
             records.extend(self.read_journal_nodes(&client, &wanted[read..end]).await?);
             read = end;
         }
-        Ok(JournalPage { records, version, trimmed_through, more: read < wanted.len() })
+        Ok(JournalPage { records, version, trimmed_through, more: read < wanted.len(), unchanged: Vec::new() })
     }
 
     /// The records of `key`, newest first: the nodes read from the newest back.
