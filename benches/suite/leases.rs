@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use durable::DurableDict;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::Results;
 use crate::backends::{connect, forget, interleaved_us, unique};
@@ -63,20 +63,25 @@ pub(crate) async fn lease_figures(
 }
 
 /// Hand-offs to a waiter in another process (this binary again, `--lease-waiter`): this
-/// process takes the lease, waits until the waiter is waiting, notes the wall clock and
-/// releases; the waiter notes the wall clock the moment it holds the lease, then releases
-/// it. One machine, one wall clock: the difference is the hand-off.
+/// process takes the lease and tells the waiter to ask for it (a line on its stdin), waits
+/// until the waiter is waiting, notes the wall clock and releases; the waiter notes the
+/// wall clock the moment it holds the lease, prints it, releases it, and waits to be told
+/// again. One machine, one wall clock: the difference is the hand-off.
 async fn handoff_us(url: &str, ns: &str, holder: &DurableDict<u64>, n: usize) -> Vec<f64> {
     let mut waiter = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args(["--lease-waiter", url, ns, &n.to_string()])
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let mut go = waiter.stdin.take().unwrap();
     let mut lines = BufReader::new(waiter.stdout.take().unwrap()).lines();
     let mut handoffs = Vec::with_capacity(n);
     for _ in 0..n {
+        // The waiter released the last one before printing: this takes it at once.
         let lease = holder.lease("handoff").ttl(Duration::from_secs(30)).wait(Duration::from_secs(30)).await.unwrap();
+        go.write_all(b"go\n").await.unwrap();
         // The waiter asks, finds it held, subscribes and waits: give it time to.
         tokio::time::sleep(Duration::from_millis(30)).await;
         let released = unix_us();
@@ -85,21 +90,21 @@ async fn handoff_us(url: &str, ns: &str, holder: &DurableDict<u64>, n: usize) ->
         let acquired: f64 = line.strip_prefix("got ").expect("got <us>").parse().unwrap();
         handoffs.push(acquired - released);
     }
+    drop(go);
     assert!(waiter.wait().await.unwrap().success());
     handoffs
 }
 
-/// The waiter process: `n` times, wait for the lease, print when it was got, release it.
+/// The waiter process: `n` times, when told (a line on stdin), wait for the lease, release
+/// it, and print when it was got.
 pub(crate) async fn waiter(url: &str, ns: &str, n: usize) {
     let dict = dict(url, ns).await;
-    // Let the holder take the lease first.
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut told = BufReader::new(tokio::io::stdin()).lines();
     for _ in 0..n {
+        told.next_line().await.unwrap().expect("the holder ended early");
         let lease = dict.lease("handoff").ttl(Duration::from_secs(30)).wait(Duration::from_secs(30)).await.unwrap();
         let got = unix_us();
-        println!("got {got}");
         lease.release().await.unwrap();
-        // Let the holder take it again before asking.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        println!("got {got}");
     }
 }

@@ -139,6 +139,7 @@ impl ObjectBackendBuilder {
             probe: location.probe,
             shown: format!("{} namespace {namespace}", store::redact(&self.url)),
             replica: Mutex::new(Replica::new(config.change_log)),
+            blobs_collected: std::sync::Mutex::new(None),
             config,
         };
         let backend = ObjectBackend { inner: Arc::new(inner) };
@@ -183,6 +184,9 @@ struct Inner {
     shown: String,
     config: Config,
     replica: Mutex<Replica>,
+    /// When this handle last collected unreferenced large values (at most every half
+    /// retention).
+    blobs_collected: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for ObjectBackend {
@@ -439,8 +443,8 @@ impl Inner {
         self.checkpoint_dir.clone().join(version_name(version))
     }
 
-    fn blob_path(&self, hash: &str) -> Path {
-        self.blob_dir.clone().join(hash)
+    fn blob_path(&self, name: &str) -> Path {
+        self.blob_dir.clone().join(name)
     }
 
     fn map(&self, err: object_store::Error) -> Error {
@@ -526,30 +530,26 @@ impl Inner {
         }
     }
 
-    /// Fetches the large values `vals` refer to, checking each against its hash.
+    /// Fetches the large values `vals` refer to, checking each against its hash; by object
+    /// name.
     async fn fetch_blobs<'v>(&self, vals: impl IntoIterator<Item = &'v Val>) -> Result<HashMap<String, Bytes>> {
-        let hashes: HashSet<String> = vals
-            .into_iter()
-            .filter_map(|val| match val {
-                Val::Blob { hash, .. } => Some(hash.clone()),
-                Val::Inline(_) => None,
-            })
-            .collect();
-        futures::stream::iter(hashes)
-            .map(|hash| self.fetch_blob(hash))
+        let objects: HashMap<String, String> =
+            vals.into_iter().filter_map(|val| val.object().map(|(name, hash)| (name, hash.to_owned()))).collect();
+        futures::stream::iter(objects)
+            .map(|(name, hash)| self.fetch_blob(name, hash))
             .buffer_unordered(FETCH_CONCURRENCY)
             .try_collect()
             .await
     }
 
-    async fn fetch_blob(&self, hash: String) -> Result<(String, Bytes)> {
-        let Some((bytes, _)) = self.get(&self.blob_path(&hash)).await? else {
-            return Err(self.store_error(format!("large value {hash} is missing from the store")));
+    async fn fetch_blob(&self, name: String, hash: String) -> Result<(String, Bytes)> {
+        let Some((bytes, _)) = self.get(&self.blob_path(&name)).await? else {
+            return Err(self.store_error(format!("large value {name} is missing from the store")));
         };
         if content_hash(&bytes) != hash {
-            return Err(self.store_error(format!("large value {hash} is damaged (its hash does not match)")));
+            return Err(self.store_error(format!("large value {name} is damaged (its hash does not match)")));
         }
-        Ok((hash, bytes))
+        Ok((name, bytes))
     }
 
     /// Brings the replica up to the head of the log: one GET of the next log object when
@@ -696,14 +696,16 @@ impl Inner {
         let journal = &self.config.journal;
         let mut blobs = HashMap::new();
         let mut changes = Vec::with_capacity(edits.len());
+        // Large values are objects of this commit's own, written before it.
+        let id = fastrand::u64(..);
         for (key, new) in edits {
             let new = match new {
                 Some(bytes) if bytes.len() > self.config.inline_limit => {
-                    let hash = content_hash(&bytes);
-                    self.create(&self.blob_path(&hash), bytes.to_vec()).await?;
-                    let len = bytes.len() as u64;
-                    blobs.insert(hash.clone(), bytes);
-                    Some(Val::Blob { hash, len })
+                    let val = Val::Large { hash: content_hash(&bytes), len: bytes.len() as u64, id };
+                    let (name, _) = val.object().expect("a large value is an object");
+                    self.create(&self.blob_path(&name), bytes.to_vec()).await?;
+                    blobs.insert(name, bytes);
+                    Some(val)
                 }
                 Some(bytes) => Some(Val::Inline(bytes)),
                 None => None,
@@ -723,7 +725,7 @@ impl Inner {
         }
         let commit = Commit {
             version,
-            id: fastrand::u64(..),
+            id,
             journaled: journal.is_on(),
             actor: journal.is_on().then(|| journal.actor_name().to_owned()),
             reason: journal.is_on().then(|| reason.map(str::to_owned)).flatten(),
@@ -791,10 +793,66 @@ impl Inner {
                 .filter(|(version, meta)| removable(*version) && SystemTime::from(meta.last_modified) < cutoff)
                 .map(|(_, meta)| meta.location),
         );
-        let doomed = futures::stream::iter(doomed.into_iter().map(Ok)).boxed();
-        self.store.delete_stream(doomed).try_for_each(|_| async { Ok(()) }).await.or_else(|err| {
+        self.delete(doomed).await?;
+        let due = {
+            let mut collected = self.blobs_collected.lock().expect("the collection time");
+            let due = collected.is_none_or(|at| at.elapsed() >= self.config.log_retention / 2);
+            if due {
+                *collected = Some(Instant::now());
+            }
+            due
+        };
+        if due { self.collect_blobs(cutoff).await } else { Ok(()) }
+    }
+
+    async fn delete(&self, paths: Vec<Path>) -> Result<()> {
+        let paths = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        self.store.delete_stream(paths).try_for_each(|_| async { Ok(()) }).await.or_else(|err| {
             if matches!(err, object_store::Error::NotFound { .. }) { Ok(()) } else { Err(self.map(err)) }
         })
+    }
+
+    /// Removes the objects of large values that no checkpoint and no log object refers to
+    /// once they are older than `cutoff` (the retention, by the store's clock). Each such
+    /// object is written by one commit attempt, less than the operation timeout before it,
+    /// and never reused: one that old that nothing refers to will never be referred to (its
+    /// value was overwritten or deleted and the log trimmed past it, or its attempt lost
+    /// the version and was made anew). Gives up for this round, removing nothing, when an
+    /// object it listed is gone or unreadable (another writer is cleaning up meanwhile).
+    /// Objects of format 1 (named by their hash alone, shared between commits) are left.
+    async fn collect_blobs(&self, cutoff: SystemTime) -> Result<()> {
+        let listed: Vec<ObjectMeta> =
+            self.store.list(Some(&self.blob_dir)).try_collect().await.map_err(|err| self.map(err))?;
+        let old: Vec<ObjectMeta> = listed
+            .into_iter()
+            .filter(|meta| SystemTime::from(meta.last_modified) < cutoff)
+            .filter(|meta| meta.location.filename().is_some_and(|name| name.contains('-')))
+            .collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        let mut referenced: HashSet<String> = HashSet::new();
+        for (version, _) in self.list(&self.checkpoint_dir, None).await? {
+            let Some((bytes, _)) = self.get(&self.checkpoint_path(version)).await? else { return Ok(()) };
+            let Ok(checkpoint) = Checkpoint::decode(&bytes, version) else { return Ok(()) };
+            referenced.extend(checkpoint.entries.iter().filter_map(|(_, val)| val.object().map(|(name, _)| name)));
+        }
+        let log: Vec<Version> = self.list(&self.log_dir, None).await?.into_iter().map(|(version, _)| version).collect();
+        let mut commits =
+            futures::stream::iter(log).map(|version| self.get_version(version)).buffered(FETCH_CONCURRENCY);
+        while let Some((version, got)) = commits.try_next().await? {
+            let Some(commit) = got.and_then(|(bytes, _)| Commit::decode(&bytes, version).ok()) else { return Ok(()) };
+            referenced.extend(commit_vals(Some(&commit)).filter_map(|val| val.object().map(|(name, _)| name)));
+        }
+        let unreferenced: Vec<Path> = old
+            .into_iter()
+            .filter(|meta| meta.location.filename().is_some_and(|name| !referenced.contains(name)))
+            .map(|meta| meta.location)
+            .collect();
+        if !unreferenced.is_empty() {
+            tracing::debug!(at = %self.shown, removed = unreferenced.len(), "large values no longer referred to removed");
+        }
+        self.delete(unreferenced).await
     }
 }
 

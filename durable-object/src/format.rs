@@ -6,13 +6,29 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// A stored value: inline, or a content-addressed object of its own under `blobs/`.
+/// A stored value: inline, or an object of its own under `blobs/`, named by its content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Val {
     /// The value's bytes.
     Inline(Bytes),
-    /// The object `blobs/<hash>` (SHA-256, hex) holds the value's `len` bytes.
+    /// The object `blobs/<hash>` (SHA-256, hex) holds the value's `len` bytes. Written by
+    /// format 1 only: shared by every commit of the same bytes, so never collected.
     Blob { hash: String, len: u64 },
+    /// The object `blobs/<hash>-<id>` (the writing commit's id in 16 hex digits) holds the
+    /// value's `len` bytes: one object per commit, never reused, so the clean-up removes it
+    /// once no kept checkpoint and no log object refers to it.
+    Large { hash: String, len: u64, id: u64 },
+}
+
+impl Val {
+    /// The name under `blobs/` of the object holding a large value, and its content hash.
+    pub fn object(&self) -> Option<(String, &str)> {
+        match self {
+            Val::Inline(_) => None,
+            Val::Blob { hash, .. } => Some((hash.clone(), hash)),
+            Val::Large { hash, id, .. } => Some((format!("{hash}-{id:016x}"), hash)),
+        }
+    }
 }
 
 /// One key's change in a commit.
@@ -96,9 +112,9 @@ pub(crate) struct Checkpoint {
 }
 
 const MAGIC: &[u8; 3] = b"DUR";
-/// Objects without lease data are written as format 1, which every version reads; those
-/// with lease data as format 2, which a version that knows no leases refuses whole rather
-/// than replaying a refused write as if it had been made.
+/// Objects without lease data or large values of format 2 are written as format 1, which
+/// every version reads; the others as format 2, which a version that knows neither refuses
+/// whole rather than replaying a refused write as made or missing a value.
 const FORMAT: u8 = 1;
 const FORMAT_LEASES: u8 = 2;
 const COMMIT: u8 = b'C';
@@ -150,7 +166,9 @@ fn unframe(kind: u8, bytes: &[u8]) -> Result<&[u8], Refused> {
 
 impl Commit {
     pub fn encode(&self) -> Vec<u8> {
-        let format = if self.lease.is_some() { FORMAT_LEASES } else { FORMAT };
+        let large =
+            self.changes.iter().flat_map(|c| c.new.iter().chain(&c.old)).any(|v| matches!(v, Val::Large { .. }));
+        let format = if self.lease.is_some() || large { FORMAT_LEASES } else { FORMAT };
         frame(COMMIT, format, &rmp_serde::to_vec(self).expect("a commit always encodes"))
     }
 
@@ -167,7 +185,8 @@ impl Commit {
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         let body = rmp_serde::to_vec(self).expect("a checkpoint always encodes");
-        let format = if self.leases.is_some() { FORMAT_LEASES } else { FORMAT };
+        let large = self.entries.iter().any(|(_, val)| matches!(val, Val::Large { .. }));
+        let format = if self.leases.is_some() || large { FORMAT_LEASES } else { FORMAT };
         frame(CHECKPOINT, format, &lz4_flex::compress_prepend_size(&body))
     }
 
@@ -238,6 +257,16 @@ mod tests {
         let k = Checkpoint { version: 3, trim_through: 0, entries: Vec::new(), leases: Some(table) };
         let bytes = k.encode();
         assert_eq!((bytes[4], Checkpoint::decode(&bytes, 3).unwrap()), (2, k));
+        // Large values of an object per commit are format 2 too; shared ones stay format 1.
+        let large = Val::Large { hash: content_hash(b"x"), len: 1, id: 0xab };
+        assert_eq!(large.object().unwrap().0, format!("{}-00000000000000ab", content_hash(b"x")));
+        let change = Change { key: "k".into(), new: Some(large.clone()), old: None };
+        let c = Commit { changes: vec![change], ..commit() };
+        assert_eq!((c.encode()[4], Commit::decode(&c.encode(), 7).unwrap()), (2, c));
+        let k = Checkpoint { version: 3, trim_through: 0, entries: vec![("k".into(), large)], leases: None };
+        assert_eq!(k.encode()[4], 2);
+        let shared = Checkpoint { entries: vec![("k".into(), Val::Blob { hash: "h".into(), len: 1 })], ..k };
+        assert_eq!(shared.encode()[4], 1);
     }
 
     #[test]

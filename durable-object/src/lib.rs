@@ -28,8 +28,10 @@
 //!   they list in order): every key the version changed with its new value (or deletion)
 //!   and, when the writer keeps a journal, the old value, the actor and the reason.
 //! - `checkpoint/<version>` — the whole namespace at that version, LZ4-compressed.
-//! - `blobs/<sha-256>` — values larger than the inline limit (256 KiB by default), content
-//!   addressed; commits and checkpoints refer to them by hash, and a reader checks the hash.
+//! - `blobs/<sha-256>-<id>` — values larger than the inline limit (256 KiB by default), one
+//!   object per commit that writes one (`id` is the commit's), named by their content;
+//!   commits and checkpoints refer to them by name, and a reader checks the hash. (Format 1
+//!   wrote `blobs/<sha-256>`, shared by every commit of the same bytes; still read.)
 //!
 //! Every object is framed (`DUR`, its kind, a format version, a CRC-32 of the body): a
 //! torn, truncated or foreign object is refused whole and never half-read.
@@ -66,8 +68,15 @@
 //! they are older than the log retention (1 h by default) by the store's clock (the newest
 //! checkpoint's time). A crash between a commit and its checkpoint loses nothing (the next
 //! checkpoint comes 256 versions later; readers replay the longer log meanwhile); a crash
-//! during clean-up leaves objects the next clean-up removes. Large values whose last
-//! reference is gone are left in place (no garbage collection of `blobs/` yet).
+//! during clean-up leaves objects the next clean-up removes.
+//!
+//! Large values are collected too (at most every half retention per handle): an object
+//! under `blobs/` that no checkpoint and no log object refers to is removed once it is
+//! older than the retention. Each is written by one commit attempt shortly before that
+//! commit and never reused, so one that old that nothing refers to never will be: its
+//! value was overwritten or deleted and the log cleaned up past it, or its writer lost the
+//! version (or crashed) before committing. A clean-up that finds an object it listed gone
+//! or unreadable (another writer cleaning up at the same time) removes nothing that round.
 //!
 //! A reader whose next log object is absent trusts that nothing changed only while it
 //! checked the store in full (checkpoints listed, its head confirmed) within the last
@@ -111,9 +120,13 @@
 //! - No hints: a waiter asks again every 20 ms (one GET while the lease is certainly
 //!   held).
 //! - Checkpoints carry the leases, the last token per key and the versions refused above
-//!   the journal's trim point. Objects with lease data are written in format 2, which a
-//!   version of `durable` without leases refuses whole (objects without any stay format 1):
-//!   a namespace whose writers use leases needs every reader at this version or later.
+//!   the journal's trim point.
+//!
+//! # Formats
+//! Objects with lease data or large values are written in format 2, which a version of
+//! `durable` before it refuses whole (objects without either stay format 1, byte for
+//! byte): a namespace whose writers use leases or store large values needs every reader at
+//! this version or later.
 
 #![warn(missing_docs)]
 

@@ -322,11 +322,12 @@ impl Replica {
     }
 }
 
-/// A value's bytes: inline, or the fetched blob.
+/// A value's bytes: inline, or the fetched object (`blobs` by object name).
 pub(crate) fn resolve(val: &Val, blobs: &HashMap<String, Bytes>) -> Option<Bytes> {
-    match val {
-        Val::Inline(bytes) => Some(bytes.clone()),
-        Val::Blob { hash, .. } => blobs.get(hash).cloned(),
+    match (val, val.object()) {
+        (Val::Inline(bytes), _) => Some(bytes.clone()),
+        (_, Some((name, _))) => blobs.get(&name).cloned(),
+        (_, None) => None,
     }
 }
 
