@@ -39,8 +39,9 @@ use std::sync::Arc;
 
 pub use durable_core::{
     BackupError, Builder, Change, Codec, DurableDict, Error, Event, Gap, GapCause, HintHealth, JournalConfig,
-    JournalItem, JournalRecord, Json, KeyName, Lease, LeaseRequest, LeaseState, Lz4, MemoryBackend, MemoryStore,
-    MsgPack, Raw, Result, Snapshot, Status, Subscription, SyncOutcome, Token, Version, WriteBatch, read_backup,
+    JournalItem, JournalRecord, Json, KeyName, Layered, LayeredBuilder, LayeredSnapshot, Lease, LeaseRequest,
+    LeaseState, Lz4, MemoryBackend, MemoryStore, MsgPack, Raw, Result, Snapshot, Status, Subscription, SyncOutcome,
+    Token, Version, WriteBatch, read_backup,
 };
 
 /// Archives of the change journal (rolling compressed files) and restore to any version:

@@ -34,11 +34,50 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::future::{BoxFuture, Either};
 use http::{Request, Response, StatusCode};
 use tracing::Instrument;
 
-use crate::{Codec, DurableDict, Json, Snapshot};
+use crate::{Codec, DurableDict, Json, Layered, Snapshot};
+
+/// What a [`SyncLayer`] syncs: a dict, or a layered view of several.
+trait Source<V>: Send + Sync {
+    fn fresh_snapshot(&self) -> Option<Snapshot<V>>;
+    fn sync(&self) -> BoxFuture<'_, durable_core::Result<()>>;
+    fn snapshot(&self) -> Snapshot<V>;
+    fn staleness(&self) -> Duration;
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> Source<V> for DurableDict<V, C> {
+    fn fresh_snapshot(&self) -> Option<Snapshot<V>> {
+        DurableDict::fresh_snapshot(self)
+    }
+    fn sync(&self) -> BoxFuture<'_, durable_core::Result<()>> {
+        DurableDict::sync(self).map(|result| result.map(drop)).boxed()
+    }
+    fn snapshot(&self) -> Snapshot<V> {
+        DurableDict::snapshot(self)
+    }
+    fn staleness(&self) -> Duration {
+        self.status().staleness()
+    }
+}
+
+impl<V: Send + Sync + 'static, C: Codec<V>> Source<V> for Layered<V, C> {
+    fn fresh_snapshot(&self) -> Option<Snapshot<V>> {
+        Layered::fresh_snapshot(self)
+    }
+    fn sync(&self) -> BoxFuture<'_, durable_core::Result<()>> {
+        Layered::sync(self).boxed()
+    }
+    fn snapshot(&self) -> Snapshot<V> {
+        Layered::snapshot(self)
+    }
+    fn staleness(&self) -> Duration {
+        Layered::staleness(self)
+    }
+}
 
 /// What the layer does when the store cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,29 +94,38 @@ pub enum OutagePolicy {
 
 type Skip = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
 
-/// A `tower::Layer` that syncs a [`DurableDict`] before each request; see the module docs.
+/// A `tower::Layer` that syncs a [`DurableDict`] (or a [`Layered`] view: every layer)
+/// before each request; see the module docs.
 pub struct SyncLayer<V, C = Json> {
-    dict: DurableDict<V, C>,
+    dict: Arc<dyn Source<V>>,
     policy: OutagePolicy,
     skip: Option<Skip>,
+    codec: std::marker::PhantomData<fn() -> C>,
 }
 
 impl<V, C> Clone for SyncLayer<V, C> {
     fn clone(&self) -> Self {
-        Self { dict: self.dict.clone(), policy: self.policy, skip: self.skip.clone() }
+        Self { dict: Arc::clone(&self.dict), policy: self.policy, skip: self.skip.clone(), codec: self.codec }
     }
 }
 
 impl<V, C> fmt::Debug for SyncLayer<V, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SyncLayer").field("dict", &self.dict).field("policy", &self.policy).finish()
+        f.debug_struct("SyncLayer").field("policy", &self.policy).finish_non_exhaustive()
     }
 }
 
 impl<V: Send + Sync + 'static, C: Codec<V>> SyncLayer<V, C> {
     /// Syncs `dict` before every request, failing open.
     pub fn new(dict: DurableDict<V, C>) -> Self {
-        Self { dict, policy: OutagePolicy::default(), skip: None }
+        Self { dict: Arc::new(dict), policy: OutagePolicy::default(), skip: None, codec: std::marker::PhantomData }
+    }
+
+    /// Syncs every layer of `view` before every request (one `stat` per overrides file
+    /// when nothing else needs a trip), failing open; handlers read the merged view as
+    /// [`crate::Flags`] (which layer answered a key: [`Layered::layered_snapshot`]).
+    pub fn layered(view: Layered<V, C>) -> Self {
+        Self { dict: Arc::new(view), policy: OutagePolicy::default(), skip: None, codec: std::marker::PhantomData }
     }
 
     /// What to do when the store cannot be reached (default [`OutagePolicy::FailOpen`]).
@@ -111,21 +159,34 @@ impl<S, V, C> tower::Layer<S> for SyncLayer<V, C> {
     type Service = SyncService<S, V, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SyncService { inner, dict: self.dict.clone(), policy: self.policy, skip: self.skip.clone() }
+        SyncService {
+            inner,
+            dict: Arc::clone(&self.dict),
+            policy: self.policy,
+            skip: self.skip.clone(),
+            codec: self.codec,
+        }
     }
 }
 
 /// The service [`SyncLayer`] wraps around another.
 pub struct SyncService<S, V, C = Json> {
     inner: S,
-    dict: DurableDict<V, C>,
+    dict: Arc<dyn Source<V>>,
     policy: OutagePolicy,
     skip: Option<Skip>,
+    codec: std::marker::PhantomData<fn() -> C>,
 }
 
 impl<S: Clone, V, C> Clone for SyncService<S, V, C> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), dict: self.dict.clone(), policy: self.policy, skip: self.skip.clone() }
+        Self {
+            inner: self.inner.clone(),
+            dict: Arc::clone(&self.dict),
+            policy: self.policy,
+            skip: self.skip.clone(),
+            codec: self.codec,
+        }
     }
 }
 
@@ -165,9 +226,9 @@ where
         // The clone is not driven to readiness: take the one that is (tower's usual dance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (dict, policy) = (self.dict.clone(), self.policy);
+        let (dict, policy) = (Arc::clone(&self.dict), self.policy);
         Either::Right(Box::pin(async move {
-            match sync_for_request(&dict, policy).await {
+            match sync_for_request(&*dict, policy).await {
                 Ok(snapshot) => {
                     request.extensions_mut().insert(snapshot);
                     inner.call(request).await
@@ -183,8 +244,8 @@ where
 }
 
 /// Syncs and returns the request's snapshot, or the status to answer with instead.
-async fn sync_for_request<V: Send + Sync + 'static, C: Codec<V>>(
-    dict: &DurableDict<V, C>,
+async fn sync_for_request<V: Send + Sync + 'static>(
+    dict: &dyn Source<V>,
     policy: OutagePolicy,
 ) -> Result<Snapshot<V>, StatusCode> {
     let span = tracing::debug_span!("durable.sync", latency_us = tracing::field::Empty, ok = tracing::field::Empty);
@@ -197,7 +258,7 @@ async fn sync_for_request<V: Send + Sync + 'static, C: Codec<V>>(
         let serve = match policy {
             OutagePolicy::FailOpen => true,
             OutagePolicy::FailClosed => false,
-            OutagePolicy::FailOpenFor(max) => dict.status().staleness() <= max,
+            OutagePolicy::FailOpenFor(max) => dict.staleness() <= max,
         };
         if !serve {
             return Err(StatusCode::SERVICE_UNAVAILABLE);

@@ -40,6 +40,50 @@ pub(crate) async fn read_figures(config: &Config, out: &mut Results) {
     out.put("read.rwlock_hashmap_get_ns", rw);
     out.put("read.snapshot_vs_hashmap_ratio", snap / map);
 
+    // Layered views over the same dict: a `get` reads the merged snapshot, whatever the
+    // number of layers (1: the dict; 2: 100 overrides over it; 4: 10 environment-like and
+    // 100 file-like overrides over it, 1,000 defaults under it).
+    let fixed = |n: usize, value: u64| keys[..n].iter().map(move |key| (key.clone(), value)).collect::<Vec<_>>();
+    let one = durable::Layered::builder().dict("store", dict.clone()).build().unwrap();
+    let two =
+        durable::Layered::builder().fixed("overrides", fixed(100, 1)).dict("store", dict.clone()).build().unwrap();
+    let four = durable::Layered::builder()
+        .fixed("env", fixed(10, 2))
+        .fixed("file", fixed(100, 1))
+        .dict("store", dict.clone())
+        .defaults(fixed(1_000, 0))
+        .build()
+        .unwrap();
+    let mut layered = Vec::new();
+    for view in [&one, &two, &four] {
+        let snapshot = view.layered_snapshot();
+        layered.push(time_ns(rounds, ops, |i| {
+            black_box(snapshot.get(black_box(lookups[i & 4095].as_str())));
+        }));
+    }
+    // And the snapshot get again beside them, for the ratio (same run, same keys).
+    let snap_again = time_ns(rounds, ops, |i| {
+        black_box(snapshot.get(black_box(lookups[i & 4095].as_str())));
+    });
+    out.put("layered.get_ns_1layer", layered[0]);
+    out.put("layered.get_ns_2layers", layered[1]);
+    out.put("layered.get_ns_4layers", layered[2]);
+    out.put("layered.vs_snapshot_get_ratio_4layers", layered[2] / snap_again);
+    // What a change costs the view: the merge made again after one write to the dict.
+    let merges = if config.quick { 50 } else { 500 };
+    let started = std::time::Instant::now();
+    for n in 0..merges {
+        dict.insert(&keys[n * 13 % keys.len()], n as u64).await.unwrap();
+        black_box(four.layered_snapshot());
+    }
+    let with_merge = started.elapsed().as_secs_f64() * 1e6 / merges as f64;
+    let started = std::time::Instant::now();
+    for n in 0..merges {
+        dict.insert(&keys[n * 13 % keys.len()], n as u64 + 1).await.unwrap();
+    }
+    let write_only = started.elapsed().as_secs_f64() * 1e6 / merges as f64;
+    out.put("layered.remerge_us_4layers", (with_merge - write_only).max(0.0));
+
     // A reader thread taking the current snapshot per lookup while a writer syncs changes in.
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {

@@ -246,6 +246,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A layer of overrides (a file, an environment variable) that cannot be read as the
+    /// dict's values; a layered view keeps its last good content.
+    #[error("override {layer}: {reason}")]
+    InvalidOverride {
+        /// The file or variable.
+        layer: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The store answered with something this crate cannot make sense of (a counter that
     /// is not a number, a missing table, a protocol error).
     #[error("{backend} store error: {source}")]
