@@ -75,8 +75,8 @@ pub mod sql {
 #[cfg(feature = "redis")]
 pub mod redis {
     pub use durable_redis::{
-        DEFAULT_CHANGE_LOG_LEN, DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, MAX_NAMESPACE_LEN, RedisBackend,
-        RedisBackendBuilder, RedisError, validate_namespace,
+        DEFAULT_CHANGE_LOG_LEN, DEFAULT_MAX_VALUE_SIZE, DEFAULT_ORACLE_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_VERIFY_EVERY,
+        MAX_NAMESPACE_LEN, RedisBackend, RedisBackendBuilder, RedisError, VersionOracle, validate_namespace,
     };
 }
 

@@ -115,6 +115,7 @@ mod connection;
 mod hints;
 mod journal;
 mod layout;
+mod oracle;
 mod scripts;
 
 use std::time::Duration;
@@ -123,6 +124,7 @@ pub use backend::RedisBackend;
 pub use builder::RedisBackendBuilder;
 pub use connection::RedisError;
 pub use layout::validate_namespace;
+pub use oracle::{DEFAULT_ORACLE_TIMEOUT, DEFAULT_VERIFY_EVERY, VersionOracle};
 
 /// Default bound on every operation.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
