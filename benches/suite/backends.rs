@@ -301,6 +301,62 @@ pub(crate) async fn propagation_figures(config: &Config, name: &str, url: &str, 
     }
 }
 
+/// The version oracle (Redis) in front of MySQL and SQLite: `oracle.nochange_vs_sql_polled_ratio_mysql`
+/// (a polled no-change sync through the oracle vs the same on MySQL alone, interleaved) and
+/// `oracle.propagation_p99_us_{mysql,sqlite}` (hinted by the oracle, vs the polled
+/// `<backend>.propagation_p99_us`).
+pub(crate) async fn oracle_figures(config: &Config, dir: &std::path::Path, out: &mut Results) {
+    let redis = url_of("redis", dir);
+    for name in ["mysql", "sqlite"] {
+        let url = url_of(name, dir);
+        let over = |ns: String| {
+            let (url, redis) = (url.clone(), redis.clone());
+            async move {
+                let oracle = durable::redis::VersionOracle::connect(connect(&url, &ns).await, &redis, &ns).await;
+                Arc::new(oracle.unwrap()) as Arc<dyn Backend>
+            }
+        };
+        if name == "mysql" {
+            let ns = unique("bench-oracle-nochange");
+            let polled = |backend| async move {
+                DurableDict::<u64>::builder(backend).autosync(false).hints(false).build().await.unwrap()
+            };
+            let (oracled, plain) = (polled(over(ns.clone()).await).await, polled(connect(&url, &ns).await).await);
+            plain.insert("k", 1).await.unwrap();
+            oracled.sync().await.unwrap();
+            let ops = if config.quick { 200 } else { 2_000 };
+            let figures = interleaved_us(
+                config.rounds() * 2,
+                ops / 2,
+                vec![
+                    Box::new(|| {
+                        Box::pin(async {
+                            black_box(oracled.sync().await.unwrap());
+                        })
+                    }),
+                    Box::new(|| {
+                        Box::pin(async {
+                            black_box(plain.sync().await.unwrap());
+                        })
+                    }),
+                ],
+            )
+            .await;
+            let [(oracle_us, _), (plain_us, ratio)] = figures[..] else { unreachable!() };
+            out.put("oracle.sync_nochange_polled_us_mysql", oracle_us);
+            out.put("oracle.sql_polled_us_mysql", plain_us);
+            out.put("oracle.nochange_vs_sql_polled_ratio_mysql", ratio);
+            forget(name, &url, &ns).await;
+        }
+        let ns = unique(&format!("bench-oracle-{name}"));
+        let p =
+            propagation(over(ns.clone()).await, vec![over(ns.clone()).await], config.samples(), Duration::ZERO).await;
+        out.put(format!("oracle.propagation_p50_us_{name}"), percentile(&p, 0.50));
+        out.put(format!("oracle.propagation_p99_us_{name}"), percentile(&p, 0.99));
+        forget(name, &url, &ns).await;
+    }
+}
+
 /// `n` backend handles on `ns` sharing one connection (Redis) or one pool (PostgreSQL).
 pub(crate) async fn shared_handles(name: &str, url: &str, ns: &str, n: usize) -> Vec<Arc<dyn Backend>> {
     match name {
@@ -326,7 +382,8 @@ pub(crate) async fn propagation(
     samples: usize,
     spacing: Duration,
 ) -> Vec<f64> {
-    let hinted = matches!(writer.name(), "redis" | "postgres" | "zookeeper" | "memory");
+    let hinted = matches!(writer.name(), "redis" | "postgres" | "zookeeper" | "memory")
+        || writer.describe().starts_with("oracle(");
     let writer = DurableDict::<u64>::builder(writer).autosync(false).build().await.unwrap();
     let mut subscriptions = Vec::with_capacity(listeners.len());
     let mut dicts = Vec::with_capacity(listeners.len());

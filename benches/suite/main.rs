@@ -194,6 +194,11 @@ async fn main() {
             leases::lease_figures(config.rounds(), ops, handoffs, backend, &url_of(backend, &dir), &mut results).await;
         }
     }
+    // `--only oracle`: the version oracle (Redis) in front of MySQL and SQLite.
+    let has = |name: &str| config.backends.iter().any(|b| b == name);
+    if wanted("oracle") && has("redis") && has("mysql") && has("sqlite") {
+        backends::oracle_figures(&config, &dir, &mut results).await;
+    }
     if wanted("durabledict") && config.backends.iter().any(|b| b == "redis") {
         durabledict_figures(&config, &mut results).await;
     }
