@@ -17,6 +17,9 @@ log() { printf 'services: %s\n' "$*" >&2; }
 
 # port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Whether an HTTP server on the port answers at all (any status) within 5 s: a hung one
+# keeps its port open and answers nothing.
+http_answers() { [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/" 2>/dev/null)" != "000" ]; }
 
 # wait_for NAME SECONDS CHECK...: polls CHECK until it succeeds or SECONDS pass.
 wait_for() {
@@ -196,6 +199,11 @@ start_s3() {
     pkill -f "moto_server -H 127.0.0.1 -p 9000" || true
     wait_for "old moto to stop" 20 bash -c '! (exec 3<>/dev/tcp/127.0.0.1/9000)'
   fi
+  if port_open 9000 && ! http_answers 9000; then
+    log "s3: moto does not answer: restarting it"
+    pkill -9 -f "moto_s3.py -H 127.0.0.1 -p 9000" || true
+    wait_for "hung moto to stop" 20 bash -c '! (exec 3<>/dev/tcp/127.0.0.1/9000)'
+  fi
   port_open 9000 && { log "s3 (moto) already up"; return 0; }
   if [ ! -x "$dir/venv/bin/moto_server" ]; then
     command -v python3 >/dev/null || apt_install python3 python3-venv
@@ -226,6 +234,13 @@ start_azure() {
     log "azure: restarting azurite with telemetry off"
     pkill -f "azurite-blob --blobHost 127.0.0.1 --blobPort 10000" || true
     wait_for "old azurite to stop" 20 bash -c '! (exec 3<>/dev/tcp/127.0.0.1/10000)'
+  fi
+  # Azurite keeps every blob in memory and can hang (seen after a batch delete of thousands
+  # of blobs timed out): one that answers nothing is replaced. Its contents are test data.
+  if port_open 10000 && ! http_answers 10000; then
+    log "azure: azurite does not answer: restarting it"
+    pkill -9 -f "azurite-blob --blobHost 127.0.0.1 --blobPort 10000" || true
+    wait_for "hung azurite to stop" 20 bash -c '! (exec 3<>/dev/tcp/127.0.0.1/10000)'
   fi
   port_open 10000 && { log "azure blob (azurite) already up"; return 0; }
   if [ ! -x "$dir/node_modules/.bin/azurite-blob" ]; then

@@ -3,6 +3,7 @@
 use durable::backend::{Backend, CountingBackend};
 use durable::{DurableDict, Event, SyncOutcome};
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,11 +81,24 @@ pub(crate) async fn forget(backend: &str, url: &str, ns: &str) {
             let _: i64 = redis::cmd("DEL").arg(&keys[..]).query_async(&mut connection.clone()).await.unwrap();
         }
         Raw::Object(store, dir) => {
-            // A namespace left behind costs nothing but room (the names are unique): a
-            // clean-up the server cannot finish (Azurite's batch delete of thousands of
-            // objects can time out) is reported, not fatal.
-            let objects = store.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
-            if let Err(err) = store.delete_stream(objects).try_collect::<Vec<_>>().await {
+            // One DELETE per object, a few at a time: Azurite's batch delete of thousands of
+            // objects timed out and left it hung. A namespace left behind costs nothing but
+            // room (the names are unique), so a failure is reported, not fatal.
+            let listed: Result<Vec<_>, _> = store.list(Some(&dir)).map_ok(|meta| meta.location).try_collect().await;
+            let removed = match listed {
+                Ok(paths) => {
+                    futures::stream::iter(paths)
+                        .map(|path| {
+                            let store = store.clone();
+                            async move { store.delete(&path).await }
+                        })
+                        .buffer_unordered(8)
+                        .try_collect::<Vec<()>>()
+                        .await
+                }
+                Err(err) => Err(err),
+            };
+            if let Err(err) = removed {
                 eprintln!("bench: {backend} namespace {ns} not removed: {err}");
             }
         }
