@@ -80,10 +80,13 @@ pub(crate) async fn forget(backend: &str, url: &str, ns: &str) {
                     .map(|suffix| format!("{ns}{suffix}"));
             let _: i64 = redis::cmd("DEL").arg(&keys[..]).query_async(&mut connection.clone()).await.unwrap();
         }
+        // Azurite deletes through its batch API (object_store deletes even one object that
+        // way), which timed out on a namespace of thousands of blobs and left Azurite hung:
+        // its namespaces are left to it (in memory, test data, unique names).
+        Raw::Object(..) if backend == "azure" => {}
         Raw::Object(store, dir) => {
-            // One DELETE per object, a few at a time: Azurite's batch delete of thousands of
-            // objects timed out and left it hung. A namespace left behind costs nothing but
-            // room (the names are unique), so a failure is reported, not fatal.
+            // A namespace left behind costs nothing but room (the names are unique), so a
+            // failure is reported, not fatal.
             let listed: Result<Vec<_>, _> = store.list(Some(&dir)).map_ok(|meta| meta.location).try_collect().await;
             let removed = match listed {
                 Ok(paths) => {
