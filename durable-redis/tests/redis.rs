@@ -66,8 +66,7 @@ else:
 /// A virtual environment under `target/` with durabledict 0.9.4 and redis-py, made once.
 async fn python() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("durabledict-venv");
-    durable_core::conformance::python_venv(&dir, &["durabledict==0.9.4", "redis"]).await?;
-    std::fs::write(dir.join("helper.py"), PYTHON_HELPER).unwrap();
+    durable_core::conformance::python_venv(&dir, &["durabledict==0.9.4", "redis"], PYTHON_HELPER).await?;
     Some(dir)
 }
 

@@ -52,8 +52,7 @@ kz.stop()
 
 async fn python() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("durabledict-zk-venv");
-    durable_core::conformance::python_venv(&dir, &["durabledict==0.9.4", "kazoo"]).await?;
-    std::fs::write(dir.join("helper.py"), PYTHON_HELPER).unwrap();
+    durable_core::conformance::python_venv(&dir, &["durabledict==0.9.4", "kazoo"], PYTHON_HELPER).await?;
     Some(dir)
 }
 

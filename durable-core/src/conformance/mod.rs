@@ -163,26 +163,42 @@ pub fn require_service(service: &str, reachable: bool) -> bool {
 }
 
 /// A Python virtual environment at `dir` with `packages` installed from PyPI (made once,
-/// then reused), for the interop tests against Python's durabledict. Returns its `python`,
-/// or `None` — a skip, or a failure under `DURABLE_REQUIRE_SERVICES=1` — when python3 or PyPI
-/// cannot be had.
-pub async fn python_venv(dir: &std::path::Path, packages: &[&str]) -> Option<std::path::PathBuf> {
+/// then reused) and `helper` as its `helper.py`, for the interop tests against Python's
+/// durabledict. Returns its `python`, or `None` — a skip, or a failure under
+/// `DURABLE_REQUIRE_SERVICES=1` — when python3 or PyPI cannot be had.
+///
+/// Tests of one binary run in parallel and several ask for the same environment (cargo
+/// runs test binaries one after another): the work is done under a process-wide lock, so
+/// one test makes it while the others wait, and a half-made environment (an earlier run
+/// stopped midway) is made again from scratch.
+pub async fn python_venv(dir: &std::path::Path, packages: &[&str], helper: &str) -> Option<std::path::PathBuf> {
+    static MAKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let lock = MAKING.lock().await;
     let python = dir.join("bin").join("python");
     let ready = dir.join("ready");
     let wanted = packages.join(" ");
-    if std::fs::read_to_string(&ready).is_ok_and(|installed| installed.trim() == wanted) {
-        return Some(python);
+    if !std::fs::read_to_string(&ready).is_ok_and(|installed| installed.trim() == wanted) {
+        let made = tokio::process::Command::new("python3").args(["-m", "venv", "--clear"]).arg(dir).status().await;
+        if !require_service("python3 with venv", matches!(made, Ok(status) if status.success())) {
+            return None;
+        }
+        let installed = tokio::process::Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(packages)
+            .status()
+            .await;
+        if !require_service(
+            &format!("PyPI (pip install {wanted})"),
+            matches!(installed, Ok(status) if status.success()),
+        ) {
+            return None;
+        }
+        std::fs::write(&ready, &wanted).ok()?;
     }
-    let made = tokio::process::Command::new("python3").arg("-m").arg("venv").arg(dir).status().await;
-    if !require_service("python3 with venv", matches!(made, Ok(status) if status.success())) {
-        return None;
+    if std::fs::read_to_string(dir.join("helper.py")).ok().as_deref() != Some(helper) {
+        std::fs::write(dir.join("helper.py"), helper).expect("write helper.py");
     }
-    let installed =
-        tokio::process::Command::new(&python).args(["-m", "pip", "install", "--quiet"]).args(packages).status().await;
-    if !require_service(&format!("PyPI (pip install {wanted})"), matches!(installed, Ok(status) if status.success())) {
-        return None;
-    }
-    std::fs::write(&ready, &wanted).ok()?;
+    drop(lock);
     Some(python)
 }
 
