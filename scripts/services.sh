@@ -4,7 +4,8 @@
 # auth for local tests), MariaDB on 127.0.0.1:3306 (root, empty password, database
 # `test`), ZooKeeper on 127.0.0.1:2181, a three-server ZooKeeper ensemble on
 # 127.0.0.1:2191-2193, a Redis Cluster on 7001-7006, moto's S3 server (from PyPI) on
-# 127.0.0.1:9000 and Azurite's blob service (from npm) on 127.0.0.1:10000. Idempotent: a service that already answers is
+# 127.0.0.1:9000 and Azurite's blob service (from npm) on 127.0.0.1:10000, and the psql,
+# mariadb and sqlite3 clients. Idempotent: a service that already answers is
 # left alone. Waits until every service accepts connections, or fails saying which did not.
 set -euo pipefail
 
@@ -268,7 +269,16 @@ azure_container() {
   ' || { log "azure: cannot make containers durable-test and durable-bench"; return 1; }
 }
 
-want=${*:-redis postgres mariadb zookeeper zookeeper-ensemble redis-cluster s3 azure}
+# The databases' own command-line clients: the adopted-table tests write as another
+# application would, with psql, mariadb and sqlite3.
+sql_clients() {
+  command -v psql >/dev/null || apt_install postgresql-client
+  command -v mariadb >/dev/null || apt_install mariadb-client
+  command -v sqlite3 >/dev/null || apt_install sqlite3
+  return 0
+}
+
+want=${*:-redis postgres mariadb zookeeper zookeeper-ensemble redis-cluster s3 azure sql-clients}
 for svc in $want; do
   case $svc in
     redis) start_redis ;;
@@ -279,6 +289,7 @@ for svc in $want; do
     redis-cluster) start_redis_cluster ;;
     s3 | moto) start_s3 && s3_bucket ;;
     azure | azurite) start_azure && azure_container ;;
+    sql-clients) sql_clients ;;
     *) log "unknown service $svc"; exit 2 ;;
   esac
 done

@@ -67,7 +67,8 @@ pub mod backend {
 pub mod sql {
     pub use durable_sql::{
         DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, DEFAULT_TOMBSTONE_RETENTION, Dialect, MAX_KEY_LEN, MAX_NAMESPACE_LEN,
-        MAX_PREFIX_LEN, SqlBackend, SqlBackendBuilder, SqlError, validate_namespace, validate_prefix,
+        MAX_PREFIX_LEN, MAX_TABLE_NAME_LEN, SqlBackend, SqlBackendBuilder, SqlError, TABLE_CHANNEL, TableBackend,
+        TableBackendBuilder, ValueKind, validate_namespace, validate_prefix,
     };
 }
 

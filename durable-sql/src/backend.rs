@@ -12,7 +12,6 @@ use durable_core::{
 use crate::builder::{SqlBackendBuilder, validate_namespace};
 use crate::dialect::Dialect;
 use crate::pool::Shared;
-use crate::{DEFAULT_MAX_VALUE_SIZE, DEFAULT_TIMEOUT, DEFAULT_TOMBSTONE_RETENTION};
 
 /// One namespace in a SQL database; see the crate docs. Cheap to clone: clones share the
 /// connection pool.
@@ -41,17 +40,7 @@ impl SqlBackend {
     /// Options: table prefix, timeout, tombstone retention, pool size, value size limit, TLS
     /// root certificate.
     pub fn builder(url: &str) -> SqlBackendBuilder {
-        SqlBackendBuilder {
-            url: url.to_owned(),
-            table_prefix: String::new(),
-            timeout: DEFAULT_TIMEOUT,
-            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
-            max_connections: 10,
-            max_value_size: DEFAULT_MAX_VALUE_SIZE,
-            tls_root_cert: None,
-            read_only: false,
-            journal: durable_core::JournalConfig::default(),
-        }
+        SqlBackendBuilder::new(url)
     }
 
     /// Another namespace on the same database and pool.

@@ -41,6 +41,20 @@ impl std::fmt::Debug for SqlBackendBuilder {
 }
 
 impl SqlBackendBuilder {
+    pub(crate) fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            table_prefix: String::new(),
+            timeout: crate::DEFAULT_TIMEOUT,
+            tombstone_retention: crate::DEFAULT_TOMBSTONE_RETENTION,
+            max_connections: 10,
+            max_value_size: crate::DEFAULT_MAX_VALUE_SIZE,
+            tls_root_cert: None,
+            read_only: false,
+            journal: durable_core::JournalConfig::default(),
+        }
+    }
+
     /// Prefix for the three table names (a plain identifier; default none).
     pub fn table_prefix(mut self, prefix: &str) -> Self {
         self.table_prefix = prefix.to_owned();

@@ -37,7 +37,7 @@ impl Dialect {
         }
     }
 
-    fn quote(self, ident: &str) -> String {
+    pub(crate) fn quote(self, ident: &str) -> String {
         match self {
             Dialect::MySql => format!("`{ident}`"),
             Dialect::Sqlite | Dialect::Postgres => format!("\"{ident}\""),
@@ -487,7 +487,7 @@ impl Statements {
 
 /// `?` placeholders as the dialect wants them (`$1, $2, ...` on PostgreSQL). The statements
 /// here contain no other `?`.
-fn placeholders(dialect: Dialect, text: &str) -> String {
+pub(crate) fn placeholders(dialect: Dialect, text: &str) -> String {
     if dialect != Dialect::Postgres {
         return text.to_owned();
     }

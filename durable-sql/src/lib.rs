@@ -100,6 +100,13 @@
 //! it fails with `Error::Timeout`, or `Error::StoreUnavailable` when the database cannot be
 //! reached — never hangs. Messages carry the URL with its password removed.
 
+//! # Adopting an existing table
+//!
+//! [`TableBackend`] keeps a dict in a table the application already has, naming its key and
+//! value columns (durabledict's `ModelDict`), and follows other applications' writes to it
+//! through opt-in triggers or, without them, by polling a fingerprint of the table; see
+//! [its module](table).
+
 #![warn(missing_docs)]
 
 #[macro_use]
@@ -113,6 +120,7 @@ mod leases;
 #[cfg(feature = "postgres")]
 mod listen;
 mod reads;
+pub mod table;
 mod writes;
 
 use std::time::Duration;
@@ -121,6 +129,7 @@ pub use backend::SqlBackend;
 pub use builder::{SqlBackendBuilder, validate_namespace};
 pub use dialect::{Dialect, MAX_PREFIX_LEN, validate_prefix};
 pub use error::SqlError;
+pub use table::{MAX_TABLE_NAME_LEN, TABLE_CHANNEL, TableBackend, TableBackendBuilder, ValueKind};
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
 compile_error!("durable-sql needs at least one of the features `sqlite`, `postgres`, `mysql`");

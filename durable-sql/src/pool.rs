@@ -61,6 +61,17 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) async fn connect(options: SqlBackendBuilder) -> Result<Self> {
+        let shared = Self::open(&options).await?;
+        if options.read_only {
+            shared.run("check_schema", || shared.check_schema()).await?;
+        } else {
+            shared.run("migrate", || shared.migrate()).await?;
+        }
+        Ok(shared)
+    }
+
+    /// The pool and statements, with nothing created or checked in the database.
+    pub(crate) async fn open(options: &SqlBackendBuilder) -> Result<Self> {
         let secrets = Redactor::new(&options.url);
         let scheme = durable_core::scheme(&options.url).unwrap_or_default();
         let Some(dialect) = Dialect::of_scheme(&scheme) else {
@@ -77,14 +88,14 @@ impl Shared {
         let connecting = async {
             let mut backoff = Backoff::BUSY;
             loop {
-                match Self::open_pool(dialect, &options, &secrets).await {
+                match Self::open_pool(dialect, options, &secrets).await {
                     Err(fail) if fail.is_retryable() => tokio::time::sleep(backoff.next_delay()).await,
                     other => return other.map_err(|fail| error::map(&secrets, dialect.name(), fail)),
                 }
             }
         };
         let pool = probe.bound("connect", timeout, connecting).await?;
-        let shared = Self {
+        Ok(Self {
             pool,
             dialect,
             statements,
@@ -95,13 +106,7 @@ impl Shared {
             journal: options.journal.clone(),
             secrets,
             url: options.url.clone(),
-        };
-        if options.read_only {
-            shared.run("check_schema", || shared.check_schema()).await?;
-        } else {
-            shared.run("migrate", || shared.migrate()).await?;
-        }
-        Ok(shared)
+        })
     }
 
     pub(crate) async fn open_pool(
@@ -286,9 +291,9 @@ impl Shared {
     }
 }
 
-/// PostgreSQL 42P01, MySQL 1146, SQLite's "no such table": the table is not there.
-fn is_missing_table(err: &dyn sqlx::error::DatabaseError) -> bool {
-    matches!(err.code().as_deref(), Some("42P01" | "1146")) || err.message().starts_with("no such table")
+/// PostgreSQL 42P01, MySQL 1146 (SQLSTATE 42S02), SQLite's "no such table": the table is not there.
+pub(crate) fn is_missing_table(err: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(err.code().as_deref(), Some("42P01" | "1146" | "42S02")) || err.message().starts_with("no such table")
 }
 
 /// Whether the URL's query says which TLS mode to use (`sslmode=` or `ssl-mode=`).
