@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite against the real servers: writes target/bench/results.json (a flat
 # JSON object) and prints a table. Usage: scripts/bench.sh [--quick] [--backends a,b,...]
-# [--only read,memory,middleware,backends,propagation,journal,durabledict]
+# [--only read,memory,middleware,backends,propagation,journal,leases,oracle,cli,durabledict]
 # (backends: memory, sqlite, postgres, mysql, redis, zk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +15,6 @@ if command -v python3 >/dev/null && [[ ! -x $venv/bin/python ]]; then
     rm -rf "$venv"
   fi
 fi
-cargo bench --all-features --bench suite -- "$@"
+# The `durable` binary, as users run it, for the command line's figures.
+cargo build --release --quiet -p durable-cli
+DURABLE_CLI_BIN="$PWD/target/release/durable" cargo bench --all-features --bench suite -- "$@"
