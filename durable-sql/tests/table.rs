@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::conformance::{BackendFactory, require_service, unique_namespace, wait_until};
+use durable_core::conformance::{BackendFactory, PATIENCE, require_service, unique_namespace, wait_until};
 use durable_core::{Backend, Changes, DurableDict, Error, JournalConfig, Raw};
 use durable_sql::{TableBackend, ValueKind};
 use serde_json::{Value, json};
@@ -229,10 +229,20 @@ impl Setup {
         client(self.db, &self.url, statements)
     }
 
-    /// Syncs `dict` and checks it shows exactly what the client reads.
+    /// Syncs `dict` until it shows exactly what the client reads. Without hints one sync
+    /// does it; with PostgreSQL's, a sync right after the client's commit may come before
+    /// the notification does (and then rightly asks nothing), so it is given the patience.
     async fn agree(&self, dict: &DurableDict<Value>, what: &str) {
-        dict.sync().await.expect("sync");
-        assert_eq!(snapshot_map(dict), rows(self.db, &self.url, &self.table), "after {what}");
+        let want = rows(self.db, &self.url, &self.table);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            dict.sync().await.expect("sync");
+            if snapshot_map(dict) == want || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(snapshot_map(dict), want, "after {what}");
     }
 }
 
