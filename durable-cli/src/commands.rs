@@ -392,13 +392,8 @@ pub async fn copy(
     let changes = match mode {
         // Every key is written, whatever the destination holds.
         Mode::Upsert => staged.changes.into_iter().collect(),
-        Mode::Replace => {
-            let (current, _) = read_all(&*destination).await?;
-            let mut changes: Vec<_> = staged.changes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            changes
-                .extend(current.keys().filter(|key| !staged.changes.contains_key(*key)).map(|key| (key.clone(), None)));
-            changes
-        }
+        // Only what differs, and the destination's other keys removed.
+        Mode::Replace => plan(&read_all(&*destination).await?.0, &staged, true),
     };
     let bar = progress_bar(changes.len());
     let started = Instant::now();

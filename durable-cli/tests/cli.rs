@@ -146,6 +146,15 @@ async fn export_and_import_round_trip_with_both_modes() {
     assert_eq!(dict.snapshot().get("beta"), Some(&serde_json::json!({"on": true, "pct": 12.5})));
     ok(&["drop", &dst, &ns, "--yes"]).await;
     assert_eq!(ok(&["ls", &dst, &ns]).await, "");
+
+    // `copy --mode replace` leaves exactly the source; the default keeps other keys.
+    let other = sqlite();
+    ok(&["set", &other, &ns, "stale", "0"]).await;
+    ok(&["copy", &src, &ns, &other, &ns]).await;
+    assert_eq!(ok(&["ls", &other, &ns]).await, "beta\nlist\nmotd\nstale\n");
+    ok(&["set", &other, &ns, "list", "[4]"]).await;
+    ok(&["copy", &src, &ns, &other, &ns, "--mode", "replace"]).await;
+    assert_eq!(entries(&ok(&["export", &other, &ns]).await), entries(&exported));
 }
 
 /// A push against a version the store moved past writes nothing and exits 3 naming what

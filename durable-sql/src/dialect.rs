@@ -475,14 +475,19 @@ impl Statements {
     /// A number naming this schema for PostgreSQL's advisory lock and MySQL's `GET_LOCK`,
     /// so that instances starting at once migrate one after the other.
     pub fn migration_lock(&self) -> (i64, String) {
-        // FNV-1a over the schema table's name: stable across processes and versions.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in self.schema_table.bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        (hash as i64, format!("durable:{}", self.schema_table))
+        (fnv1a(&self.schema_table) as i64, format!("durable:{}", self.schema_table))
     }
+}
+
+/// FNV-1a (64-bit) of `text`: a name's number for PostgreSQL's advisory locks, stable
+/// across processes and versions.
+pub(crate) fn fnv1a(text: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 /// `?` placeholders as the dialect wants them (`$1, $2, ...` on PostgreSQL). The statements

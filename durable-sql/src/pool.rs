@@ -37,6 +37,48 @@ macro_rules! with_pool {
     };
 }
 
+/// Runs `$body` — an `async` block of type `Result<(), Fail>` that uses `$tx` — in one
+/// transaction that first takes the lock `$lock` (`(number, name)`) so that instances
+/// changing the schema at once go one after the other: PostgreSQL's transaction-level
+/// advisory lock, MySQL's session-level `GET_LOCK` (DDL commits implicitly there, so the
+/// transaction cannot hold it; released after the body), SQLite's `BEGIN IMMEDIATE`. An
+/// expression of type `Result<(), Fail>` (a macro: each dialect's transaction is its own
+/// type).
+macro_rules! under_schema_lock {
+    ($shared:expr, $lock:expr, $tx:ident => $body:expr) => {{
+        let shared: &crate::pool::Shared = $shared;
+        let (lock_id, lock_name): (i64, String) = $lock;
+        with_pool!(&shared.pool, pool => {
+            let mut conn = pool.acquire().await?;
+            let mut $tx = match shared.dialect {
+                Dialect::Sqlite => sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?,
+                _ => sqlx::Connection::begin(&mut *conn).await?,
+            };
+            match shared.dialect {
+                Dialect::Postgres => {
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_id).execute(&mut *$tx).await?;
+                }
+                Dialect::MySql => {
+                    let got: Option<i64> =
+                        sqlx::query_scalar("SELECT GET_LOCK(?, 30)").bind(&lock_name).fetch_one(&mut *$tx).await?;
+                    if got != Some(1) {
+                        let message = format!("could not take the lock {lock_name}");
+                        return Err(Fail::Core(crate::error::unexpected("mysql", message)));
+                    }
+                }
+                Dialect::Sqlite => {}
+            }
+            let result: Result<(), Fail> = $body.await;
+            if shared.dialect == Dialect::MySql {
+                let _ = sqlx::query("SELECT RELEASE_LOCK(?)").bind(&lock_name).execute(&mut *$tx).await;
+            }
+            result?;
+            $tx.commit().await?;
+            Ok(())
+        })
+    }};
+}
+
 pub(crate) fn sql(statement: &Arc<str>) -> AssertSqlSafe<Arc<str>> {
     AssertSqlSafe(Arc::clone(statement))
 }
@@ -240,52 +282,21 @@ impl Shared {
         let s = &self.statements;
         let migrations = s.migrations();
         let target = migrations.len() as i64;
-        let (lock_id, lock_name) = s.migration_lock();
-        with_pool!(&self.pool, pool => {
-            let mut conn = pool.acquire().await?;
-            let mut tx = match self.dialect {
-                Dialect::Sqlite => sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?,
-                _ => sqlx::Connection::begin(&mut *conn).await?,
-            };
-            match self.dialect {
-                Dialect::Postgres => {
-                    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_id).execute(&mut *tx).await?;
-                }
-                Dialect::MySql => {
-                    // DDL commits implicitly on MySQL: a session-level named lock guards it.
-                    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 30)")
-                        .bind(&lock_name)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    if got != Some(1) {
-                        return Err(Fail::Core(crate::error::unexpected("mysql", "could not take the migration lock")));
-                    }
-                }
-                Dialect::Sqlite => {}
+        under_schema_lock!(self, s.migration_lock(), tx => async {
+            sqlx::query(AssertSqlSafe(s.create_schema_table())).execute(&mut *tx).await?;
+            let current: Option<i64> = sqlx::query_scalar(AssertSqlSafe(s.read_schema_version()))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let current = current.unwrap_or(0);
+            if current > target {
+                tracing::warn!(current, target, "durable-sql: the schema is newer than this version of durable knows");
             }
-            let result = async {
-                sqlx::query(AssertSqlSafe(s.create_schema_table())).execute(&mut *tx).await?;
-                let current: Option<i64> = sqlx::query_scalar(AssertSqlSafe(s.read_schema_version()))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let current = current.unwrap_or(0);
-                if current > target {
-                    tracing::warn!(current, target, "durable-sql: the schema is newer than this version of durable knows");
+            for (index, statements) in migrations.iter().enumerate().skip(current.max(0) as usize) {
+                for statement in statements {
+                    sqlx::query(AssertSqlSafe(statement.clone())).execute(&mut *tx).await?;
                 }
-                for (index, statements) in migrations.iter().enumerate().skip(current.max(0) as usize) {
-                    for statement in statements {
-                        sqlx::query(AssertSqlSafe(statement.clone())).execute(&mut *tx).await?;
-                    }
-                    sqlx::query(sql(&s.write_schema_version())).bind(index as i64 + 1).execute(&mut *tx).await?;
-                }
-                Ok::<(), Fail>(())
+                sqlx::query(sql(&s.write_schema_version())).bind(index as i64 + 1).execute(&mut *tx).await?;
             }
-            .await;
-            if self.dialect == Dialect::MySql {
-                let _ = sqlx::query("SELECT RELEASE_LOCK(?)").bind(&lock_name).execute(&mut *tx).await;
-            }
-            result?;
-            tx.commit().await?;
             Ok(())
         })
     }

@@ -94,49 +94,21 @@ fn check_kind(dialect: Dialect, kind: ValueKind, value_type: &str) -> Result<(),
 /// Creates what is missing of the companion tables and the triggers, under a lock so that
 /// instances starting at once install one after the other.
 pub(crate) async fn install(shared: &Shared, s: &TableStatements) -> Result<(), Fail> {
-    with_pool!(&shared.pool, pool => {
-        let mut conn = pool.acquire().await?;
-        let mut tx = match shared.dialect {
-            Dialect::Sqlite => sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?,
-            _ => sqlx::Connection::begin(&mut *conn).await?,
-        };
-        match shared.dialect {
-            Dialect::Postgres => {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(&s.lock_name).execute(&mut *tx).await?;
-            }
-            Dialect::MySql => {
-                // DDL commits implicitly on MySQL: a session-level named lock guards it.
-                let got: Option<i64> =
-                    sqlx::query_scalar("SELECT GET_LOCK(?, 30)").bind(&s.lock_name).fetch_one(&mut *tx).await?;
-                if got != Some(1) {
-                    return Err(Fail::Core(unexpected("mysql", "could not take the trigger installation lock")));
-                }
-            }
-            Dialect::Sqlite => {}
+    under_schema_lock!(shared, s.lock.clone(), tx => async {
+        for statement in &s.install {
+            sqlx::raw_sql(AssertSqlSafe(statement.clone())).execute(&mut *tx).await?;
         }
-        let result = async {
-            for statement in &s.install {
-                sqlx::raw_sql(AssertSqlSafe(statement.clone())).execute(&mut *tx).await?;
+        for (name, create) in &s.mysql_triggers {
+            let there: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME = ?",
+            )
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+            if there == 0 {
+                sqlx::raw_sql(AssertSqlSafe(create.clone())).execute(&mut *tx).await?;
             }
-            for (name, create) in &s.mysql_triggers {
-                let there: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME = ?",
-                )
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await?;
-                if there == 0 {
-                    sqlx::raw_sql(AssertSqlSafe(create.clone())).execute(&mut *tx).await?;
-                }
-            }
-            Ok::<(), Fail>(())
         }
-        .await;
-        if shared.dialect == Dialect::MySql {
-            let _ = sqlx::query("SELECT RELEASE_LOCK(?)").bind(&s.lock_name).execute(&mut *tx).await;
-        }
-        result?;
-        tx.commit().await?;
         Ok(())
     })
 }

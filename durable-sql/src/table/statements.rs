@@ -7,7 +7,7 @@ use std::sync::Arc;
 use durable_core::Result;
 
 use super::{TABLE_CHANNEL, TableBackendBuilder, ValueKind};
-use crate::dialect::{Dialect, placeholders};
+use crate::dialect::{Dialect, fnv1a, placeholders};
 
 /// The key and value columns' types as the catalog writes them (`character varying(100)`,
 /// `jsonb`, `varchar(255)` with its character set and collation on MySQL).
@@ -56,8 +56,8 @@ pub(crate) struct TableStatements {
     pub mysql_triggers: Vec<(String, String)>,
     /// DDL that removes them.
     pub uninstall: Vec<String>,
-    /// A name for the install lock (advisory lock, `GET_LOCK`).
-    pub lock_name: String,
+    /// The install lock: its number (PostgreSQL) and name (MySQL).
+    pub lock: (i64, String),
 }
 
 impl TableStatements {
@@ -163,7 +163,7 @@ impl TableStatements {
             install,
             mysql_triggers,
             uninstall,
-            lock_name: format!("durable:table:{name}"),
+            lock: (fnv1a(&format!("durable:table:{name}")) as i64, format!("durable:table:{name}")),
         })
     }
 }
@@ -295,12 +295,7 @@ pub(crate) fn is_type_name(text: &str) -> bool {
     !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || " _(),\"".contains(c))
 }
 
-/// A stable 32-bit id (FNV-1a) of a table or key, for PostgreSQL's advisory locks.
+/// A table's or key's number for PostgreSQL's two-part advisory locks.
 pub(crate) fn lock_id(text: &str) -> i32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in text.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash as i32
+    fnv1a(text) as i32
 }
