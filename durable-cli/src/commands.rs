@@ -491,7 +491,7 @@ pub async fn drop_namespace(url: &str, namespace: &str, yes: bool) -> Result<(),
             return Err(CliError::Input("drop asks for a confirmation on a terminal; pass --yes to skip it".into()));
         }
         eprint!(
-            "remove all {} keys of {namespace} at {}? type the namespace to confirm: ",
+            "remove namespace {namespace} ({} keys, its journal and leases) from {}? type the namespace to confirm: ",
             current.len(),
             redact_url(url)
         );
@@ -501,8 +501,6 @@ pub async fn drop_namespace(url: &str, namespace: &str, yes: bool) -> Result<(),
             return Err(CliError::Input("not confirmed; nothing removed".into()));
         }
     }
-    let count = current.len();
-    let changes = current.into_keys().map(|key| (key, None)).collect();
-    let applied = apply_all(&*backend, changes, None, 1000, &progress_bar(count)).await?;
-    out(&format!("removed {count} keys of {namespace} (was at version {version}) {}", applied.describe()))
+    backend.remove_namespace().await?;
+    out(&format!("removed namespace {namespace}: {} keys, its version ({version}), journal and leases", current.len()))
 }

@@ -178,7 +178,8 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Remove every key of a namespace, after a confirmation (or `--yes`).
+    /// Remove a namespace from its store entirely — keys, version, journal, leases — after
+    /// a confirmation (or `--yes`). Stop the processes using it first.
     #[command(after_help = "Example:\n  durable drop sqlite://old.db flags --yes")]
     Drop {
         url: String,

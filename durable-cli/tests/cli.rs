@@ -144,8 +144,13 @@ async fn export_and_import_round_trip_with_both_modes() {
     // A dict reading the copy decodes the values as the source's writers wrote them.
     let dict = durable::DurableDict::<serde_json::Value>::builder(backend(&dst, &ns).await).build().await.unwrap();
     assert_eq!(dict.snapshot().get("beta"), Some(&serde_json::json!({"on": true, "pct": 12.5})));
-    ok(&["drop", &dst, &ns, "--yes"]).await;
+    assert!(!ok(&["history", &dst, &ns]).await.is_empty());
+    let said = ok(&["drop", &dst, &ns, "--yes"]).await;
+    assert!(said.starts_with(&format!("removed namespace {ns}: 3 keys")), "{said}");
     assert_eq!(ok(&["ls", &dst, &ns]).await, "");
+    assert_eq!(ok(&["history", &dst, &ns]).await, "", "the journal went with it");
+    let removed = backend(&dst, &ns).await;
+    assert_eq!(removed.last_updated().await.unwrap(), 0, "the version went with it");
 
     // `copy --mode replace` leaves exactly the source; the default keeps other keys.
     let other = sqlite();

@@ -253,4 +253,18 @@ pub trait Backend: Send + Sync + 'static {
     /// [`Error::LeaseLost`] and writes nothing. A release hints [`Hint::LeaseReleased`] to
     /// watchers where the store pushes hints.
     async fn lease(&self, key: &str, op: LeaseOp) -> Result<LeaseAnswer>;
+
+    /// Removes the namespace from its store entirely: every key, and everything kept beside
+    /// them — the version, the change log, the journal, the leases. Dicts still following
+    /// it see it empty at their next sync (the store's version goes back to 0, which makes
+    /// them reload); a handle opened afterwards finds a namespace that never existed, at
+    /// version 0, and writing to it starts it again.
+    ///
+    /// Versions start again from 0 afterwards, so a process that kept a handle across the
+    /// removal and did not sync meanwhile could take the new namespace's version N for the
+    /// old one's: stop the processes using a namespace before removing it and creating it
+    /// again. Leases end with it (their tokens start again too). It is for decommissioning
+    /// (`durable drop`), not for emptying a live namespace — a batch deleting every key
+    /// does that, as one version.
+    async fn remove_namespace(&self) -> Result<()>;
 }

@@ -52,6 +52,7 @@ call_counts! {
     journal: "`journal` calls (journal pages).",
     history: "`history` calls (a key's records).",
     lease: "`lease` calls (acquire, renew, release).",
+    remove_namespace: "`remove_namespace` calls.",
 }
 
 /// Wraps a backend and counts calls to it; see [`CallCounts`]. Everything else is the

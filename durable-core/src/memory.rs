@@ -457,4 +457,14 @@ impl Backend for MemoryBackend {
             Ok(answer)
         })
     }
+
+    /// Empties the namespace back to a new one; its watchers stay subscribed and are told.
+    async fn remove_namespace(&self) -> Result<()> {
+        self.with(|ns, _| {
+            let hints = ns.hints.clone();
+            *ns = Namespace { hints, ..Namespace::new() };
+            let _ = ns.hints.send(Hint::Changed { version: None });
+            Ok(())
+        })
+    }
 }

@@ -192,4 +192,12 @@ impl<S: SimpleStore> Backend for ReadThenWrite<S> {
             what: "leases (they need a store that checks every write atomically)",
         })
     }
+
+    /// Refused: four primitives can delete the keys but not the version beside them.
+    async fn remove_namespace(&self) -> Result<()> {
+        Err(Error::Unsupported {
+            backend: self.0.name(),
+            what: "removing a namespace (four primitives cannot remove its version)",
+        })
+    }
 }

@@ -83,11 +83,13 @@ pub enum Call<'a> {
         /// What is asked.
         op: LeaseOp,
     },
+    /// [`Backend::remove_namespace`].
+    RemoveNamespace,
 }
 
 impl Call<'_> {
     /// Every method, in declaration order: [`Call::index`] is a position in it.
-    pub const METHODS: [&'static str; 13] = [
+    pub const METHODS: [&'static str; 14] = [
         "persist",
         "depersist",
         "durables",
@@ -101,6 +103,7 @@ impl Call<'_> {
         "journal",
         "history",
         "lease",
+        "remove_namespace",
     ];
 
     /// The method's position in [`Call::METHODS`].
@@ -119,6 +122,7 @@ impl Call<'_> {
             Call::Journal { .. } => 10,
             Call::History { .. } => 11,
             Call::Lease { .. } => 12,
+            Call::RemoveNamespace => 13,
         }
     }
 
@@ -320,6 +324,9 @@ impl<W: Wrap> Backend for W {
     }
     async fn lease(&self, key: &str, op: LeaseOp) -> Result<LeaseAnswer> {
         self.enter(Call::Lease { key, op }).await?.lease(key, op).await
+    }
+    async fn remove_namespace(&self) -> Result<()> {
+        self.enter(Call::RemoveNamespace).await?.remove_namespace().await
     }
 }
 

@@ -129,6 +129,7 @@ impl ObjectBackendBuilder {
         let root = location.prefix.clone().join(namespace);
         let inner = Inner {
             store: location.store,
+            root: root.clone(),
             log_dir: root.clone().join("log"),
             checkpoint_dir: root.clone().join("checkpoint"),
             clock_path: root.clone().join("clock"),
@@ -170,6 +171,8 @@ pub struct ObjectBackend {
 
 struct Inner {
     store: Arc<dyn ObjectStore>,
+    /// `<prefix>/<namespace>`: everything of the namespace is under it.
+    root: Path,
     log_dir: Path,
     checkpoint_dir: Path,
     blob_dir: Path,
@@ -1106,6 +1109,28 @@ impl Backend for ObjectBackend {
                 _ => Err(self.inner.store_error("a lease operation was replayed as a write")),
             },
         )
+        .await
+    }
+
+    /// Deletes every object under the namespace: its log, checkpoints, large values and
+    /// clock. A handle still following it finds its head commit gone at its next full check
+    /// (`verify_every`) and shows the namespace empty from then on; this handle at once.
+    async fn remove_namespace(&self) -> Result<()> {
+        let inner = &self.inner;
+        self.bounded("remove_namespace", async {
+            let mut replica = inner.replica.lock().await;
+            let listed: Vec<Path> = inner
+                .store
+                .list(Some(&inner.root))
+                .map_ok(|meta| meta.location)
+                .try_collect()
+                .await
+                .map_err(|err| inner.map(err))?;
+            inner.delete(listed).await?;
+            inner.load_checkpoint(&mut replica, std::iter::empty()).await?;
+            replica.verified_at = Some(Instant::now());
+            Ok(())
+        })
         .await
     }
 }

@@ -233,6 +233,35 @@ async fn a_reader_left_behind_by_the_clean_up_reloads() {
     }
 }
 
+/// A handle still open on a removed namespace shows it empty after its next full check,
+/// not its last state for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_handle_sees_its_namespace_removed_at_its_next_full_check() {
+    for store in STORES {
+        if !store.available().await {
+            continue;
+        }
+        let ns = unique_namespace("object-removed");
+        let builder = || store.builder().verify_every(Duration::from_millis(100));
+        let writer = builder().connect(&ns).await.unwrap();
+        writer.persist("a", Bytes::from_static(b"1")).await.unwrap();
+        writer.persist("b", Bytes::from_static(b"2")).await.unwrap();
+        let reader = dict(Arc::new(builder().connect(&ns).await.unwrap())).await;
+        assert_eq!(reader.snapshot().len(), 2, "{store:?}");
+        writer.remove_namespace().await.unwrap();
+        if let Some((raw, prefix)) = store.raw() {
+            let under = prefix.clone().join(ns.as_str());
+            let left: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(raw.list(Some(&under))).await.unwrap();
+            assert!(left.is_empty(), "{store:?}: objects left behind: {left:?}");
+        }
+        reader.sync().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        reader.sync().await.unwrap();
+        assert!(reader.snapshot().is_empty(), "{store:?}: still shows {:?}", reader.snapshot().len());
+        assert_eq!(reader.version(), 0, "{store:?}");
+    }
+}
+
 /// Values over the inline limit are objects of their own, read back whole by new readers,
 /// by deltas and by the journal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -278,4 +278,16 @@ impl Backend for RedisBackend {
             other => Err(unexpected(format!("unexpected lease status {other}"))),
         }
     }
+
+    /// One script deletes every key of the namespace's layout and hints.
+    async fn remove_namespace(&self) -> Result<()> {
+        let k = &self.keys;
+        let mut invocation = self.shared.scripts.remove.prepare_invoke();
+        for key in [&k.hash, &k.counter, &k.log, &k.head, &k.floor, &k.journal, &k.journal_trimmed, &k.leases] {
+            invocation.key(key);
+        }
+        invocation.arg(&k.channel);
+        let mut connection = self.shared.commands.clone();
+        self.run("remove_namespace", invocation.invoke_async::<i64>(&mut connection)).await.map(drop)
+    }
 }

@@ -344,4 +344,25 @@ impl Backend for VersionOracle {
     async fn lease(&self, key: &str, op: LeaseOp) -> Result<LeaseAnswer> {
         self.inner.lease(key, op).await
     }
+
+    /// Removes the data store's namespace, then the oracle's version key, and hints: the
+    /// data store is the truth, and a version key left behind would only be found wrong.
+    async fn remove_namespace(&self) -> Result<()> {
+        self.inner.remove_namespace().await?;
+        *self.state() = State::default();
+        let (key, channel) = (self.key.clone(), self.channel.clone());
+        self.oracle("remove_namespace", true, |connection| {
+            Box::pin(async move {
+                redis::pipe()
+                    .atomic()
+                    .del(key)
+                    .ignore()
+                    .publish(channel, "removed")
+                    .ignore()
+                    .query_async::<()>(connection)
+                    .await
+            })
+        })
+        .await
+    }
 }

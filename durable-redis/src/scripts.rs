@@ -44,6 +44,7 @@ macro_rules! mutations {
                 include_str!("lua/lease_record.lua"),
                 include_str!("lua/lease.lua")
             )),
+            remove: Script::new(concat!(include_str!($publish), include_str!("lua/remove.lua"))),
         }
     };
 }
@@ -67,6 +68,8 @@ pub(crate) struct Scripts {
     pub(crate) changes: Script,
     /// `lua/lease.lua`: acquire, renew or release one key's lease.
     pub(crate) lease: Script,
+    /// `lua/remove.lua`: ARGV[1] the channel → how many keys it deleted.
+    pub(crate) remove: Script,
 }
 
 impl Scripts {

@@ -135,4 +135,8 @@ impl Backend for SqlBackend {
         self.validate_key(key)?;
         self.shared.run("lease", || self.lease_once(key, op)).await
     }
+
+    async fn remove_namespace(&self) -> Result<()> {
+        self.shared.run("remove_namespace", || self.remove_once()).await
+    }
 }

@@ -86,6 +86,8 @@ pub struct Statements {
     pub prune: Arc<str>,
     pub set_horizon: Arc<str>,
     pub notify: Arc<str>,
+    /// Removing a namespace: deletes its entries, journal, leases, and last its row.
+    pub remove: [Arc<str>; 4],
     /// The LISTEN/NOTIFY channel (PostgreSQL).
     pub channel: String,
     /// The journal's statements.
@@ -331,6 +333,8 @@ impl Statements {
             prune: sql(format!("DELETE FROM {e} WHERE namespace = ? AND tombstone = TRUE AND version <= ?")),
             set_horizon: sql(format!("UPDATE {n} SET horizon = ? WHERE namespace = ?")),
             notify: sql("SELECT pg_notify(?, ?)".to_owned()),
+            remove: [e.as_str(), j.as_str(), l.as_str(), n.as_str()]
+                .map(|table| sql(format!("DELETE FROM {table} WHERE namespace = ?"))),
             channel: format!("{prefix}durable_changes"),
             schema_table: format!("{prefix}durable_schema"),
             index: format!("{prefix}durable_entries_by_version"),

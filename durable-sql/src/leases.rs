@@ -55,4 +55,30 @@ impl SqlBackend {
         }
         .await)
     }
+
+    /// One transaction: locks the namespace row (as a lease operation does, so that it is
+    /// ordered with every write), deletes the namespace's entries, journal, leases and row,
+    /// and notifies without a version.
+    pub(crate) async fn remove_once(&self) -> Result<(), Fail> {
+        let shared = &*self.shared;
+        let s = &shared.statements;
+        let ns = self.namespace.as_str();
+        with_pool!(&shared.pool, pool => async {
+            let mut tx = match shared.dialect {
+                Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+                _ => pool.begin().await?,
+            };
+            sqlx::query(sql(&s.leases.lock)).bind(ns).execute(&mut *tx).await?;
+            for statement in &s.remove {
+                sqlx::query(sql(statement)).bind(ns).execute(&mut *tx).await?;
+            }
+            if shared.dialect == Dialect::Postgres {
+                let payload = format!("removed {ns}");
+                sqlx::query(sql(&s.notify)).bind(&s.channel).bind(payload).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await)
+    }
 }

@@ -66,7 +66,8 @@ pub(crate) async fn subscribe(
 }
 
 /// `"<version> <namespace>"` → a change at that version, `"lease <namespace>"` → a lease
-/// released, when the namespace is ours.
+/// released, `"removed <namespace>"` → a change without a version (the namespace was
+/// removed: its version went back), when the namespace is ours.
 fn parse(payload: &str, namespace: &str) -> Option<Hint> {
     let (what, ns) = payload.split_once(' ')?;
     if ns != namespace {
@@ -74,6 +75,7 @@ fn parse(payload: &str, namespace: &str) -> Option<Hint> {
     }
     match what {
         "lease" => Some(Hint::LeaseReleased),
+        "removed" => Some(Hint::Changed { version: None }),
         version => version.parse().ok().map(|version| Hint::Changed { version: Some(version) }),
     }
 }
@@ -87,6 +89,7 @@ mod tests {
         assert_eq!(super::parse("42 flags x", "flags x"), Some(Hint::Changed { version: Some(42) }));
         assert_eq!(super::parse("lease flags", "flags"), Some(Hint::LeaseReleased));
         assert_eq!(super::parse("lease other", "flags"), None);
+        assert_eq!(super::parse("removed flags", "flags"), Some(Hint::Changed { version: None }));
         assert_eq!(super::parse("42 other", "flags"), None);
         assert_eq!(super::parse("garbage", "flags"), None);
     }

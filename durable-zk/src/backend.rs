@@ -322,4 +322,10 @@ impl Backend for ZkBackend {
         self.check_key(key)?;
         self.run("lease", self.lease_op(key, op)).await
     }
+
+    /// Handles still open on the namespace find it gone (version 0, no keys) and their
+    /// writes fail until they are opened again, which makes the namespace anew.
+    async fn remove_namespace(&self) -> Result<()> {
+        self.remove().await
+    }
 }

@@ -109,6 +109,43 @@ impl ZkBackend {
         Ok(version)
     }
 
+    /// Removes the namespace: every key's znode, the journal's and the leases' nodes with
+    /// their children, then the namespace node (children first: ZooKeeper deletes only
+    /// leaves). A key another writer creates meanwhile leaves the namespace node not empty:
+    /// the removal goes round again.
+    pub(crate) async fn remove(&self) -> Result<()> {
+        const OPERATION: &str = "remove_namespace";
+        let config = &self.shared.config;
+        let parents = [config.ns_path.as_str(), config.journal_path.as_str(), config.leases_path.as_str()];
+        for _ in 0..MAX_ATTEMPTS {
+            let client = self.shared.state.client();
+            let mut doomed = Vec::new();
+            for parent in parents {
+                match self.bounded(OPERATION, client.get_children(parent)).await? {
+                    Ok((children, _)) => doomed.extend(children.into_iter().map(|child| format!("{parent}/{child}"))),
+                    Err(zk::Error::NoNode) => {}
+                    Err(err) => return Err(map_error(err)),
+                }
+            }
+            let gone = |answer: std::result::Result<(), zk::Error>| match answer {
+                Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+                Err(err) => Err(map_error(err)),
+            };
+            self.batched(OPERATION, &doomed, |path| async { gone(client.delete(path, None).await) }).await?;
+            let mut emptied = true;
+            for parent in [config.journal_path.as_str(), config.leases_path.as_str(), config.ns_path.as_str()] {
+                match self.bounded(OPERATION, client.delete(parent, None)).await? {
+                    Err(zk::Error::NotEmpty) => emptied = false,
+                    answer => gone(answer)?,
+                }
+            }
+            if emptied {
+                return Ok(());
+            }
+        }
+        Err(unexpected("other writers kept adding keys while the namespace was being removed"))
+    }
+
     /// Applies `batch` as one multi: a put creates or overwrites its key's znode, a delete
     /// removes the znode when it exists; with a guard, the multi also requires the
     /// namespace node at that version (its node version is the dict version). `None` when

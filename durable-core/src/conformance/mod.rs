@@ -42,6 +42,7 @@ mod leases;
 mod model;
 mod operations;
 mod read_only;
+mod removal;
 mod support;
 
 pub use archive::restore_rebuilds_the_namespace_at_any_version;
@@ -73,6 +74,7 @@ pub use operations::{
     version_strictly_increases,
 };
 pub use read_only::a_read_only_dict_follows_the_store_and_refuses_writes;
+pub use removal::removing_a_namespace_leaves_nothing;
 
 /// Hands out backends for the suite.
 #[async_trait]
@@ -98,6 +100,13 @@ pub trait BackendFactory: Send + Sync + 'static {
     /// missing is skipped on a laptop and fails under `DURABLE_REQUIRE_SERVICES=1` (CI); see
     /// [`require_service`].
     async fn available(&self) -> bool {
+        true
+    }
+
+    /// Whether a handle still open on a namespace sees its removal at its next sync (and
+    /// the suite checks that a following dict shows it empty within [`PATIENCE`]). Object
+    /// storage says no: a handle notices at its next full check (`verify_every`).
+    fn removal_reaches_open_handles(&self) -> bool {
         true
     }
 }
@@ -142,6 +151,10 @@ impl<F: BackendFactory> BackendFactory for Wrapped<F> {
 
     async fn available(&self) -> bool {
         self.0.available().await
+    }
+
+    fn removal_reaches_open_handles(&self) -> bool {
+        self.0.removal_reaches_open_handles()
     }
 }
 
@@ -276,6 +289,7 @@ macro_rules! conformance_tests {
             retention_trims_old_records_and_nothing_else,
             the_journal_follows_new_writes,
             restore_rebuilds_the_namespace_at_any_version,
+            removing_a_namespace_leaves_nothing,
         );
     };
     // Everything but the change journal's tests: for a store that keeps no journal (an

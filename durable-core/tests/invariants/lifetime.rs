@@ -133,6 +133,9 @@ impl Backend for VersionlessWriters {
     async fn lease(&self, _key: &str, _op: durable_core::LeaseOp) -> durable_core::Result<durable_core::LeaseAnswer> {
         Self::unused("lease")
     }
+    async fn remove_namespace(&self) -> durable_core::Result<()> {
+        Self::unused("remove_namespace")
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

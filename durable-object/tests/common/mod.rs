@@ -49,6 +49,12 @@ impl Store {
 
 #[durable_core::async_trait]
 impl BackendFactory for Store {
+    /// An open handle notices a removal at its next full check (`verify_every`, 5 min);
+    /// `tests/object.rs` checks that with a short one.
+    fn removal_reaches_open_handles(&self) -> bool {
+        false
+    }
+
     async fn backend(&self, namespace: &str) -> Arc<dyn Backend> {
         Arc::new(self.connect(namespace).await)
     }

@@ -733,4 +733,12 @@ impl Backend for TableBackend {
     async fn lease(&self, _key: &str, _op: LeaseOp) -> Result<LeaseAnswer> {
         Err(Error::Unsupported { backend: self.name(), what: "leases on an adopted table" })
     }
+
+    /// Refused: the table is the application's, and so is deciding to drop it.
+    async fn remove_namespace(&self) -> Result<()> {
+        Err(Error::Unsupported {
+            backend: self.name(),
+            what: "removing an adopted table (it belongs to its application: drop it with SQL)",
+        })
+    }
 }
