@@ -15,6 +15,7 @@ use std::time::Instant;
 mod backends;
 mod cli;
 mod durabledict;
+mod flags;
 mod journal;
 mod leases;
 mod middleware;
@@ -157,7 +158,7 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut results = Results::default();
     println!("{:<48} {:>14}", "figure", "value");
-    // `--only read,memory,middleware,backends,journal,leases,oracle,cli,durabledict` runs some groups (default: all).
+    // `--only read,memory,middleware,backends,journal,leases,oracle,cli,flags,durabledict` runs some groups (default: all).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let wanted = |group: &str| only.as_deref().is_none_or(|only| only.split(',').any(|g| g == group));
     if wanted("read") {
@@ -203,6 +204,10 @@ async fn main() {
     // `--only cli`: the `durable` binary's copy from Redis to PostgreSQL beside PostgreSQL's COPY.
     if wanted("cli") && has("redis") && has("postgres") {
         cli::cli_figures(&config, &url_of("redis", &dir), &url_of("postgres", &dir), &mut results).await;
+    }
+    // `--only flags`: flag evaluation beside a snapshot get and flagd's engine.
+    if wanted("flags") {
+        flags::flag_figures(&config, &mut results).await;
     }
     if wanted("durabledict") && config.backends.iter().any(|b| b == "redis") {
         durabledict_figures(&config, &mut results).await;

@@ -93,9 +93,16 @@ impl Flags {
         FlagsSnapshot { snapshot, compiled, engine: Arc::clone(&self.engine) }
     }
 
-    /// Evaluates `key` for `context` on the current snapshot.
+    /// Evaluates `key` for `context` on the snapshot the task pinned, else the current one.
     pub fn evaluate<T: FlagValue>(&self, key: &str, context: &Context) -> Resolution<T> {
-        self.snapshot().evaluate(key, context)
+        self.pinned_or_current().evaluate(key, context)
+    }
+
+    /// The snapshot this task pinned with [`FlagsSnapshot::scope`] (when it is of these
+    /// flags' dict), else the current one.
+    pub fn pinned_or_current(&self) -> FlagsSnapshot {
+        let pinned = PINNED.try_with(|pinned| Arc::ptr_eq(&pinned.engine, &self.engine).then(|| pinned.clone()));
+        pinned.ok().flatten().unwrap_or_else(|| self.snapshot())
     }
 
     fn compiled_for(&self, snapshot: &Snapshot<Value>) -> Arc<Compiled> {
@@ -195,6 +202,11 @@ impl Flags {
     }
 }
 
+tokio::task_local! {
+    /// The snapshot a request pinned with [`FlagsSnapshot::scope`].
+    static PINNED: FlagsSnapshot;
+}
+
 /// The flags of one snapshot version, compiled: evaluating reads only memory.
 #[derive(Clone)]
 pub struct FlagsSnapshot {
@@ -213,6 +225,13 @@ impl std::fmt::Debug for FlagsSnapshot {
 }
 
 impl FlagsSnapshot {
+    /// Runs `work` (a request's handler) with this snapshot pinned: every evaluation through
+    /// [`Flags::pinned_or_current`] — the OpenFeature provider's — within it reads this one
+    /// version, even if the dict moves meanwhile.
+    pub async fn scope<F: std::future::Future>(self, work: F) -> F::Output {
+        PINNED.scope(self, work).await
+    }
+
     /// The dict version these flags are.
     pub fn version(&self) -> Version {
         self.snapshot.version()

@@ -17,8 +17,8 @@ use crate::flags::Flags;
 
 /// OpenFeature's view of [`Flags`]: every resolution reads the dict's current snapshot,
 /// compiled once per version, with no I/O. Its status follows the dict's: `Ready`, `STALE`
-/// while the store is failing (the last good flags are served), `Error` while there is
-/// nothing to serve (never synced and no backup).
+/// while the store is failing or the flags came from the dict's backup file (the last good
+/// flags are served), `Error` while that is so and there are no flags to serve.
 ///
 /// The OpenFeature API hands a provider no default value, so where flagd serves the
 /// caller's default — a disabled flag, a flag without a default variant that no rule
@@ -160,7 +160,7 @@ impl FeatureProvider for FlagsProvider {
         let status = self.flags.status();
         if status.failing_since.is_none() && !status.from_backup {
             ProviderStatus::Ready
-        } else if status.last_success.is_some() || status.from_backup {
+        } else if self.flags.snapshot().keys().next().is_some() {
             ProviderStatus::STALE
         } else {
             ProviderStatus::Error
