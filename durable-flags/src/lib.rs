@@ -14,7 +14,8 @@
 //!   high-precision form, by default, [`Bucketing::V1`] the legacy one), `sem_ver`,
 //!   `starts_with`, `ends_with`, and `$flagd.flagKey` / `$flagd.timestamp` in the data.
 //! - A [`Resolution`] carries value, variant, reason and error code as OpenFeature's
-//!   resolution details do; [`FlagsProvider`] is the `open-feature` crate's provider.
+//!   resolution details do; [`FlagsProvider`] is the `open-feature` crate's provider, and
+//!   `ofrep::router` (feature `ofrep`) serves the OpenFeature Remote Evaluation Protocol.
 //!
 //! Semantics follow flagd's evaluator: a disabled flag gives reason `DISABLED` and the
 //! caller's default; a rule answering `null` gives the default variant (`DEFAULT`); no
@@ -28,6 +29,8 @@ mod definition;
 mod error;
 mod eval;
 mod flags;
+#[cfg(feature = "ofrep")]
+pub mod ofrep;
 mod ops;
 #[cfg(feature = "openfeature")]
 mod provider;

@@ -1,0 +1,168 @@
+//! OFREP served by `durable_flags::ofrep::router` over a real socket, read by a real OFREP
+//! provider from another ecosystem: Python's OpenFeature SDK with
+//! `openfeature-provider-ofrep` (from PyPI). Every type, targeting, a disabled flag, a
+//! missing flag, a change seen at the next evaluation; the bulk endpoint's ETag and 304.
+
+#![cfg(feature = "ofrep")]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use durable_core::DurableDict;
+use durable_core::conformance::{python_venv, run_python_helper, unique_namespace};
+use durable_flags::{Context, FlagDefinition, FlagSet, Flags};
+use serde_json::{Value, json};
+
+const HELPER: &str = r#"
+import json, sys
+import requests
+from openfeature import api
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.contrib.provider.ofrep import OFREPProvider
+
+command, base = sys.argv[1], sys.argv[2]
+if command == "eval":
+    api.set_provider(OFREPProvider(base_url=base))
+    client = api.get_client()
+    for query in sys.argv[3:]:
+        q = json.loads(query)
+        context = EvaluationContext(targeting_key=q.get("targetingKey"), attributes=q.get("attributes", {}))
+        resolve = getattr(client, "get_%s_details" % q["type"])
+        d = resolve(q["key"], q["default"], context)
+        print(json.dumps({"key": q["key"], "value": d.value, "reason": d.reason and str(d.reason.value if hasattr(d.reason, "value") else d.reason),
+                          "variant": d.variant, "error": d.error_code and str(d.error_code.value if hasattr(d.error_code, "value") else d.error_code)}))
+elif command == "bulk":
+    headers = {"If-None-Match": sys.argv[4]} if len(sys.argv) > 4 else {}
+    r = requests.post(base + "/ofrep/v1/evaluate/flags", json={"context": json.loads(sys.argv[3])}, headers=headers)
+    print(json.dumps({"status": r.status_code, "etag": r.headers.get("ETag"), "body": r.json() if r.status_code == 200 else None}))
+"#;
+
+async fn python() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ofrep-venv");
+    python_venv(&dir, &["openfeature-sdk==0.10.0", "openfeature-provider-ofrep==0.3.0"], HELPER).await?;
+    Some(dir)
+}
+
+fn flag_set() -> FlagSet {
+    FlagSet::from_json(
+        &json!({"flags": {
+            "checkout": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                "targeting": {"if": [{"==": [{"var": "plan"}, "pro"]}, "on"]}, "metadata": {"owner": "payments"}},
+            "title": {"state": "ENABLED", "variants": {"a": "Checkout", "b": "Pay now"}, "defaultVariant": "a",
+                "targeting": {"fractional": [["a", 50], ["b", 50]]}},
+            "limit": {"state": "ENABLED", "variants": {"low": 10, "high": 1000}, "defaultVariant": "high"},
+            "ratio": {"state": "ENABLED", "variants": {"quarter": 0.25}, "defaultVariant": "quarter"},
+            "theme": {"state": "ENABLED", "variants": {"dark": {"background": "#000"}}, "defaultVariant": "dark"},
+            "killed": {"state": "DISABLED", "variants": {"on": true}, "defaultVariant": "on"}
+        }})
+        .to_string(),
+    )
+    .unwrap()
+}
+
+async fn serve(flags: Arc<Flags>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, durable_flags::ofrep::router(flags)).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn query(kind: &str, key: &str, targeting_key: Option<&str>, attributes: Value, default: Value) -> String {
+    json!({"type": kind, "key": key, "targetingKey": targeting_key, "attributes": attributes, "default": default})
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pythons_ofrep_provider_reads_the_flags() {
+    let Some(venv) = python().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("flags.db").display());
+    let dict =
+        DurableDict::builder(durable::connect(&url, &unique_namespace("ofrep")).await.unwrap()).build().await.unwrap();
+    let flags = Arc::new(Flags::new(dict));
+    flags.import(&flag_set(), true).await.unwrap();
+    let base = serve(Arc::clone(&flags)).await;
+
+    let users: Vec<String> = (0..20).map(|i| format!("user-{i}")).collect();
+    let mut queries = vec![
+        query("boolean", "checkout", Some("ada"), json!({"plan": "pro"}), json!(false)),
+        query("boolean", "checkout", Some("bob"), json!({"plan": "free"}), json!(true)),
+        query("integer", "limit", None, json!({}), json!(1)),
+        query("float", "ratio", None, json!({}), json!(1.5)),
+        query("object", "theme", None, json!({}), json!({})),
+        query("boolean", "killed", None, json!({}), json!(false)),
+        query("boolean", "missing", None, json!({}), json!(true)),
+    ];
+    queries.extend(users.iter().map(|user| query("string", "title", Some(user), json!({}), json!("?"))));
+    let args: Vec<&str> = ["eval", base.as_str()].into_iter().chain(queries.iter().map(String::as_str)).collect();
+    let lines: Vec<Value> =
+        run_python_helper(&venv, &args).await.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines.len(), queries.len());
+    let got = |i: usize| (&lines[i]["value"], lines[i]["reason"].as_str(), lines[i]["variant"].as_str());
+    assert_eq!(got(0), (&json!(true), Some("TARGETING_MATCH"), Some("on")));
+    assert_eq!(got(1), (&json!(false), Some("DEFAULT"), Some("off")));
+    assert_eq!(got(2), (&json!(1000), Some("STATIC"), Some("high")));
+    assert_eq!(got(3), (&json!(0.25), Some("STATIC"), Some("quarter")));
+    assert_eq!(got(4), (&json!({"background": "#000"}), Some("STATIC"), Some("dark")));
+    assert_eq!(lines[5]["value"], json!(false), "disabled: the caller's default");
+    assert_eq!((&lines[6]["value"], lines[6]["error"].as_str()), (&json!(true), Some("FLAG_NOT_FOUND")));
+    // The fractional split as the server's own evaluation buckets each user.
+    let request = flags.snapshot();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, user) in users.iter().enumerate() {
+        let here = request.string("title", &Context::new().targeting_key(user), "?");
+        assert_eq!(lines[7 + i]["value"], json!(here), "{user}");
+        seen.insert(here);
+    }
+    assert_eq!(seen.len(), 2, "20 users fall in both halves");
+
+    // A change is served at the next evaluation.
+    let low: FlagDefinition = serde_json::from_value(
+        json!({"state": "ENABLED", "variants": {"low": 10, "high": 1000}, "defaultVariant": "low"}),
+    )
+    .unwrap();
+    flags.put("limit", &low).await.unwrap();
+    let again = run_python_helper(&venv, &["eval", &base, &query("integer", "limit", None, json!({}), json!(1))]).await;
+    assert_eq!(serde_json::from_str::<Value>(again.trim()).unwrap()["value"], json!(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_evaluation_has_an_etag_and_answers_304_until_something_changes() {
+    let Some(venv) = python().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("flags.db").display());
+    let dict = DurableDict::builder(durable::connect(&url, &unique_namespace("ofrep-bulk")).await.unwrap())
+        .build()
+        .await
+        .unwrap();
+    let flags = Arc::new(Flags::new(dict));
+    flags.import(&flag_set(), true).await.unwrap();
+    let base = serve(Arc::clone(&flags)).await;
+    let context = json!({"targetingKey": "ada", "plan": "pro"}).to_string();
+    let bulk = |etag: Option<String>| {
+        let (venv, base, context) = (venv.clone(), base.clone(), context.clone());
+        async move {
+            let mut args = vec!["bulk".to_owned(), base, context];
+            args.extend(etag);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            serde_json::from_str::<Value>(run_python_helper(&venv, &args).await.trim()).unwrap()
+        }
+    };
+    let first = bulk(None).await;
+    assert_eq!(first["status"], 200);
+    let etag = first["etag"].as_str().expect("an ETag").to_owned();
+    let flags_in = first["body"]["flags"].as_array().unwrap();
+    let keys: Vec<&str> = flags_in.iter().map(|flag| flag["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["checkout", "killed", "limit", "ratio", "theme", "title"]);
+    assert_eq!(
+        flags_in[0],
+        json!({"key": "checkout", "value": true, "reason": "TARGETING_MATCH", "variant": "on", "metadata": {"owner": "payments"}})
+    );
+    assert_eq!(flags_in[1], json!({"key": "killed", "reason": "DISABLED", "metadata": {}}), "no value, no variant");
+    assert_eq!(bulk(Some(etag.clone())).await["status"], 304, "nothing changed");
+    flags.remove("ratio").await.unwrap();
+    let changed = bulk(Some(etag.clone())).await;
+    assert_eq!(changed["status"], 200, "a flag went away");
+    assert_ne!(changed["etag"].as_str(), Some(etag.as_str()));
+    assert_eq!(changed["body"]["flags"].as_array().unwrap().len(), 5);
+}
