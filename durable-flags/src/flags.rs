@@ -149,9 +149,10 @@ impl Flags {
     /// (a rule a flag refers to cannot be removed).
     pub async fn put_evaluators(&self, evaluators: &Evaluators) -> Result<Version, FlagError> {
         let snapshot = self.dict.snapshot();
+        let current = evaluators_from(snapshot.get(EVALUATORS_KEY))?;
         for (key, raw) in snapshot.iter().filter(|(key, _)| !key.starts_with('$')) {
             // A flag that is already broken stays as broken; it must not block the rules.
-            if compile_flag(&self.engine, key, raw, &self.current_evaluators()?, &Map::new()).is_ok() {
+            if compile_flag(&self.engine, key, raw, &current, &Map::new()).is_ok() {
                 compile_flag(&self.engine, key, raw, evaluators, &Map::new())?;
             }
         }
