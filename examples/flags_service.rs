@@ -13,7 +13,13 @@
 //! | `PUT /flags/{key}` | set a flag to the JSON body |
 //! | `DELETE /flags/{key}` | remove a flag (404 if unset) |
 //! | `GET /hello` | the demo: shouts when the flag `shout` is `true` |
+//! | `POST /ofrep/v1/evaluate/flags/{key}`, `POST /ofrep/v1/evaluate/flags` | OFREP: any OpenFeature SDK's OFREP provider evaluates the flags |
 //! | `GET /health` | the dict's status (not synced: health checks skip the layer) |
+//!
+//! A flag is any JSON value (`true`, `"blue"`, `{"limit": 3}`: served as it is) or a flag
+//! definition in flagd's format (`state`, `variants`, `defaultVariant`, `targeting`),
+//! checked on `PUT` (a 400 says what is wrong) and evaluated per request context by OFREP
+//! and `/hello` (durable-flags).
 //!
 //! Environment: `DURABLE_URL` (default: a SQLite file in the temporary directory),
 //! `DURABLE_NAMESPACE` (default `flags`), `DURABLE_ADDR` (default `127.0.0.1:3000`),
@@ -22,6 +28,8 @@
 //! Ctrl-C stops it gracefully.
 
 use std::time::Duration;
+
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -59,15 +67,25 @@ pub async fn open_with_backup(
     builder.build().await
 }
 
+/// The service's state: the dict, and the same dict read as flags (plain values and flagd
+/// definitions side by side).
+#[derive(Clone)]
+pub struct Service {
+    dict: FlagDict,
+    flags: Arc<durable_flags::Flags>,
+}
+
 /// The service's routes, with `SyncLayer` around them.
 pub fn router(dict: FlagDict) -> Router {
+    let flags = Arc::new(durable_flags::Flags::new(dict.clone()).plain_values(true));
     Router::new()
         .route("/flags", get(list))
         .route("/flags/{key}", get(get_one).put(set_one).delete(delete_one))
         .route("/hello", get(hello))
         .route("/health", get(health))
-        .layer(SyncLayer::new(dict.clone()).skip_paths(["/health"]))
-        .with_state(dict)
+        .with_state(Service { dict: dict.clone(), flags: Arc::clone(&flags) })
+        .merge(durable_flags::ofrep::router(flags))
+        .layer(SyncLayer::new(dict).skip_paths(["/health"]))
 }
 
 async fn list(flags: Flags<Value>) -> Json<Value> {
@@ -85,15 +103,20 @@ async fn get_one(flags: Flags<Value>, Path(key): Path<String>) -> impl IntoRespo
     }
 }
 
-async fn set_one(State(dict): State<FlagDict>, Path(key): Path<String>, Json(value): Json<Value>) -> impl IntoResponse {
-    match dict.insert(&key, value).await {
+async fn set_one(
+    State(service): State<Service>,
+    Path(key): Path<String>,
+    Json(value): Json<Value>,
+) -> impl IntoResponse {
+    match service.flags.put_value(&key, value).await {
         Ok(version) => (StatusCode::OK, Json(json!({ "version": version }))),
-        Err(err) => error_response(err),
+        Err(durable_flags::FlagError::Store(err)) => error_response(err),
+        Err(refused) => (StatusCode::BAD_REQUEST, Json(json!({ "error": refused.to_string() }))),
     }
 }
 
-async fn delete_one(State(dict): State<FlagDict>, Path(key): Path<String>) -> impl IntoResponse {
-    match dict.remove(&key).await {
+async fn delete_one(State(service): State<Service>, Path(key): Path<String>) -> impl IntoResponse {
+    match service.dict.remove(&key).await {
         Ok(Some(version)) => (StatusCode::OK, Json(json!({ "version": version }))),
         Ok(None) => (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no flag {key:?}") }))),
         Err(err) => error_response(err),
@@ -109,13 +132,22 @@ fn error_response(err: durable::Error) -> (StatusCode, Json<Value>) {
     (status, Json(json!({ "error": err.to_string() })))
 }
 
-/// The demo route: its answer depends on the flag `shout`.
-async fn hello(flags: Flags<Value>) -> String {
-    if flags.get("shout") == Some(&Value::Bool(true)) { "HELLO, WORLD!".into() } else { "Hello, world.".into() }
+/// The demo route: its answer depends on the flag `shout` — `true`, or a definition whose
+/// targeting decides by the `x-user` header (the targeting key).
+async fn hello(State(service): State<Service>, headers: axum::http::HeaderMap) -> String {
+    let mut context = durable_flags::Context::new();
+    if let Some(user) = headers.get("x-user").and_then(|user| user.to_str().ok()) {
+        context = context.targeting_key(user);
+    }
+    if service.flags.snapshot().boolean("shout", &context, false) {
+        "HELLO, WORLD!".into()
+    } else {
+        "Hello, world.".into()
+    }
 }
 
-async fn health(State(dict): State<FlagDict>) -> impl IntoResponse {
-    let status = dict.status();
+async fn health(State(service): State<Service>) -> impl IntoResponse {
+    let status = service.dict.status();
     let body = json!({
         "version": status.version,
         "hints": format!("{:?}", status.hints),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts examples/flags_service.rs as a newcomer would (cargo run, SQLite file), runs the
-# README's curl commands against it, checks their answers, and stops it with Ctrl-C (SIGINT).
+# README's curl commands against it (OFREP too), checks their answers, and stops it with Ctrl-C (SIGINT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v curl >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl; } >&2
@@ -24,6 +24,12 @@ expect "GET /flags" "$(curl -s "$base/flags")" '{"flags":{"shout":true},"version
 expect "DELETE /flags/shout" "$(curl -s -X DELETE "$base/flags/shout")" '{"version":2}'
 expect "GET /hello" "$(curl -s "$base/hello")" 'Hello, world.'
 expect "GET /flags/shout" "$(curl -s -o /dev/null -w '%{http_code}' "$base/flags/shout")" '404'
+expect "PUT /flags/beta" "$(curl -s -X PUT "$base/flags/beta" -H 'content-type: application/json' -d \
+  '{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"off",
+    "targeting":{"if":[{"ends_with":[{"var":"email"},"@example.com"]},"on"]}}')" '{"version":3}'
+expect "POST /ofrep/v1/evaluate/flags/beta" \
+  "$(curl -s -X POST "$base/ofrep/v1/evaluate/flags/beta" -d '{"context":{"email":"ada@example.com"}}')" \
+  '{"key":"beta","value":true,"reason":"TARGETING_MATCH","variant":"on","metadata":{}}'
 
 kill -INT $pid
 wait $pid

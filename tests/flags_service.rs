@@ -107,3 +107,52 @@ async fn zookeeper() {
         two_instances_share_one_store(&url).await;
     }
 }
+
+/// OFREP on the service: Python's OpenFeature SDK with its OFREP provider (PyPI) evaluates
+/// a plain flag and a flagd definition served by one instance, sees a change made through
+/// the other, and an invalid definition is refused at the door.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ofrep_provider_from_python_reads_the_service() {
+    use durable_testkit::ofrep::{evaluate, python_client, query};
+    use serde_json::json;
+
+    let Some(venv) = python_client().await else { return };
+    let (url, ns) = (sqlite_url("service-ofrep"), unique_namespace("service-ofrep"));
+    let (a, b) = (start(&url, &ns).await, start(&url, &ns).await);
+    let client = http_client();
+    assert_eq!(call(&client, "PUT", &format!("{a}/flags/shout"), Some("true")).await.0, 200);
+    let rollout = json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+        "targeting": {"if": [{"==": [{"var": "plan"}, "pro"]}, "on", {"fractional": [["on", 50], ["off", 50]]}]}});
+    assert_eq!(call(&client, "PUT", &format!("{a}/flags/rollout"), Some(&rollout.to_string())).await.0, 200);
+    let bad = json!({"state": "ENABLED", "variants": {"on": true, "off": 0}, "defaultVariant": "off"});
+    let (status, body) = call(&client, "PUT", &format!("{a}/flags/bad"), Some(&bad.to_string())).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("share one type"), "{body}");
+
+    let users: Vec<String> = (0..20).map(|i| format!("user-{i}")).collect();
+    let mut queries = vec![
+        query("boolean", "shout", None, json!({}), json!(false)),
+        query("boolean", "rollout", Some("ada"), json!({"plan": "pro"}), json!(false)),
+        query("boolean", "bad", None, json!({}), json!(true)),
+    ];
+    queries.extend(
+        users.iter().map(|user| query("boolean", "rollout", Some(user), json!({"plan": "free"}), json!(false))),
+    );
+    let seen = evaluate(&venv, &a, &queries).await;
+    assert_eq!((&seen[0]["value"], seen[0]["reason"].as_str()), (&json!(true), Some("STATIC")));
+    assert_eq!(
+        (&seen[1]["value"], seen[1]["reason"].as_str(), seen[1]["variant"].as_str()),
+        (&json!(true), Some("TARGETING_MATCH"), Some("on"))
+    );
+    assert_eq!(
+        (&seen[2]["value"], seen[2]["error"].as_str()),
+        (&json!(true), Some("FLAG_NOT_FOUND")),
+        "the refused flag was not written"
+    );
+    let on = seen[3..].iter().filter(|answer| answer["value"] == json!(true)).count();
+    assert!(0 < on && on < users.len(), "a 50/50 split over 20 users: {on} on");
+    // A change through the other instance is seen through this one at the next request.
+    assert_eq!(call(&client, "PUT", &format!("{b}/flags/shout"), Some("false")).await.0, 200);
+    let after = evaluate(&venv, &a, &[query("boolean", "shout", None, json!({}), json!(true))]).await;
+    assert_eq!(after[0]["value"], json!(false));
+}

@@ -50,11 +50,19 @@ pub(crate) struct CompiledFlag {
     pub(crate) metadata: Map<String, Value>,
 }
 
-/// A flag as the snapshot holds it: compiled, or why it cannot be.
+/// A flag as the snapshot holds it: compiled, why it cannot be, or (with plain values
+/// allowed) a value that is no definition, served as it is.
 #[derive(Debug, Clone)]
 pub(crate) enum Entry {
     Ready(Arc<CompiledFlag>),
     Broken(Arc<FlagError>),
+    Plain(Arc<Value>),
+}
+
+/// Whether a stored value means to be a flag definition: an object with `state` or
+/// `variants` (a definition with a typo in it is still one, and is refused as such).
+pub(crate) fn is_definition(value: &Value) -> bool {
+    value.as_object().is_some_and(|map| map.contains_key("state") || map.contains_key("variants"))
 }
 
 /// Every flag of one snapshot version, compiled.
@@ -76,8 +84,9 @@ fn same(a: Option<&Arc<Value>>, b: Option<&Arc<Value>>) -> bool {
 
 impl Compiled {
     /// Compiles `snapshot`, reusing what `previous` compiled of flags that did not change
-    /// (when the shared rules and the set's metadata did not either).
-    pub(crate) fn build(engine: &Engine, snapshot: &Snapshot<Value>, previous: &Compiled) -> Self {
+    /// (when the shared rules and the set's metadata did not either). With `plain_values`,
+    /// a value that is no definition is a static flag of that value.
+    pub(crate) fn build(engine: &Engine, plain_values: bool, snapshot: &Snapshot<Value>, previous: &Compiled) -> Self {
         let evaluators = snapshot.get_arc(EVALUATORS_KEY);
         let metadata = snapshot.get_arc(METADATA_KEY);
         let reusable = same(evaluators.as_ref(), previous.evaluators.as_ref())
@@ -98,6 +107,7 @@ impl Compiled {
                 continue;
             }
             let entry = match &shared {
+                _ if plain_values && !is_definition(&raw) => Entry::Plain(Arc::clone(&raw)),
                 Ok(shared) => match compile_flag(engine, key, &raw, shared, &set_metadata) {
                     Ok(flag) => Entry::Ready(Arc::new(flag)),
                     Err(err) => Entry::Broken(Arc::new(err)),

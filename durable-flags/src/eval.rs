@@ -152,6 +152,10 @@ impl FlagValue for Value {
     }
 }
 
+/// The variant a plain value is served as: a plain value is a flag with one variant,
+/// `default`, served statically.
+pub const PLAIN_VARIANT: &str = "default";
+
 thread_local! {
     /// The evaluation arena of this thread: reset, not freed, between evaluations.
     static ARENA: RefCell<Bump> = RefCell::new(Bump::with_capacity(4096));
@@ -168,6 +172,21 @@ pub(crate) fn evaluate<T: FlagValue>(
         None => return Resolution::failed(ErrorCode::FlagNotFound, format!("flag {key:?} not found"), Map::new()),
         Some(Entry::Broken(err)) => return Resolution::failed(ErrorCode::ParseError, err.to_string(), Map::new()),
         Some(Entry::Ready(flag)) => flag,
+        Some(Entry::Plain(value)) => {
+            return match T::from_variant(value) {
+                Some(value) => Resolution {
+                    value: Some(value),
+                    variant: Some(PLAIN_VARIANT.to_owned()),
+                    reason: Reason::Static,
+                    error: None,
+                    metadata: Map::new(),
+                },
+                None => {
+                    let message = format!("flag {key:?} is not a{} {}: it is {value}", article(T::TYPE), T::TYPE);
+                    Resolution::failed(ErrorCode::TypeMismatch, message, Map::new())
+                }
+            };
+        }
     };
     let metadata = flag.metadata.clone();
     let definition = &flag.definition;

@@ -48,6 +48,7 @@ pub struct Flags {
     dict: DurableDict<Value>,
     engine: Arc<Engine>,
     bucketing: Bucketing,
+    plain_values: bool,
     compiled: ArcSwap<Compiled>,
     compiling: Mutex<()>,
 }
@@ -70,9 +71,31 @@ impl Flags {
             dict,
             engine: Arc::new(engine(bucketing)),
             bucketing,
+            plain_values: false,
             compiled: ArcSwap::from_pointee(Compiled::default()),
             compiling: Mutex::new(()),
         }
+    }
+
+    /// Also serves values that are no flag definition — `true`, `"blue"`, `{"limit": 3}`:
+    /// any JSON but an object with `state` or `variants` — as static flags: a flag with one
+    /// variant, `default` ([`PLAIN_VARIANT`](crate::PLAIN_VARIANT)), reason `STATIC`. A
+    /// dict of plain settings and flagd definitions side by side then evaluates as one.
+    /// Off by default: every value must be a definition.
+    pub fn plain_values(mut self, on: bool) -> Self {
+        self.plain_values = on;
+        self
+    }
+
+    /// Writes a plain value (see [`Flags::plain_values`]) — or, when it is shaped like a
+    /// definition, checks it as [`Flags::put`] does first.
+    pub async fn put_value(&self, key: &str, value: Value) -> Result<Version, FlagError> {
+        check_key(key)?;
+        if crate::compile::is_definition(&value) || !self.plain_values {
+            let definition = FlagDefinition::from_value(key, &value)?;
+            return self.put(key, &definition).await;
+        }
+        Ok(self.dict.insert(key, value).await?)
     }
 
     /// The dict the definitions live in (to sync it, follow its events, read its status).
@@ -115,7 +138,7 @@ impl Flags {
         if current.version == Some(snapshot.version()) {
             return current;
         }
-        let next = Arc::new(Compiled::build(&self.engine, snapshot, &current));
+        let next = Arc::new(Compiled::build(&self.engine, self.plain_values, snapshot, &current));
         self.compiled.store(Arc::clone(&next));
         next
     }
@@ -281,7 +304,7 @@ impl FlagsSnapshot {
     pub fn broken(&self) -> impl Iterator<Item = (&str, &FlagError)> + '_ {
         self.compiled.flags.iter().filter_map(|(key, (_, entry))| match entry {
             crate::compile::Entry::Broken(err) => Some((&**key, &**err)),
-            crate::compile::Entry::Ready(_) => None,
+            crate::compile::Entry::Ready(_) | crate::compile::Entry::Plain(_) => None,
         })
     }
 }
@@ -301,6 +324,7 @@ mod tests {
         match &flags.compiled.flags[key].1 {
             Entry::Ready(flag) => Arc::clone(flag),
             Entry::Broken(err) => panic!("{key}: {err}"),
+            Entry::Plain(value) => panic!("{key}: a plain value {value}"),
         }
     }
 

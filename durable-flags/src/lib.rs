@@ -40,7 +40,7 @@ pub use definition::{
     EVALUATORS_KEY, Evaluators, FlagDefinition, FlagSet, FlagState, METADATA_KEY, VariantType, resolve_refs,
 };
 pub use error::{ErrorCode, FlagError};
-pub use eval::{Context, FlagValue, Reason, Resolution};
+pub use eval::{Context, FlagValue, PLAIN_VARIANT, Reason, Resolution};
 pub use flags::{Flags, FlagsSnapshot};
 #[cfg(feature = "openfeature")]
 pub use provider::{FlagsProvider, context_of};

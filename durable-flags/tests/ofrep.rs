@@ -5,43 +5,13 @@
 
 #![cfg(feature = "ofrep")]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use durable_core::DurableDict;
-use durable_core::conformance::{python_venv, run_python_helper, unique_namespace};
+use durable_core::conformance::unique_namespace;
 use durable_flags::{Context, FlagDefinition, FlagSet, Flags};
-use serde_json::{Value, json};
-
-const HELPER: &str = r#"
-import json, sys
-import requests
-from openfeature import api
-from openfeature.evaluation_context import EvaluationContext
-from openfeature.contrib.provider.ofrep import OFREPProvider
-
-command, base = sys.argv[1], sys.argv[2]
-if command == "eval":
-    api.set_provider(OFREPProvider(base_url=base))
-    client = api.get_client()
-    for query in sys.argv[3:]:
-        q = json.loads(query)
-        context = EvaluationContext(targeting_key=q.get("targetingKey"), attributes=q.get("attributes", {}))
-        resolve = getattr(client, "get_%s_details" % q["type"])
-        d = resolve(q["key"], q["default"], context)
-        print(json.dumps({"key": q["key"], "value": d.value, "reason": d.reason and str(d.reason.value if hasattr(d.reason, "value") else d.reason),
-                          "variant": d.variant, "error": d.error_code and str(d.error_code.value if hasattr(d.error_code, "value") else d.error_code)}))
-elif command == "bulk":
-    headers = {"If-None-Match": sys.argv[4]} if len(sys.argv) > 4 else {}
-    r = requests.post(base + "/ofrep/v1/evaluate/flags", json={"context": json.loads(sys.argv[3])}, headers=headers)
-    print(json.dumps({"status": r.status_code, "etag": r.headers.get("ETag"), "body": r.json() if r.status_code == 200 else None}))
-"#;
-
-async fn python() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ofrep-venv");
-    python_venv(&dir, &["openfeature-sdk==0.10.0", "openfeature-provider-ofrep==0.3.0"], HELPER).await?;
-    Some(dir)
-}
+use durable_testkit::ofrep::{bulk, evaluate, python_client, query};
+use serde_json::json;
 
 fn flag_set() -> FlagSet {
     FlagSet::from_json(
@@ -67,14 +37,9 @@ async fn serve(flags: Arc<Flags>) -> String {
     format!("http://{addr}")
 }
 
-fn query(kind: &str, key: &str, targeting_key: Option<&str>, attributes: Value, default: Value) -> String {
-    json!({"type": kind, "key": key, "targetingKey": targeting_key, "attributes": attributes, "default": default})
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pythons_ofrep_provider_reads_the_flags() {
-    let Some(venv) = python().await else { return };
+    let Some(venv) = python_client().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("flags.db").display());
     let dict =
@@ -94,9 +59,7 @@ async fn pythons_ofrep_provider_reads_the_flags() {
         query("boolean", "missing", None, json!({}), json!(true)),
     ];
     queries.extend(users.iter().map(|user| query("string", "title", Some(user), json!({}), json!("?"))));
-    let args: Vec<&str> = ["eval", base.as_str()].into_iter().chain(queries.iter().map(String::as_str)).collect();
-    let lines: Vec<Value> =
-        run_python_helper(&venv, &args).await.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let lines = evaluate(&venv, &base, &queries).await;
     assert_eq!(lines.len(), queries.len());
     let got = |i: usize| (&lines[i]["value"], lines[i]["reason"].as_str(), lines[i]["variant"].as_str());
     assert_eq!(got(0), (&json!(true), Some("TARGETING_MATCH"), Some("on")));
@@ -122,13 +85,13 @@ async fn pythons_ofrep_provider_reads_the_flags() {
     )
     .unwrap();
     flags.put("limit", &low).await.unwrap();
-    let again = run_python_helper(&venv, &["eval", &base, &query("integer", "limit", None, json!({}), json!(1))]).await;
-    assert_eq!(serde_json::from_str::<Value>(again.trim()).unwrap()["value"], json!(10));
+    let again = evaluate(&venv, &base, &[query("integer", "limit", None, json!({}), json!(1))]).await;
+    assert_eq!(again[0]["value"], json!(10));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_evaluation_has_an_etag_and_answers_304_until_something_changes() {
-    let Some(venv) = python().await else { return };
+    let Some(venv) = python_client().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("flags.db").display());
     let dict = DurableDict::builder(durable::connect(&url, &unique_namespace("ofrep-bulk")).await.unwrap())
@@ -138,17 +101,8 @@ async fn bulk_evaluation_has_an_etag_and_answers_304_until_something_changes() {
     let flags = Arc::new(Flags::new(dict));
     flags.import(&flag_set(), true).await.unwrap();
     let base = serve(Arc::clone(&flags)).await;
-    let context = json!({"targetingKey": "ada", "plan": "pro"}).to_string();
-    let bulk = |etag: Option<String>| {
-        let (venv, base, context) = (venv.clone(), base.clone(), context.clone());
-        async move {
-            let mut args = vec!["bulk".to_owned(), base, context];
-            args.extend(etag);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            serde_json::from_str::<Value>(run_python_helper(&venv, &args).await.trim()).unwrap()
-        }
-    };
-    let first = bulk(None).await;
+    let context = json!({"targetingKey": "ada", "plan": "pro"});
+    let first = bulk(&venv, &base, &context, None).await;
     assert_eq!(first["status"], 200);
     let etag = first["etag"].as_str().expect("an ETag").to_owned();
     let flags_in = first["body"]["flags"].as_array().unwrap();
@@ -159,9 +113,9 @@ async fn bulk_evaluation_has_an_etag_and_answers_304_until_something_changes() {
         json!({"key": "checkout", "value": true, "reason": "TARGETING_MATCH", "variant": "on", "metadata": {"owner": "payments"}})
     );
     assert_eq!(flags_in[1], json!({"key": "killed", "reason": "DISABLED", "metadata": {}}), "no value, no variant");
-    assert_eq!(bulk(Some(etag.clone())).await["status"], 304, "nothing changed");
+    assert_eq!(bulk(&venv, &base, &context, Some(&etag)).await["status"], 304, "nothing changed");
     flags.remove("ratio").await.unwrap();
-    let changed = bulk(Some(etag.clone())).await;
+    let changed = bulk(&venv, &base, &context, Some(&etag)).await;
     assert_eq!(changed["status"], 200, "a flag went away");
     assert_ne!(changed["etag"].as_str(), Some(etag.as_str()));
     assert_eq!(changed["body"]["flags"].as_array().unwrap().len(), 5);

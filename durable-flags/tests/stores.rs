@@ -210,3 +210,41 @@ async fn a_broken_definition_in_the_store_is_a_parse_error_not_a_misread() {
         assert!(request.boolean("fine", &Context::new(), false), "{url}");
     }
 }
+
+/// With plain values on, a dict of plain settings and definitions evaluates as one: a plain
+/// value is a static flag; a value shaped like a definition is checked as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_values_are_static_flags_beside_definitions() {
+    for url in stores().await {
+        let ns = unique_namespace("flags-plain");
+        let strict = flags(&url, &ns).await;
+        let mixed = flags(&url, &ns).await.plain_values(true);
+        mixed.put_value("shout", json!(true)).await.unwrap();
+        mixed.put_value("limits", json!({"rps": 100})).await.unwrap();
+        mixed.put_value("checkout", serde_json::to_value(checkout()).unwrap()).await.unwrap();
+        let typo = mixed
+            .put_value("typo", json!({"state": "ENABLED", "variants": {"on": true}, "defaultVarient": "on"}))
+            .await;
+        assert!(matches!(typo, Err(FlagError::Invalid { .. })), "{url}: a definition with a typo is refused: {typo:?}");
+        let refused = strict.put_value("shout", json!(false)).await;
+        assert!(refused.is_err(), "{url}: without plain values every value is a definition");
+
+        mixed.dict().sync().await.unwrap();
+        let request = mixed.snapshot();
+        let shout = request.evaluate::<bool>("shout", &Context::new());
+        assert_eq!(
+            (shout.value, shout.variant.as_deref(), shout.reason),
+            (Some(true), Some("default"), Reason::Static),
+            "{url}"
+        );
+        assert_eq!(request.evaluate::<Value>("limits", &Context::new()).value, Some(json!({"rps": 100})));
+        assert_eq!(request.evaluate::<i64>("shout", &Context::new()).error_code(), Some(ErrorCode::TypeMismatch));
+        assert!(
+            request.boolean("checkout", &Context::new().with("plan", "pro"), false),
+            "{url}: definitions still evaluate"
+        );
+        strict.dict().sync().await.unwrap();
+        let strictly = strict.evaluate::<bool>("shout", &Context::new());
+        assert_eq!(strictly.error_code(), Some(ErrorCode::ParseError), "{url}: strict flags refuse to guess");
+    }
+}

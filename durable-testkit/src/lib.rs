@@ -1,7 +1,8 @@
 //! Test support for durable's backend crates (not published), in one home: stores of a
 //! test's own that a test may kill and restart ([`servers`]), the scenarios every backend
 //! runs on them ([`scenarios`]) and the parts of a failover test ([`failover`]), the suites a backend runs with one macro call each
-//! ([`suites`]), where the shared test stores are ([`env`]), and load ([`load`]). The
+//! ([`suites`]), where the shared test stores are ([`env`]), load ([`load`]), and a real OFREP
+//! client ([`ofrep`]). The
 //! conformance suite itself lives in `durable_core::conformance`, beside the contract it
 //! checks; `wait_until` and `PATIENCE` come from there too.
 
@@ -10,6 +11,7 @@
 pub mod env;
 pub mod failover;
 pub mod load;
+pub mod ofrep;
 pub mod scenarios;
 pub mod servers;
 pub mod suites;
