@@ -29,6 +29,9 @@ pub(crate) struct Options {
     pub(crate) event_capacity: usize,
     pub(crate) backup_file: Option<PathBuf>,
     pub(crate) read_only: bool,
+    /// The dict's name in its metrics, when it records them.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<String>,
 }
 
 impl<V> Builder<V, Json> {
@@ -44,6 +47,8 @@ impl<V> Builder<V, Json> {
             event_capacity: 1024,
             backup_file: None,
             read_only: false,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         };
         Self { options, codec: Json, value: PhantomData }
     }
@@ -118,10 +123,25 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Builder<V, C> {
         self
     }
 
+    /// Records the dict's metrics under the label `dict="<name>"` (feature `metrics`; see
+    /// [`crate::metrics`]): sync latency by outcome, store requests and errors by
+    /// operation, write latency, conflicts, the snapshot's version and size, staleness,
+    /// the hint listener. The application installs the recorder (a Prometheus exporter,
+    /// say); without one each update costs a check of the facade.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(mut self, name: &str) -> Self {
+        self.options.metrics = Some(name.to_owned());
+        self
+    }
+
     /// Subscribes to hints (when on), loads the whole namespace, and starts the background
     /// task. Fails when the first load fails — unless a [backup file](Builder::backup_file)
     /// can stand in: a dict never starts out empty by accident.
     pub async fn build(mut self) -> Result<DurableDict<V, C>> {
+        #[cfg(feature = "metrics")]
+        if let Some(name) = &self.options.metrics {
+            self.options.backend = Arc::new(crate::metrics::MetricsBackend::new(self.options.backend, name));
+        }
         if self.options.read_only {
             self.options.backend = Arc::new(ReadOnlyBackend::new(self.options.backend));
         }

@@ -52,6 +52,8 @@ pub mod shared;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "conformance")]
 pub mod testing;
 

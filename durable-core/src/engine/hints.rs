@@ -185,7 +185,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
                         }
                         None => {
                             tracing::debug!(backend = self.backend.name(), "durable: hint stream ended; re-subscribing");
-                            inner.hints.set_health(HintHealth::Down);
+                            inner.set_hint_health(HintHealth::Down);
                             stream = None;
                             resubscribe.succeeded();
                             resubscribe.failed();
@@ -206,14 +206,15 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
                         Ok(Some(new_stream)) => {
                             stream = Some(new_stream);
                             resubscribe.succeeded();
+                            inner.hints_reconnected();
                             // Changes may have happened while nobody listened.
                             inner.hints.arrived_unversioned();
-                            inner.hints.set_health(HintHealth::Healthy);
+                            inner.set_hint_health(HintHealth::Healthy);
                             Self::sync(&inner, &mut trip, false).await;
                         }
                         Ok(None) => {
                             self.supported = false;
-                            inner.hints.set_health(HintHealth::Unavailable);
+                            inner.set_hint_health(HintHealth::Unavailable);
                         }
                         Err(err) => {
                             tracing::debug!(backend = self.backend.name(), error = %err, "durable: re-subscribing to hints failed");
@@ -249,12 +250,12 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Listener<V, C> {
                 Wants::Change
             }
             Hint::Interrupted => {
-                inner.hints.set_health(HintHealth::Down);
+                inner.set_hint_health(HintHealth::Down);
                 Wants::Nothing
             }
             Hint::Resumed => {
                 inner.hints.arrived_unversioned();
-                inner.hints.set_health(HintHealth::Healthy);
+                inner.set_hint_health(HintHealth::Healthy);
                 Wants::Catchup
             }
             Hint::LeaseReleased => Wants::Nothing,

@@ -128,6 +128,8 @@ pub(crate) struct Engine<V, C> {
     /// The snapshot came from the backup file: the next trip is a full reload, and local
     /// writes are not applied on top of it.
     restored: AtomicBool,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::DictMetrics>,
 }
 
 impl<V, C> Drop for Engine<V, C> {
@@ -143,7 +145,13 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
     /// Subscribes to hints (when on), loads the whole namespace — or, when the store is
     /// unreachable, the backup file — and starts the background tasks.
     pub(crate) async fn start(options: Options, codec: C) -> Result<Arc<Self>> {
-        let engine = Arc::new(Self::new(options.backend, codec, options.autosync, options.event_capacity));
+        #[allow(unused_mut)]
+        let mut engine = Self::new(options.backend, codec, options.autosync, options.event_capacity);
+        #[cfg(feature = "metrics")]
+        {
+            engine.metrics = options.metrics.as_deref().map(crate::metrics::DictMetrics::new);
+        }
+        let engine = Arc::new(engine);
         // Subscribe before the first load, so no change falls between the two.
         let (stream, supported) = if options.hints {
             match engine.store().watch().await {
@@ -158,9 +166,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
             (None, false)
         };
         if stream.is_some() {
-            engine.hints.set_health(HintHealth::Healthy);
+            engine.set_hint_health(HintHealth::Healthy);
         } else if supported {
-            engine.hints.set_health(HintHealth::Down);
+            engine.set_hint_health(HintHealth::Down);
         }
         let restored = match engine.initial_load().await {
             Ok(_) => false,
@@ -237,6 +245,23 @@ impl<V, C> Engine<V, C> {
         self.hints.quiet()
     }
 
+    /// Sets the hint listener's health (and its metric).
+    pub(crate) fn set_hint_health(&self, health: HintHealth) {
+        self.hints.set_health(health);
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            metrics.hints_up(health == HintHealth::Healthy);
+        }
+    }
+
+    /// The hint listener subscribed again after losing its stream.
+    pub(crate) fn hints_reconnected(&self) {
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            metrics.reconnected();
+        }
+    }
+
     /// A receiver of change events.
     pub(crate) fn events(&self) -> broadcast::Receiver<Event<V>> {
         self.events.subscribe()
@@ -261,13 +286,21 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
             swaps: AtomicU64::new(0),
             swapped: Arc::new(Notify::new()),
             restored: AtomicBool::new(false),
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
     }
 
     /// Brings the snapshot up to date; see the module docs. With `force`, asks the store
     /// even when the hints are quiet.
     pub(crate) async fn sync(&self, force: bool) -> Result<SyncOutcome> {
+        #[cfg(feature = "metrics")]
+        let started = self.metrics.as_ref().map(|_| Instant::now());
         if !force && self.hints.quiet() {
+            #[cfg(feature = "metrics")]
+            if let (Some(metrics), Some(started)) = (&self.metrics, started) {
+                metrics.free_sync(started.elapsed());
+            }
             return Ok(SyncOutcome::Unchanged);
         }
         let ticket = self.trips_started.load(Ordering::Acquire);
@@ -288,6 +321,8 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
     /// One store trip (with `full`, straight to a full reload); the caller holds the ledger
     /// lock.
     async fn trip_locked(&self, ledger: &mut Ledger, full: bool) -> Result<SyncOutcome> {
+        #[cfg(feature = "metrics")]
+        let started = Instant::now();
         let generation = self.trips_started.fetch_add(1, Ordering::AcqRel) + 1;
         let hints_seen = self.hints.received.load(Ordering::Acquire);
         let unversioned = self.hints.unversioned.swap(false, Ordering::AcqRel);
@@ -305,6 +340,11 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
             self.hints.handled.fetch_max(hints_seen, Ordering::AcqRel);
         }
         self.record(&result);
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            let current = self.current.load();
+            metrics.trip(&result, started.elapsed(), current.version, current.entries.len(), self.status().staleness());
+        }
         self.trips_finished.fetch_max(generation, Ordering::AcqRel);
         ledger.completed = generation;
         ledger.last = result.clone();
