@@ -15,6 +15,7 @@
 //! | `GET /hello` | the demo: shouts when the flag `shout` is `true` |
 //! | `POST /ofrep/v1/evaluate/flags/{key}`, `POST /ofrep/v1/evaluate/flags` | OFREP: any OpenFeature SDK's OFREP provider evaluates the flags |
 //! | `GET /health` | the dict's status (not synced: health checks skip the layer) |
+//! | `GET /metrics` | the dict's metrics in Prometheus's text format (`durable_*`, see `durable::metrics`) |
 //!
 //! A flag is any JSON value (`true`, `"blue"`, `{"limit": 3}`: served as it is) or a flag
 //! definition in flagd's format (`state`, `variants`, `defaultVariant`, `targeting`),
@@ -29,7 +30,7 @@
 
 use std::time::Duration;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -59,8 +60,11 @@ pub async fn open_with_backup(
         Some(_) => durable::connect_lazy(url, namespace)?,
         None => durable::connect(url, namespace).await?,
     };
-    let mut builder =
-        DurableDict::builder(backend).autosync(false).background_refresh(true).poll_interval(Duration::from_secs(1));
+    let mut builder = DurableDict::builder(backend)
+        .autosync(false)
+        .background_refresh(true)
+        .poll_interval(Duration::from_secs(1))
+        .metrics(namespace);
     if let Some(path) = backup {
         builder = builder.backup_file(path);
     }
@@ -83,9 +87,10 @@ pub fn router(dict: FlagDict) -> Router {
         .route("/flags/{key}", get(get_one).put(set_one).delete(delete_one))
         .route("/hello", get(hello))
         .route("/health", get(health))
+        .route("/metrics", get(prometheus))
         .with_state(Service { dict: dict.clone(), flags: Arc::clone(&flags) })
         .merge(durable_flags::ofrep::router(flags))
-        .layer(SyncLayer::new(dict).skip_paths(["/health"]))
+        .layer(SyncLayer::new(dict).skip_paths(["/health", "/metrics"]))
 }
 
 async fn list(flags: Flags<Value>) -> Json<Value> {
@@ -146,6 +151,23 @@ async fn hello(State(service): State<Service>, headers: axum::http::HeaderMap) -
     }
 }
 
+/// The process's Prometheus recorder, once installed (`main` does; a test may).
+pub static METRICS: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder for the process (the first call; later ones reuse it).
+pub fn install_metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    METRICS.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("one recorder per process")
+    })
+}
+
+async fn prometheus() -> impl IntoResponse {
+    match METRICS.get() {
+        Some(handle) => (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], handle.render()),
+        None => (StatusCode::NOT_FOUND, [("content-type", "text/plain")], "no metrics recorder installed\n".to_owned()),
+    }
+}
+
 async fn health(State(service): State<Service>) -> impl IntoResponse {
     let status = service.dict.status();
     let body = json!({
@@ -175,6 +197,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let namespace = std::env::var("DURABLE_NAMESPACE").unwrap_or_else(|_| "flags".into());
     let addr = std::env::var("DURABLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
 
+    install_metrics();
     let backup = std::env::var_os("DURABLE_BACKUP_FILE").map(std::path::PathBuf::from);
     let dict = open_with_backup(&url, &namespace, backup.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
