@@ -26,7 +26,7 @@
 //! `DURABLE_NAMESPACE` (default `flags`), `DURABLE_ADDR` (default `127.0.0.1:3000`),
 //! `DURABLE_BACKUP_FILE` (default none: a local copy of the flags, so that the service
 //! starts — stale, and says so on `/health` — while the store is down).
-//! Ctrl-C stops it gracefully.
+//! Ctrl-C or SIGTERM stops it gracefully: requests in flight finish, then it exits 0.
 
 use std::time::Duration;
 
@@ -208,7 +208,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     axum::serve(listener, router(dict))
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+            // Ctrl-C, or SIGTERM as orchestrators send it: requests in flight finish first.
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let term = async {
+                match terminate.as_mut() {
+                    Some(signal) => drop(signal.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = term => {}
+            }
             println!("shutting down");
         })
         .await?;

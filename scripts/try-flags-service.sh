@@ -35,4 +35,16 @@ kill -INT $pid
 wait $pid
 trap - EXIT
 grep -q "shutting down" "$db.log" || { echo "flags service: no graceful shutdown on Ctrl-C" >&2; exit 1; }
-echo "flags service: README commands ok, graceful shutdown ok"
+
+# SIGTERM, as an orchestrator stops it: it exits 0 after a graceful shutdown.
+DURABLE_ADDR="127.0.0.1:$port" DURABLE_URL="sqlite://$db" target/debug/examples/flags_service >"$db.log" 2>&1 &
+pid=$!
+trap 'kill -INT $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -sf "$base/health" >/dev/null && break; sleep 0.1; done
+expect "GET /hello after a restart" "$(curl -s "$base/hello")" 'Hello, world.'
+kill -TERM $pid
+status=0; wait $pid || status=$?
+trap - EXIT
+expect "exit status on SIGTERM" "$status" '0'
+grep -q "shutting down" "$db.log" || { echo "flags service: no graceful shutdown on SIGTERM" >&2; exit 1; }
+echo "flags service: README commands ok, graceful shutdown on Ctrl-C and SIGTERM ok"
