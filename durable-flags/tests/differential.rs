@@ -16,6 +16,8 @@
 //! - `sem_ver` on versions flagd reads but strict SemVer does not — `v1.2.3`, `1.2`, `1`,
 //!   numbers — and build metadata, which flagd ignores (`@semver-edge-cases`).
 
+#![cfg(feature = "openfeature")]
+
 use std::sync::Arc;
 
 use durable_core::{DurableDict, MemoryBackend};

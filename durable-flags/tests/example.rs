@@ -2,6 +2,7 @@
 //! the dict synced per request by `SyncLayer`, a flag changed by another process (another
 //! dict on the same SQLite file) seen by the next request.
 
+#![cfg(feature = "openfeature")]
 #![allow(dead_code)]
 
 #[path = "../examples/openfeature_axum.rs"]

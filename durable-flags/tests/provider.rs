@@ -2,6 +2,8 @@
 //! five value types with variant, reason and metadata; errors as OpenFeature codes; a
 //! request's pinned snapshot; the provider's status following the dict's.
 
+#![cfg(feature = "openfeature")]
+
 use std::sync::Arc;
 
 use durable_core::conformance::unique_namespace;
