@@ -8,6 +8,7 @@
 
 mod commands;
 mod file;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -188,6 +189,12 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Run the flags service: a JSON API, OFREP and an admin page over a namespace, with
+    /// bearer tokens, Prometheus metrics, `/health` and `/ready`, until SIGTERM or Ctrl-C.
+    #[command(after_help = "Examples:\n  DURABLE_ADMIN_TOKENS=$(openssl rand -hex 24) durable serve\n  \
+                            durable serve --url postgres://app@db/app --addr 0.0.0.0:3000 \
+                            --admin-tokens-file /run/secrets/admin-tokens --environment production")]
+    Serve(serve::ServeArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  durable completions bash > /etc/bash_completion.d/durable")]
     Completions { shell: clap_complete::Shell },
@@ -226,6 +233,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Push { file, url, namespace, base } => c::push(&file, &url, &namespace, base).await,
         Command::History { url, namespace, key, limit } => c::history(&url, &namespace, key.as_deref(), limit).await,
         Command::Drop { url, namespace, yes } => c::drop_namespace(&url, &namespace, yes).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "durable", &mut std::io::stdout());

@@ -49,6 +49,7 @@ pub struct Flags {
     engine: Arc<Engine>,
     bucketing: Bucketing,
     plain_values: bool,
+    count: bool,
     compiled: ArcSwap<Compiled>,
     compiling: Mutex<()>,
 }
@@ -72,6 +73,7 @@ impl Flags {
             engine: Arc::new(engine(bucketing)),
             bucketing,
             plain_values: false,
+            count: false,
             compiled: ArcSwap::from_pointee(Compiled::default()),
             compiling: Mutex::new(()),
         }
@@ -84,6 +86,16 @@ impl Flags {
     /// Off by default: every value must be a definition.
     pub fn plain_values(mut self, on: bool) -> Self {
         self.plain_values = on;
+        self
+    }
+
+    /// Counts every evaluation through these flags' snapshots on the `metrics` facade:
+    /// `durable_flag_evaluations_total` labelled `flag`, `variant` and `reason` (feature
+    /// `metrics`). Off by default: each flag name becomes a label value, so a dict of many
+    /// flags makes many series.
+    #[cfg(feature = "metrics")]
+    pub fn count_evaluations(mut self, on: bool) -> Self {
+        self.count = on;
         self
     }
 
@@ -113,7 +125,7 @@ impl Flags {
     pub fn snapshot(&self) -> FlagsSnapshot {
         let snapshot = self.dict.snapshot();
         let compiled = self.compiled_for(&snapshot);
-        FlagsSnapshot { snapshot, compiled, engine: Arc::clone(&self.engine) }
+        FlagsSnapshot { snapshot, compiled, engine: Arc::clone(&self.engine), count: self.count }
     }
 
     /// Evaluates `key` for `context` on the snapshot the task pinned, else the current one.
@@ -237,6 +249,7 @@ pub struct FlagsSnapshot {
     snapshot: Snapshot<Value>,
     compiled: Arc<Compiled>,
     engine: Arc<Engine>,
+    count: bool,
 }
 
 impl std::fmt::Debug for FlagsSnapshot {
@@ -263,7 +276,11 @@ impl FlagsSnapshot {
 
     /// Evaluates `key` for `context`: value, variant, reason, error, metadata.
     pub fn evaluate<T: FlagValue>(&self, key: &str, context: &Context) -> Resolution<T> {
-        evaluate(&self.engine, key, self.compiled.flags.get(key).map(|(_, entry)| entry), context)
+        let resolution = evaluate(&self.engine, key, self.compiled.flags.get(key).map(|(_, entry)| entry), context);
+        if self.count {
+            count(key, &resolution);
+        }
+        resolution
     }
 
     /// The flag's boolean value for `context`, or `default`.
@@ -308,6 +325,18 @@ impl FlagsSnapshot {
         })
     }
 }
+
+/// One evaluation on the `metrics` facade (see [`Flags::count_evaluations`]).
+#[cfg(feature = "metrics")]
+fn count<T>(key: &str, resolution: &Resolution<T>) {
+    let variant = resolution.variant.clone().unwrap_or_default();
+    metrics::counter!("durable_flag_evaluations_total", "flag" => key.to_owned(), "variant" => variant,
+        "reason" => resolution.reason.as_str())
+    .increment(1);
+}
+
+#[cfg(not(feature = "metrics"))]
+fn count<T>(_: &str, _: &Resolution<T>) {}
 
 #[cfg(test)]
 mod tests {
