@@ -5,7 +5,8 @@
 # `test`), ZooKeeper on 127.0.0.1:2181, a three-server ZooKeeper ensemble on
 # 127.0.0.1:2191-2193, a Redis Cluster on 7001-7006, moto's S3 server (from PyPI) on
 # 127.0.0.1:9000 and Azurite's blob service (from npm) on 127.0.0.1:10000, and the psql,
-# mariadb and sqlite3 clients. Idempotent: a service that already answers is
+# mariadb and sqlite3 clients, and Chromium with chromedriver for the admin page's browser
+# tests. Idempotent: a service that already answers is
 # left alone. Waits until every service accepts connections, or fails saying which did not.
 set -euo pipefail
 
@@ -278,7 +279,13 @@ sql_clients() {
   return 0
 }
 
-want=${*:-redis postgres mariadb zookeeper zookeeper-ensemble redis-cluster s3 azure sql-clients}
+# A real browser for the admin page's tests: Debian's Chromium and its WebDriver.
+browser() {
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null && return 0
+  apt_install chromium chromium-driver fonts-dejavu-core
+}
+
+want=${*:-redis postgres mariadb zookeeper zookeeper-ensemble redis-cluster s3 azure sql-clients browser}
 for svc in $want; do
   case $svc in
     redis) start_redis ;;
@@ -290,6 +297,7 @@ for svc in $want; do
     s3 | moto) start_s3 && s3_bucket ;;
     azure | azurite) start_azure && azure_container ;;
     sql-clients) sql_clients ;;
+    browser | chromium) browser ;;
     *) log "unknown service $svc"; exit 2 ;;
   esac
 done
