@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite against the real servers: writes target/bench/results.json (a flat
 # JSON object) and prints a table. Usage: scripts/bench.sh [--quick] [--backends a,b,...]
-# [--only read,memory,middleware,backends,propagation,journal,leases,oracle,cli,durabledict]
+# [--only read,memory,middleware,backends,propagation,journal,leases,oracle,cli,server,flags,durabledict]
 # (backends: memory, sqlite, postgres, mysql, redis, zk).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -10,7 +10,7 @@ use sqlx::Connection;
 
 use crate::{Config, Results, median};
 
-fn binary() -> Option<std::path::PathBuf> {
+pub(crate) fn binary() -> Option<std::path::PathBuf> {
     let path = std::env::var("DURABLE_CLI_BIN").map_or_else(|_| "target/release/durable".into(), Into::into);
     std::path::Path::new(&path).exists().then_some(path)
 }

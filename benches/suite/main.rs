@@ -21,6 +21,7 @@ mod leases;
 mod middleware;
 mod raw;
 mod reads;
+mod server;
 
 use backends::{backend_figures, propagation_figures, url_of};
 use durabledict::durabledict_figures;
@@ -158,7 +159,7 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut results = Results::default();
     println!("{:<48} {:>14}", "figure", "value");
-    // `--only read,memory,middleware,backends,journal,leases,oracle,cli,flags,durabledict` runs some groups (default: all).
+    // `--only read,memory,middleware,backends,journal,leases,oracle,cli,server,flags,durabledict` runs some groups (default: all).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let wanted = |group: &str| only.as_deref().is_none_or(|only| only.split(',').any(|g| g == group));
     if wanted("read") {
@@ -204,6 +205,10 @@ async fn main() {
     // `--only cli`: the `durable` binary's copy from Redis to PostgreSQL beside PostgreSQL's COPY.
     if wanted("cli") && has("redis") && has("postgres") {
         cli::cli_figures(&config, &url_of("redis", &dir), &url_of("postgres", &dir), &mut results).await;
+    }
+    // `--only server`: `durable serve` with tokens and metrics on vs off (on Redis).
+    if wanted("server") && has("redis") {
+        server::server_figures(&config, &url_of("redis", &dir), &mut results).await;
     }
     // `--only flags`: flag evaluation beside a snapshot get and flagd's engine.
     if wanted("flags") {

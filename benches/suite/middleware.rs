@@ -13,18 +13,32 @@ use crate::{Config, Results, median};
 /// `seconds`, measured with hyper's client in this process.
 pub(crate) async fn load(app: axum::Router, concurrency: usize, duration: Duration) -> f64 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url: http::Uri = format!("http://{}/flag", listener.local_addr().unwrap()).parse().unwrap();
+    let url = format!("http://{}/flag", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let rps = load_url(&url, None, concurrency, duration).await;
+    server.abort();
+    rps
+}
+
+/// Requests per second `GET url` (with an `authorization` header, when given) is answered
+/// 200 with `concurrency` clients for `duration`.
+pub(crate) async fn load_url(url: &str, authorization: Option<&str>, concurrency: usize, duration: Duration) -> f64 {
+    let url: http::Uri = url.parse().unwrap();
+    let authorization = authorization.map(|value| http::HeaderValue::from_str(value).unwrap());
     let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let done = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + duration;
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, url, done) = (client.clone(), url.clone(), done.clone());
+            let (client, url, done, authorization) = (client.clone(), url.clone(), done.clone(), authorization.clone());
             tokio::spawn(async move {
                 while Instant::now() < deadline {
-                    let response = client.get(url.clone()).await.unwrap();
+                    let mut request = http::Request::get(url.clone());
+                    if let Some(value) = &authorization {
+                        request = request.header(http::header::AUTHORIZATION, value.clone());
+                    }
+                    let response = client.request(request.body(http_body_util::Empty::new()).unwrap()).await.unwrap();
                     assert_eq!(response.status(), 200);
                     let _ = http_body_util::BodyExt::collect(response.into_body()).await.unwrap();
                     done.fetch_add(1, Ordering::Relaxed);
@@ -36,9 +50,7 @@ pub(crate) async fn load(app: axum::Router, concurrency: usize, duration: Durati
     for worker in workers {
         worker.await.unwrap();
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    server.abort();
-    done.load(Ordering::Relaxed) as f64 / elapsed
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
 pub(crate) async fn middleware_figures(config: &Config, out: &mut Results) {

@@ -274,6 +274,56 @@ async fn metrics_parse_as_prometheus_text_and_move() {
     assert_eq!(support::client().get(off.url("/metrics")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
 }
 
+/// OFREP on the service: Python's OpenFeature SDK with its OFREP provider (PyPI) evaluates
+/// a plain flag and a flagd definition served by one instance, sees a change made through
+/// the other, and an invalid definition is refused at the door.
+#[tokio::test]
+async fn an_ofrep_provider_from_python_reads_the_service() {
+    use durable_testkit::ofrep::{evaluate, python_client, query};
+
+    let Some(venv) = python_client().await else { return };
+    let url = sqlite();
+    let env = [("DURABLE_ADMIN_TOKENS", ADMIN)];
+    let a = Server::start(Start { url: &url, namespace: "flags", args: &[], env: &env }).await;
+    let b = Server::start(Start { url: &url, namespace: "flags", args: &[], env: &env }).await;
+    assert_eq!(call("PUT", &a.url("/flags/shout"), Some(ADMIN), Some("true")).await.0, StatusCode::OK);
+    let rollout = json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+        "targeting": {"if": [{"==": [{"var": "plan"}, "pro"]}, "on", {"fractional": [["on", 50], ["off", 50]]}]}});
+    let put = call("PUT", &a.url("/flags/rollout"), Some(ADMIN), Some(&rollout.to_string())).await;
+    assert_eq!(put.0, StatusCode::OK);
+    let bad = json!({"state": "ENABLED", "variants": {"on": true, "off": 0}, "defaultVariant": "off"});
+    let (status, body) = call("PUT", &a.url("/flags/bad"), Some(ADMIN), Some(&bad.to_string())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("share one type"), "{body}");
+
+    let users: Vec<String> = (0..20).map(|i| format!("user-{i}")).collect();
+    let mut queries = vec![
+        query("boolean", "shout", None, json!({}), json!(false)),
+        query("boolean", "rollout", Some("ada"), json!({"plan": "pro"}), json!(false)),
+        query("boolean", "bad", None, json!({}), json!(true)),
+    ];
+    queries.extend(
+        users.iter().map(|user| query("boolean", "rollout", Some(user), json!({"plan": "free"}), json!(false))),
+    );
+    let seen = evaluate(&venv, &a.base, &queries).await;
+    assert_eq!((&seen[0]["value"], seen[0]["reason"].as_str()), (&json!(true), Some("STATIC")));
+    assert_eq!(
+        (&seen[1]["value"], seen[1]["reason"].as_str(), seen[1]["variant"].as_str()),
+        (&json!(true), Some("TARGETING_MATCH"), Some("on"))
+    );
+    assert_eq!(
+        (&seen[2]["value"], seen[2]["error"].as_str()),
+        (&json!(true), Some("FLAG_NOT_FOUND")),
+        "the refused flag was not written"
+    );
+    let on = seen[3..].iter().filter(|answer| answer["value"] == json!(true)).count();
+    assert!(0 < on && on < users.len(), "a 50/50 split over 20 users: {on} on");
+    // A change through the other instance is seen through this one at the next request.
+    assert_eq!(call("PUT", &b.url("/flags/shout"), Some(ADMIN), Some("false")).await.0, StatusCode::OK);
+    let after = evaluate(&venv, &a.base, &[query("boolean", "shout", None, json!({}), json!(true))]).await;
+    assert_eq!(after[0]["value"], json!(false));
+}
+
 /// What became of one request sent while the server was stopping.
 #[derive(Debug, PartialEq)]
 enum Outcome {
