@@ -90,6 +90,15 @@ async fn every_write_route_takes_an_admin_token_and_reads_take_a_read_token() {
     }
     let (_, who) = call("GET", &server.url("/whoami"), Some(READ), None).await;
     assert_eq!((who["access"].as_str(), who["name"].as_str()), (Some("read"), Some("read-env-1")));
+    assert_eq!(who["namespace"], json!("flags"));
+    let (_, anonymous) = call("GET", &server.url("/whoami"), None, None).await;
+    assert_eq!((anonymous["access"].as_str(), &anonymous["store"]), (Some("anonymous"), &Value::Null), "{anonymous}");
+    // The page is served with a strict Content-Security-Policy and no framing.
+    let page = support::client().get(server.url("/admin/")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.starts_with("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
     let log = server.log_text();
     for token in [ADMIN, ADMIN_2, READ] {
         assert!(!log.contains(token), "a token reached the log");
@@ -272,6 +281,34 @@ async fn metrics_parse_as_prometheus_text_and_move() {
     assert!(text.contains("durable_snapshot_version") && !text.contains("durable_flag_evaluations_total"));
     let off = with_tokens(&redis_url(), &namespace, &["--no-metrics"]).await;
     assert_eq!(support::client().get(off.url("/metrics")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_request_the_store_holds_up_is_answered_503_at_the_timeout() {
+    use sqlx::Connection;
+    let path = tmp("locked.db");
+    let url = format!("sqlite://{}", path.display());
+    let server = with_tokens(&url, "flags", &["--request-timeout", "1", "--log-format", "json"]).await;
+    assert_eq!(call("PUT", &server.url("/flags/beta"), Some(ADMIN), Some("1")).await.0, StatusCode::OK);
+    // Another program holds SQLite's write lock: the next write waits for it.
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::raw_sql("BEGIN EXCLUSIVE").execute(&mut holder).await.unwrap();
+    let started = std::time::Instant::now();
+    let (status, _) = call("PUT", &server.url("/flags/beta"), Some(ADMIN), Some("2")).await;
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(4), "answered after {waited:?}");
+    sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.unwrap();
+    // Reads were never held up, and the service goes on.
+    assert_eq!(call("PUT", &server.url("/flags/beta"), Some(ADMIN), Some("3")).await.0, StatusCode::OK);
+    assert_eq!(call("GET", &server.url("/flags/beta"), Some(READ), None).await.1, json!(3));
+    // `--log-format json`: every log line is a JSON object.
+    let log = server.log_text();
+    assert!(log.lines().count() >= 2, "{log}");
+    for line in log.lines() {
+        let parsed: Value = serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}"));
+        assert!(parsed["level"].is_string() && parsed["fields"]["message"].is_string(), "{line}");
+    }
 }
 
 /// OFREP on the service: Python's OpenFeature SDK with its OFREP provider (PyPI) evaluates

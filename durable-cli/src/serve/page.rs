@@ -49,6 +49,8 @@ async fn whoami(
         Access::Read(name) => ("read", Some(name)),
         Access::Admin(name) => ("admin", Some(name)),
     };
+    // Where the flags live is for those who may read them.
+    let shown = !settings.reads_need_token || name.is_some();
     Json(json!({
         "access": access,
         "name": name,
@@ -56,7 +58,7 @@ async fn whoami(
         "read_only": settings.read_only,
         "reads_need_token": settings.reads_need_token,
         "environment": settings.environment,
-        "namespace": settings.namespace,
-        "store": settings.store,
+        "namespace": shown.then_some(&settings.namespace),
+        "store": shown.then_some(&settings.store),
     }))
 }

@@ -53,7 +53,7 @@ async function whoami() {
     banner.className = 'banner ' + data.environment.toLowerCase().replace(/[^a-z0-9-]/g, '');
     banner.hidden = false;
   }
-  $('where').textContent = data.namespace + ' · ' + data.store + (data.read_only ? ' · read-only' : '');
+  $('where').textContent = data.namespace === null ? '' : data.namespace + ' · ' + data.store + (data.read_only ? ' · read-only' : '');
   const signedIn = data.access === 'admin' || data.access === 'read';
   $('whoami').textContent = signedIn ? 'signed in (' + data.access + ': ' + data.name + ')' : '';
   $('token').hidden = signedIn;
