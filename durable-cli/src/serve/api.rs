@@ -208,8 +208,10 @@ fn journal_json(dict: &FlagDict, item: &JournalItem) -> Value {
 /// (`{"key", "version"}`), `resync` when this stream fell behind (read everything again);
 /// it ends when the service shuts down.
 async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    // Subscribed before the version is read: a change landing in between is in the stream.
+    let subscription = app.dict.subscribe();
     let first = SseEvent::default().event("version").data(json!({ "version": app.dict.version() }).to_string());
-    let changes = app.dict.subscribe().map(|event| match event {
+    let changes = subscription.map(|event| match event {
         Event::Changed(change) => SseEvent::default().event("change").data(
             json!({ "key": &*change.key, "version": change.version, "deleted": change.new.is_none() }).to_string(),
         ),
