@@ -94,10 +94,28 @@ pub(crate) async fn read_figures(config: &Config, out: &mut Results) {
     let write_only = started.elapsed().as_secs_f64() * 1e6 / merges as f64;
     out.put("layered.remerge_us_4layers", (with_merge - write_only).max(0.0));
 
-    // A reader thread taking the current snapshot per lookup while a writer syncs changes in.
+    // Reader threads taking the current snapshot per lookup while a writer task syncs
+    // changes in: one reader (two threads with the writer's) and three (four threads).
+    for (readers, name) in [(1, "2threads"), (3, "4threads")] {
+        let (per_lookup, writes) = concurrent_reads(&dict, &keys, &lookups, readers, rounds, ops).await;
+        out.put(format!("read.snapshot_get_ns_{name}"), per_lookup);
+        out.put(format!("read.writes_during_{name}"), writes as f64);
+    }
+}
+
+/// ns per `dict.snapshot().get(..)` (the mean over `readers` threads, each on its own
+/// blocking thread) while a writer task inserts as fast as it can; and the writes it made.
+async fn concurrent_reads(
+    dict: &DurableDict<u64>,
+    keys: &[String],
+    lookups: &Arc<Vec<String>>,
+    readers: usize,
+    rounds: usize,
+    ops: usize,
+) -> (f64, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (dict, stop, keys) = (dict.clone(), stop.clone(), keys.clone());
+        let (dict, stop, keys) = (dict.clone(), stop.clone(), keys.to_vec());
         tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -108,18 +126,22 @@ pub(crate) async fn read_figures(config: &Config, out: &mut Results) {
             n
         })
     };
-    let reader_dict = dict.clone();
-    let concurrent = tokio::task::spawn_blocking(move || {
-        time_ns(rounds, ops, |i| {
-            black_box(reader_dict.snapshot().get(black_box(lookups[i & 4095].as_str())).copied());
+    let threads: Vec<_> = (0..readers)
+        .map(|_| {
+            let (dict, lookups) = (dict.clone(), Arc::clone(lookups));
+            tokio::task::spawn_blocking(move || {
+                time_ns(rounds, ops, |i| {
+                    black_box(dict.snapshot().get(black_box(lookups[i & 4095].as_str())).copied());
+                })
+            })
         })
-    })
-    .await
-    .unwrap();
+        .collect();
+    let mut total = 0.0;
+    for thread in threads {
+        total += thread.await.unwrap();
+    }
     stop.store(true, Ordering::Relaxed);
-    let writes = writer.await.unwrap();
-    out.put("read.snapshot_get_ns_2threads", concurrent);
-    out.put("read.writes_during_2threads", writes as f64);
+    (total / readers as f64, writer.await.unwrap())
 }
 
 // ---- memory ---------------------------------------------------------------------------
@@ -136,4 +158,35 @@ pub(crate) async fn memory_figures(out: &mut Results) {
     assert_eq!(dict.snapshot().len(), n);
     out.put("memory.snapshot_bytes_per_entry", (after.saturating_sub(before)) as f64 / n as f64);
     out.put("memory.raw_bytes_per_entry", raw as f64 / n as f64);
+
+    // 10,000 values of about 1 KB of JSON each (an object of settings, as users keep), read
+    // as `serde_json::Value`: the dict's heap per entry beside the stored bytes (key + value).
+    let n = 10_000;
+    let keys = crate::keys(n);
+    let backend = Arc::new(MemoryBackend::in_store(MemoryStore::new(), "mem-1kb"));
+    let values: Vec<bytes::Bytes> = (0..n).map(|i| bytes::Bytes::from(kilobyte_json(i))).collect();
+    let raw: usize = keys.iter().zip(&values).map(|(k, v)| k.len() + v.len()).sum();
+    backend.apply(Batch::puts(keys.iter().cloned().zip(values))).await.unwrap();
+    let before = LIVE.load(Ordering::SeqCst);
+    let dict = DurableDict::<serde_json::Value>::builder(backend).autosync(false).hints(false).build().await.unwrap();
+    let after = LIVE.load(Ordering::SeqCst);
+    assert_eq!(dict.snapshot().len(), n);
+    out.put("memory.snapshot_bytes_per_entry_1kb_json", (after.saturating_sub(before)) as f64 / n as f64);
+    out.put("memory.raw_bytes_per_entry_1kb_json", raw as f64 / n as f64);
+}
+
+/// About 1 KB of JSON: a settings object with numbers, booleans, short strings, a list and
+/// a longer text, different per `i`.
+fn kilobyte_json(i: usize) -> Vec<u8> {
+    let value = serde_json::json!({
+        "id": i,
+        "enabled": i % 2 == 0,
+        "rollout_percent": i % 100,
+        "owner": format!("team-{}", i % 17),
+        "regions": ["eu-west-1", "us-east-1", "ap-southeast-2"],
+        "limits": {"requests_per_minute": 600 + i % 50, "burst": 20, "timeout_ms": 1500},
+        "variants": [{"name": "control", "weight": 50}, {"name": "treatment", "weight": 50}],
+        "description": "x".repeat(700),
+    });
+    serde_json::to_vec(&value).unwrap()
 }
