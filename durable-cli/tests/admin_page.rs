@@ -56,8 +56,9 @@ async fn browser(driver: &Driver) -> Client {
             "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,860"]
         }),
     );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    ClientBuilder::rustls().unwrap().capabilities(caps).connect(&driver.url).await.expect("a browser session")
+    // chromedriver speaks plain HTTP on loopback: no TLS in the WebDriver client.
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.expect("a browser session")
 }
 
 fn screenshots() -> PathBuf {
