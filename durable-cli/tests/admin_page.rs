@@ -89,8 +89,19 @@ async fn wait_text(client: &Client, css: &str, ok: impl Fn(&str) -> bool) -> Str
     panic!("{css}: text never matched; last {last:?}");
 }
 
+/// Clicks the element, finding it again when the page re-rendered it meanwhile (a live
+/// update replaces the table's rows).
 async fn click(client: &Client, css: &str) {
-    client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    let mut last = None;
+    for _ in 0..50 {
+        let element = client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap();
+        match element.click().await {
+            Ok(()) => return,
+            Err(err) => last = Some(err),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css}: could not click: {last:?}");
 }
 
 async fn type_into(client: &Client, css: &str, text: &str) {

@@ -57,7 +57,7 @@ use crate::error::{Error, Result};
 use crate::events::{Change, Event, Subscription};
 use crate::snapshot::{Entry, Snapshot, SnapshotData};
 
-type Map<V> = imbl::HashMap<Arc<str>, Entry<V>>;
+type Map<V> = crate::entry_map::EntryMap<V>;
 /// A key a file's reload changed: its old and new value.
 type Changed<V> = (Arc<str>, Option<Arc<V>>, Option<Arc<V>>);
 type Decode<V> = Arc<dyn Fn(serde_json::Value) -> std::result::Result<V, String> + Send + Sync>;
@@ -261,7 +261,10 @@ impl<V: Send + Sync + 'static, C: Codec<V>> LayeredBuilder<V, C> {
                     let events = Mutex::new(dict.subscribe());
                     Source::Dict { dict, events }
                 }
-                Pending::Fixed(map) => Source::Fixed(Arc::new(map)),
+                Pending::Fixed(mut map) => {
+                    map.settle();
+                    Source::Fixed(Arc::new(map))
+                }
                 Pending::File(path, decode) => {
                     let layer = FileLayer {
                         path,
@@ -386,6 +389,7 @@ impl<V> FileLayer<V> {
             }
         }
         state.raw = raw.into_iter().map(|(key, (json, _))| (key, json)).collect();
+        map.settle();
         state.map = Arc::new(map);
         state.stamp = stamp;
         state.loads += 1;
@@ -431,17 +435,18 @@ fn merge<V>(views: &[View<V>]) -> Snapshot<V> {
     let base = (0..views.len()).max_by_key(|at| views[*at].entries().len()).unwrap_or(0);
     let mut merged = views.get(base).map(|view| view.entries().clone()).unwrap_or_default();
     for view in views.iter().skip(base + 1) {
-        for (key, entry) in view.entries() {
+        for (key, entry) in view.entries().iter() {
             if !merged.contains_key(key) {
                 merged.insert(Arc::clone(key), entry.clone());
             }
         }
     }
     for view in views[..base].iter().rev() {
-        for (key, entry) in view.entries() {
+        for (key, entry) in view.entries().iter() {
             merged.insert(Arc::clone(key), entry.clone());
         }
     }
+    merged.settle();
     let first_dict = views.iter().find_map(|view| match view {
         View::Dict(snapshot) => Some(snapshot),
         View::Map(..) => None,
@@ -580,13 +585,13 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Layered<V, C> {
             }
         }
         for (at, change) in changes {
-            if now.views[..at].iter().any(|view| view.entries().contains_key(&*change.key)) {
+            if now.views[..at].iter().any(|view| view.entries().contains_key(&change.key)) {
                 continue; // masked by a stronger layer
             }
             let below = || {
                 now.views[at + 1..]
                     .iter()
-                    .find_map(|view| view.entries().get(&*change.key).map(|e| Arc::clone(&e.value)))
+                    .find_map(|view| view.entries().get(&change.key).map(|e| Arc::clone(&e.value)))
             };
             let old = change.old.clone().or_else(below);
             let new = change.new.clone().or_else(below);

@@ -31,6 +31,7 @@ mod builder;
 mod codec;
 mod dict;
 mod engine;
+mod entry_map;
 mod error;
 mod events;
 mod instrument;

@@ -75,6 +75,12 @@ impl DictMetrics {
         gauge!("durable_staleness_seconds", "dict" => self.label()).set(staleness);
     }
 
+    /// A new snapshot was swapped in (by a trip or by a local write).
+    pub(crate) fn swapped(&self, version: Version, keys: usize) {
+        gauge!("durable_snapshot_version", "dict" => self.label()).set(version as f64);
+        gauge!("durable_snapshot_keys", "dict" => self.label()).set(keys as f64);
+    }
+
     /// The hint listener connected (`true`) or lost its connection.
     pub(crate) fn hints_up(&self, up: bool) {
         gauge!("durable_hints_up", "dict" => self.label()).set(if up { 1.0 } else { 0.0 });

@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::backend::Version;
+use crate::entry_map::EntryMap;
 use crate::error::Error;
 
 /// One decoded value and a hash of the bytes it was decoded from, so that a later sync can
@@ -26,7 +27,7 @@ impl<V> Clone for Entry<V> {
 
 /// What a [`Snapshot`] points at.
 pub(crate) struct SnapshotData<V> {
-    pub(crate) entries: imbl::HashMap<Arc<str>, Entry<V>>,
+    pub(crate) entries: EntryMap<V>,
     /// Keys whose stored value could not be decoded, with the error. Such a key keeps its
     /// last good value if it had one, and is absent otherwise.
     pub(crate) undecodable: imbl::HashMap<Arc<str>, Error>,
@@ -35,7 +36,7 @@ pub(crate) struct SnapshotData<V> {
 
 impl<V> SnapshotData<V> {
     pub(crate) fn empty() -> Self {
-        Self { entries: imbl::HashMap::new(), undecodable: imbl::HashMap::new(), version: 0 }
+        Self { entries: EntryMap::new(), undecodable: imbl::HashMap::new(), version: 0 }
     }
 }
 

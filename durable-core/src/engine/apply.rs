@@ -67,7 +67,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
     pub(super) fn apply_full(&self, current: &Arc<SnapshotData<V>>, durables: Durables) -> SyncOutcome {
         let Durables { entries, version } = durables;
         let keys = entries.len();
-        let mut next = imbl::HashMap::new();
+        let mut next = std::collections::HashMap::with_capacity(keys);
         let mut undecodable = imbl::HashMap::new();
         let mut changes = Vec::new();
         let notify = self.events.receiver_count() > 0;
@@ -102,7 +102,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
                 }
             }
         }
-        self.swap_in(SnapshotData { entries: next, undecodable, version });
+        let entries = next.into_iter().collect();
+        self.folder.reset();
+        self.swap_in(SnapshotData { entries, undecodable, version });
         self.emit(changes);
         SyncOutcome::Full { keys, version }
     }
@@ -122,7 +124,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
         let mut undecodable = current.undecodable.clone();
         let notify = self.events.receiver_count() > 0;
         let mut changes = Vec::new();
+        let mut touched = Vec::with_capacity(incoming.len());
         for Incoming { key, entry } in incoming {
+            touched.push(Arc::clone(&key));
             undecodable.remove(&key);
             let old = match entry {
                 Some(entry) => {
@@ -145,11 +149,16 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
             self.report_undecodable(&key, &err);
             undecodable.insert(key, err);
         }
+        self.folder.after_update(&mut entries, touched);
         self.swap_in(SnapshotData { entries, undecodable, version });
         self.emit(changes);
     }
 
     fn swap_in(&self, data: SnapshotData<V>) {
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            metrics.swapped(data.version, data.entries.len());
+        }
         self.current.store(Arc::new(data));
         self.swaps.fetch_add(1, Ordering::AcqRel);
         self.swapped.notify_one();

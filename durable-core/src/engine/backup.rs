@@ -255,7 +255,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
         durables: Durables,
         error: Error,
     ) -> std::result::Result<(), BackupError> {
-        let mut entries = imbl::HashMap::new();
+        let mut entries = std::collections::HashMap::with_capacity(durables.entries.len());
         for (key, bytes) in durables.entries {
             let value = self.codec.decode(&bytes).map_err(|source| BackupError::Undecodable {
                 path: path.to_owned(),
@@ -265,8 +265,9 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
             entries.insert(Arc::from(key), self.local_entry(&bytes, value));
         }
         self.restored.store(true, Ordering::Release);
+        self.folder.reset();
         self.current.store(Arc::new(SnapshotData {
-            entries,
+            entries: entries.into_iter().collect(),
             undecodable: imbl::HashMap::new(),
             version: durables.version,
         }));

@@ -113,6 +113,8 @@ pub(crate) struct Engine<V, C> {
     codec: C,
     autosync: bool,
     current: ArcSwap<SnapshotData<V>>,
+    /// Folds the snapshot map's overlay into its base off the sync path.
+    folder: crate::entry_map::Folder<V>,
     hints: Hints,
     events: broadcast::Sender<Event<V>>,
     tasks: StdMutex<Vec<AbortHandle>>,
@@ -275,6 +277,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
             codec,
             autosync,
             current: ArcSwap::from_pointee(SnapshotData::empty()),
+            folder: Default::default(),
             hints: Hints::default(),
             events: broadcast::channel(capacity.max(1)).0,
             tasks: StdMutex::new(Vec::new()),
