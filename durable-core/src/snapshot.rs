@@ -1,9 +1,10 @@
 //! `Snapshot<V>`: an immutable view of a dict at one version — the per-request view.
 //!
 //! A snapshot is built aside by a sync and swapped in whole (invariant 6); reading one is a
-//! hash lookup in memory, with no lock, no allocation and no await. The map is a persistent
-//! HAMT (`imbl`), so a sync that changes k keys builds the next snapshot in O(k) while
-//! sharing everything else with the previous one (invariant 5).
+//! hash lookup in memory, with no lock, no allocation and no await. The map is an
+//! [`EntryMap`](crate::entry_map): a compact hash map shared between snapshots plus a small
+//! persistent overlay of recent changes, so a sync that changes k keys builds the next
+//! snapshot in O(k) while sharing everything else with the previous one (invariant 5).
 
 use std::fmt;
 use std::sync::Arc;
