@@ -229,11 +229,17 @@ impl<V: Send + Sync + 'static> Folder<V> {
     }
 }
 
-impl<V> FromIterator<(Arc<str>, Entry<V>)> for EntryMap<V> {
-    fn from_iter<I: IntoIterator<Item = (Arc<str>, Entry<V>)>>(entries: I) -> Self {
-        let base: HashMap<Arc<str>, Entry<V>> = entries.into_iter().collect();
+impl<V> From<HashMap<Arc<str>, Entry<V>>> for EntryMap<V> {
+    /// A map of `base` alone (a full reload builds one).
+    fn from(base: HashMap<Arc<str>, Entry<V>>) -> Self {
         let len = base.len();
         Self { base: Arc::new(base), overlay: imbl::HashMap::new(), len }
+    }
+}
+
+impl<V> FromIterator<(Arc<str>, Entry<V>)> for EntryMap<V> {
+    fn from_iter<I: IntoIterator<Item = (Arc<str>, Entry<V>)>>(entries: I) -> Self {
+        Self::from(entries.into_iter().collect::<HashMap<_, _>>())
     }
 }
 

@@ -102,7 +102,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
                 }
             }
         }
-        let entries = next.into_iter().collect();
+        let entries = next.into();
         self.folder.reset();
         self.swap_in(SnapshotData { entries, undecodable, version });
         self.emit(changes);

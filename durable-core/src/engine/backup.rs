@@ -267,7 +267,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
         self.restored.store(true, Ordering::Release);
         self.folder.reset();
         self.current.store(Arc::new(SnapshotData {
-            entries: entries.into_iter().collect(),
+            entries: entries.into(),
             undecodable: imbl::HashMap::new(),
             version: durables.version,
         }));
