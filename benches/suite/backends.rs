@@ -315,6 +315,13 @@ pub(crate) async fn propagation_figures(config: &Config, name: &str, url: &str, 
             out.put(format!("{name}.propagation_p99_us_{listeners}subscribers"), percentile(&p, 0.99));
             forget(name, url, &ns).await;
         }
+        // The same 1,000 dicts as deployments run them: 100 in each of 10 processes.
+        let ns = unique(&format!("bench-{name}-fanout10"));
+        let samples = if config.quick { 5 } else { 50 };
+        let p = crate::fanout::propagation_across_processes(name, url, &ns, 10, 100, samples).await;
+        out.put(format!("{name}.propagation_p50_us_1000subscribers_10processes"), percentile(&p, 0.50));
+        out.put(format!("{name}.propagation_p99_us_1000subscribers_10processes"), percentile(&p, 0.99));
+        forget(name, url, &ns).await;
     }
 }
 

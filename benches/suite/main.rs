@@ -15,6 +15,7 @@ use std::time::Instant;
 mod backends;
 mod cli;
 mod durabledict;
+mod fanout;
 mod flags;
 mod journal;
 mod leases;
@@ -141,6 +142,11 @@ async fn main() {
     if let Some(at) = args.iter().position(|a| a == "--lease-waiter") {
         let [url, ns, n] = [1, 2, 3].map(|i| args.get(at + i).expect("--lease-waiter <url> <ns> <n>").as_str());
         return leases::waiter(url, ns, n.parse().unwrap()).await;
+    }
+    if let Some(at) = args.iter().position(|a| a == "--subscribers") {
+        let [name, url, ns, n] =
+            [1, 2, 3, 4].map(|i| args.get(at + i).expect("--subscribers <backend> <url> <ns> <n>").as_str());
+        return fanout::subscribers(name, url, ns, n.parse().unwrap()).await;
     }
     let quick = args.iter().any(|a| a == "--quick");
     let backends = args.iter().position(|a| a == "--backends").and_then(|i| args.get(i + 1)).map_or_else(

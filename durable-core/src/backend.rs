@@ -185,6 +185,16 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// What this handle reads, as a string naming the store and the namespace (server,
+    /// database, tables, key prefix), for handles that read the same data to share their
+    /// reads: the dicts of one process whose handles give the same scope share one delta
+    /// fetch per change instead of one each. `None`, the default, shares nothing — right
+    /// for wrappers, which may change what a read returns, and for stores a string cannot
+    /// name (an in-process memory store).
+    fn fetch_scope(&self) -> Option<String> {
+        None
+    }
+
     /// Stores `value` at `key`; returns the new version.
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version>;
 

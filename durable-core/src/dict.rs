@@ -113,9 +113,10 @@ impl<V: Send + Sync + 'static, C: Codec<V>> DurableDict<V, C> {
         self.engine.quiet().then(|| self.snapshot())
     }
 
-    /// The current snapshot: one atomic load. Every read on it sees one version.
+    /// The current snapshot: one atomic load, and no write to memory other threads share.
+    /// Every read on it sees one version.
     pub fn snapshot(&self) -> Snapshot<V> {
-        Snapshot { data: self.engine.current() }
+        Snapshot::borrowed(self.engine.load())
     }
 
     /// The snapshot's version.

@@ -10,8 +10,9 @@
 //!   base on a thread of its own (O(n), once per n/16 changes), and the first update after
 //!   it finished takes that base with the keys changed meanwhile as the new overlay — so no
 //!   update, and no `sync()`, ever pays O(n) (invariant 5). Small maps (up to
-//!   `FOLD_INLINE` keys) fold in the update itself, a bounded cost. Snapshots already taken
-//!   keep the old base.
+//!   `FOLD_INLINE` keys) fold in the update itself, a bounded cost, and so does an update
+//!   that changed a sixteenth of the map or more (a bulk load, a first fill): O(n) is then
+//!   O(k). Snapshots already taken keep the old base.
 //!
 //! A persistent HAMT alone (imbl's, 32-way) cost about 196 bytes of nodes per entry at 100k
 //! entries; the base costs what a `HashMap` does (about 43 bytes at that size).
@@ -181,6 +182,13 @@ impl<V: Send + Sync + 'static> Folder<V> {
     /// one when the overlay has outgrown its share.
     pub(crate) fn after_update(&self, map: &mut EntryMap<V>, changed: Vec<Arc<str>>) {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if changed.len().saturating_mul(FOLD_RATIO) >= map.len() && map.wants_fold() {
+            // An update of a sixteenth of the map or more (a bulk load, a first fill) pays
+            // for a fold of its own: O(n) here is O(k). Any running fold is of no use now.
+            state.abandon();
+            map.settle();
+            return;
+        }
         if state.running {
             state.changed.extend(changed);
             if let Some((generation, base)) = state.done.take() {
@@ -221,11 +229,16 @@ impl<V: Send + Sync + 'static> Folder<V> {
 
     /// A full reload (or a restore) replaced the map: drops any fold of the old one.
     pub(crate) fn reset(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.generation += 1;
-        state.running = false;
-        state.changed.clear();
-        state.done = None;
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).abandon();
+    }
+}
+
+impl<V> FoldState<V> {
+    fn abandon(&mut self) {
+        self.generation += 1;
+        self.running = false;
+        self.changed.clear();
+        self.done = None;
     }
 }
 
@@ -285,6 +298,27 @@ mod tests {
             let key = format!("k{i}");
             assert_eq!(map.get(&key).map(|e| *e.value), model.get(&key).copied(), "{key}");
         }
+    }
+
+    /// A bulk update (a sixteenth of the map or more) leaves its snapshot all in the base,
+    /// where lookups are plain hash lookups.
+    #[test]
+    fn a_bulk_update_folds_in_place() {
+        let folder = Folder::default();
+        let mut map: EntryMap<u64> = EntryMap::new();
+        let keys: Vec<Arc<str>> = (0..10_000u64).map(|i| Arc::from(format!("k{i}"))).collect();
+        for (i, key) in keys.iter().enumerate() {
+            map.insert(Arc::clone(key), entry(i as u64));
+        }
+        folder.after_update(&mut map, keys.clone());
+        assert!(map.overlay.is_empty());
+        assert_eq!((map.base.len(), map.len()), (10_000, 10_000));
+        // A small update leaves its key in the overlay.
+        map.insert(Arc::from("k1"), entry(7));
+        folder.after_update(&mut map, vec![Arc::from("k1")]);
+        assert_eq!(map.overlay.len(), 1);
+        assert_eq!(map.get("k1").map(|e| *e.value), Some(7));
+        assert_eq!(map.get("k2").map(|e| *e.value), Some(2));
     }
 
     fn entry(n: u64) -> Entry<u64> {

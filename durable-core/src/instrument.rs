@@ -86,6 +86,11 @@ impl Wrap for CountingBackend {
         self.counters[call.index()].fetch_add(1, Ordering::Relaxed);
         Ok(Delegate::from(&self.inner))
     }
+    /// Counting changes no answer: the dicts on one counting handle share their delta
+    /// fetches as they would without it, and the counts show the fetches the store saw.
+    fn shares_fetches(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -140,7 +140,7 @@ impl<V> View<V> {
 
     fn same(&self, other: &View<V>) -> bool {
         match (self, other) {
-            (View::Dict(a), View::Dict(b)) => Arc::ptr_eq(&a.data, &b.data),
+            (View::Dict(a), View::Dict(b)) => Arc::ptr_eq(&*a.data, &*b.data),
             (View::Map(a, _), View::Map(b, _)) => Arc::ptr_eq(a, b),
             _ => false,
         }
@@ -456,7 +456,7 @@ fn merge<V>(views: &[View<V>]) -> Snapshot<V> {
         undecodable: first_dict.map(|snapshot| snapshot.data.undecodable.clone()).unwrap_or_default(),
         version: first_dict.map_or(0, Snapshot::version),
     };
-    Snapshot { data: Arc::new(data) }
+    Snapshot::new(Arc::new(data))
 }
 
 impl<V: Send + Sync + 'static, C: Codec<V>> Layered<V, C> {

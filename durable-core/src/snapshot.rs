@@ -9,6 +9,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arc_swap::Guard;
+
 use crate::backend::Version;
 use crate::entry_map::EntryMap;
 use crate::error::Error;
@@ -43,13 +45,29 @@ impl<V> SnapshotData<V> {
 
 /// An immutable view of the dict at one version. Cheap to clone (one `Arc`); hold one for
 /// the length of a request so that every read in it sees the same version.
+///
+/// Taking one ([`DurableDict::snapshot`](crate::DurableDict::snapshot)) writes nothing
+/// that other threads share: it borrows the current version through one of arc-swap's
+/// per-thread slots instead of counting a reference on it, so readers on many cores do not
+/// bounce one cache line between them. A swap meanwhile turns the borrow into a counted
+/// reference; a clone is a counted reference.
 pub struct Snapshot<V> {
-    pub(crate) data: Arc<SnapshotData<V>>,
+    pub(crate) data: Guard<Arc<SnapshotData<V>>>,
+}
+
+impl<V> Snapshot<V> {
+    pub(crate) fn new(data: Arc<SnapshotData<V>>) -> Self {
+        Self { data: Guard::from_inner(data) }
+    }
+
+    pub(crate) fn borrowed(data: Guard<Arc<SnapshotData<V>>>) -> Self {
+        Self { data }
+    }
 }
 
 impl<V> Clone for Snapshot<V> {
     fn clone(&self) -> Self {
-        Self { data: Arc::clone(&self.data) }
+        Self::new(Arc::clone(&self.data))
     }
 }
 

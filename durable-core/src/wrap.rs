@@ -252,6 +252,15 @@ pub trait Wrap: Send + Sync + 'static {
     /// delay, fail, connect or check what the call carries.
     async fn enter(&self, call: Call<'_>) -> Result<Delegate<'_>>;
 
+    /// Whether every read through this wrapper returns what the wrapped backend returned
+    /// (it only counts, times or logs), so that dicts on handles through wrappers of this
+    /// kind may share their delta fetches ([`Backend::fetch_scope`]: the wrapped scope
+    /// under this wrapper's label). Default `false`: a wrapper that may fail, delay or
+    /// change a read shares nothing.
+    fn shares_fetches(&self) -> bool {
+        false
+    }
+
     /// The wrapped backend's hint stream as this wrapper hands it on (default: unchanged).
     fn wrap_hints(&self, hints: HintStream) -> HintStream {
         hints
@@ -283,6 +292,13 @@ impl<W: Wrap> Backend for W {
     }
     fn max_value_size(&self) -> Option<usize> {
         self.wrapped().and_then(|inner| inner.max_value_size())
+    }
+    fn fetch_scope(&self) -> Option<String> {
+        let inner = self.wrapped().filter(|_| self.shares_fetches())?.fetch_scope()?;
+        Some(match self.label() {
+            "" => inner,
+            label => format!("{label}({inner})"),
+        })
     }
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
         self.enter(Call::Persist { key, value: &value }).await?.persist(key, value).await
@@ -342,6 +358,9 @@ impl Wrap for Arc<dyn Backend> {
     async fn enter(&self, _call: Call<'_>) -> Result<Delegate<'_>> {
         Ok(Delegate::from(self))
     }
+    fn shares_fetches(&self) -> bool {
+        true
+    }
 }
 
 /// `Arc<RedisBackend>` and the like are backends too.
@@ -355,5 +374,8 @@ impl<B: Backend> Wrap for Arc<B> {
     }
     async fn enter(&self, _call: Call<'_>) -> Result<Delegate<'_>> {
         Ok(Delegate::Borrowed(&**self))
+    }
+    fn shares_fetches(&self) -> bool {
+        true
     }
 }

@@ -97,6 +97,11 @@ impl Backend for RedisBackend {
         Some(self.shared.max_value_size)
     }
 
+    /// The server(s) and the namespace's counter key: handles on both read the same data.
+    fn fetch_scope(&self) -> Option<String> {
+        Some(format!("{NAME}\n{}\n{}", self.shared.url, self.keys.counter))
+    }
+
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
         self.validate_key(key)?;
         let reply = self

@@ -70,6 +70,22 @@ impl Backend for SqlBackend {
         Some(self.shared.max_value_size)
     }
 
+    /// The server, the tables and the namespace, on PostgreSQL and MySQL. Not on SQLite: an
+    /// in-memory database is a store of its own per pool whatever its URL says.
+    fn fetch_scope(&self) -> Option<String> {
+        let statements = &self.shared.statements;
+        match self.shared.dialect {
+            crate::Dialect::Sqlite => None,
+            dialect => Some(format!(
+                "{}\n{}\n{}\n{}",
+                dialect.name(),
+                self.shared.url,
+                statements.entries_table,
+                self.namespace
+            )),
+        }
+    }
+
     async fn persist(&self, key: &str, value: Bytes) -> Result<Version> {
         self.validate_key(key)?;
         let batch = Batch::new().put(key, value);

@@ -39,6 +39,39 @@ pub async fn dicts_converge_manual_and_autosync(f: &dyn BackendFactory) {
     }
 }
 
+/// The dicts of one process on one store and namespace share their delta fetches when the
+/// backend names a [`Backend::fetch_scope`]: twenty dicts syncing at once after each change
+/// cost the store fewer than half a fetch each. Either way every dict shows every change at
+/// the writer's version.
+pub async fn dicts_of_one_process_share_delta_fetches(f: &dyn BackendFactory) {
+    const DICTS: u64 = 20;
+    const CHANGES: u64 = 6;
+    let ns = unique_namespace("shared-fetch");
+    let writer = manual(f.backend(&ns).await).await;
+    let mut handles = Vec::new();
+    let mut dicts = Vec::new();
+    for _ in 0..DICTS {
+        let counting = Arc::new(CountingBackend::new(f.backend(&ns).await));
+        dicts.push(manual(counting.clone()).await);
+        handles.push(counting);
+    }
+    let fetches = || handles.iter().map(|handle| handle.counts().changes_since).sum::<u64>();
+    let before = fetches();
+    for i in 0..CHANGES {
+        writer.insert(&format!("k{i}"), json!(i)).await.unwrap();
+        let outcomes = futures::future::join_all(dicts.iter().map(|dict| dict.sync())).await;
+        for (dict, outcome) in dicts.iter().zip(outcomes) {
+            outcome.unwrap();
+            assert_eq!(dict.version(), writer.version());
+            assert_eq!(snapshot_contents(dict), snapshot_contents(&writer));
+        }
+    }
+    if handles[0].fetch_scope().is_some() {
+        let made = fetches() - before;
+        assert!(made < DICTS * CHANGES / 2, "{made} delta fetches for {DICTS} dicts and {CHANGES} changes: not shared");
+    }
+}
+
 /// With hints on (the default), dicts converge through plain `sync()` calls as soon as the
 /// hints land (or, for a backend without hints, at once: every sync asks the store).
 pub async fn hinted_dicts_converge_through_sync(f: &dyn BackendFactory) {

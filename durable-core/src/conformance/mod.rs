@@ -53,8 +53,8 @@ pub use batches::{
 };
 pub use convergence::{
     change_events_report_old_and_new, change_hints_arrive, changes_since_returns_exactly_the_changes,
-    dicts_converge_manual_and_autosync, garbage_value_skips_only_that_key, hinted_dicts_converge_through_sync,
-    invalid_keys_are_refused_before_io, namespaces_are_isolated,
+    dicts_converge_manual_and_autosync, dicts_of_one_process_share_delta_fetches, garbage_value_skips_only_that_key,
+    hinted_dicts_converge_through_sync, invalid_keys_are_refused_before_io, namespaces_are_isolated,
 };
 pub use journal::{
     a_writer_without_a_journal_shows_as_a_gap, every_write_is_journaled_with_its_old_and_new_value,
@@ -316,6 +316,7 @@ macro_rules! conformance_tests {
             a_read_only_dict_follows_the_store_and_refuses_writes,
             dicts_converge_manual_and_autosync,
             hinted_dicts_converge_through_sync,
+            dicts_of_one_process_share_delta_fetches,
             namespaces_are_isolated,
             changes_since_returns_exactly_the_changes,
             change_hints_arrive,

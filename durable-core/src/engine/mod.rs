@@ -1,7 +1,8 @@
 //! The engine behind a dict: its state, private to this module and its children, and how
 //! its snapshot is brought up to date. `apply.rs` builds the next snapshot, `hints.rs`
-//! holds the hint bookkeeping and the listener task, `backup.rs` the backup file (format,
-//! writer, restore); `dict.rs` and `builder.rs` only call methods.
+//! holds the hint bookkeeping and the listener task, `deltas.rs` the delta fetches shared
+//! between dicts, `backup.rs` the backup file (format, writer, restore); `dict.rs` and
+//! `builder.rs` only call methods.
 //!
 //! - Fast path: when the hint listener is healthy and no hint arrived since the last trip,
 //!   `sync()` returns without touching the store — two atomic loads (invariant 4).
@@ -9,7 +10,8 @@
 //!   O(k) delta (invariant 5), or `durables()` and a full reload when the store cannot give
 //!   a delta. Trips are serialized, and a caller whose request is covered by a trip that
 //!   *started after it asked* takes that trip's result instead of making its own, so
-//!   concurrent `sync()` calls coalesce into one store trip.
+//!   concurrent `sync()` calls coalesce into one store trip. The dicts of a process on one
+//!   store and namespace share their delta fetches too (`deltas.rs`).
 //! - The next snapshot is built aside and swapped in whole (invariant 6); a failed trip
 //!   leaves the snapshot as it was (invariant 7); values are decoded once, here, and an
 //!   undecodable value is reported with its key and skipped (invariant 8).
@@ -33,6 +35,7 @@ use crate::snapshot::{Entry, SnapshotData};
 
 mod apply;
 pub(crate) mod backup;
+mod deltas;
 mod hints;
 
 pub use hints::HintHealth;
@@ -115,6 +118,8 @@ pub(crate) struct Engine<V, C> {
     current: ArcSwap<SnapshotData<V>>,
     /// Folds the snapshot map's overlay into its base off the sync path.
     folder: crate::entry_map::Folder<V>,
+    /// Delta fetches shared with the process's other dicts on the same store and namespace.
+    deltas: Option<Arc<deltas::Deltas>>,
     hints: Hints,
     events: broadcast::Sender<Event<V>>,
     tasks: StdMutex<Vec<AbortHandle>>,
@@ -227,9 +232,10 @@ impl<V, C> Engine<V, C> {
         self.autosync
     }
 
-    /// The current snapshot's data: one atomic load.
-    pub(crate) fn current(&self) -> Arc<SnapshotData<V>> {
-        self.current.load_full()
+    /// The current snapshot's data, borrowed through a per-thread slot (no shared
+    /// reference count touched).
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<SnapshotData<V>>> {
+        self.current.load()
     }
 
     /// The current snapshot's version, without taking a reference to it.
@@ -273,6 +279,7 @@ impl<V, C> Engine<V, C> {
 impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
     fn new(backend: Arc<dyn Backend>, codec: C, autosync: bool, capacity: usize) -> Self {
         Self {
+            deltas: deltas::Deltas::for_backend(&*backend),
             backend,
             codec,
             autosync,
@@ -372,7 +379,12 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
             return Ok(SyncOutcome::Unchanged);
         }
         if version >= current.version {
-            if let Changes::Delta { changes, version } = self.store().changes_since(current.version).await? {
+            // A hint without a version gives no version to check a shared answer against.
+            let delta = match &self.deltas {
+                Some(deltas) if !unversioned => deltas.changes_since(self.store(), current.version, version).await?,
+                _ => self.store().changes_since(current.version).await?,
+            };
+            if let Changes::Delta { changes, version } = delta {
                 if version == current.version && changes.is_empty() {
                     return Ok(SyncOutcome::Unchanged);
                 }

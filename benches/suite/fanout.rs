@@ -1,0 +1,126 @@
+//! Fan-out as deployments run it: 1,000 dicts spread over 10 processes (this binary again,
+//! `--subscribers`), each process with its own connections and hint subscription, against
+//! one store and namespace.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use durable::{DurableDict, Event};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::backends::shared_handles;
+
+fn unix_us() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as f64 / 1_000.0
+}
+
+/// Sorted microseconds from `writer`'s insert returning to each of `processes` ×
+/// `per_process` dicts in other processes seeing the change (its wall clock when the
+/// change event arrived; one machine, one clock). A dict that saw the change before the
+/// write returned counts 0.
+pub(crate) async fn propagation_across_processes(
+    name: &str,
+    url: &str,
+    ns: &str,
+    processes: usize,
+    per_process: usize,
+    samples: usize,
+) -> Vec<f64> {
+    let (got, mut heard) = mpsc::unbounded_channel::<(u64, f64)>();
+    let (ready_tx, mut ready) = mpsc::unbounded_channel::<()>();
+    let mut children = Vec::with_capacity(processes);
+    for _ in 0..processes {
+        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--subscribers", name, url, ns, &per_process.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (got, ready_tx) = (got.clone(), ready_tx.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line == "ready" {
+                    let _ = ready_tx.send(());
+                } else if let Some((value, at)) = line.split_once(' ') {
+                    let _ = got.send((value.parse().unwrap(), at.parse().unwrap()));
+                }
+            }
+        });
+        children.push(child);
+    }
+    for _ in 0..processes {
+        tokio::time::timeout(Duration::from_secs(60), ready.recv())
+            .await
+            .expect("a subscriber process started")
+            .unwrap();
+    }
+    let backend = crate::backends::connect(url, ns).await;
+    let writer = DurableDict::<u64>::builder(backend).autosync(false).build().await.unwrap();
+    let expected = processes * per_process;
+    let mut times = Vec::with_capacity(samples * expected);
+    for i in 0..samples as u64 {
+        writer.insert("p", i).await.unwrap();
+        let written = unix_us();
+        let mut seen = 0;
+        while seen < expected {
+            let (value, at) = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+                .await
+                .expect("every subscriber saw the change within 10 s")
+                .unwrap();
+            assert!(value <= i, "a value not written yet: {value}");
+            if value == i {
+                times.push((at - written).max(0.0));
+                seen += 1;
+            }
+        }
+    }
+    for mut child in children {
+        drop(child.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    times
+}
+
+/// The child: `n` dicts on handles sharing one pool (as one service's dicts would), each
+/// printing `<value> <unix µs>` for every change of `p` it sees; ends when stdin closes.
+pub(crate) async fn subscribers(name: &str, url: &str, ns: &str, n: usize) {
+    let (tell, mut lines) = mpsc::unbounded_channel::<String>();
+    let mut dicts = Vec::with_capacity(n);
+    for backend in shared_handles(name, url, ns, n).await {
+        let dict = DurableDict::<u64>::builder(backend).autosync(false).background_refresh(true).build().await.unwrap();
+        let mut subscription = dict.watch_key("p");
+        let tell = tell.clone();
+        tokio::spawn(async move {
+            while let Some(event) = subscription.recv().await {
+                if let Event::Changed(change) = event
+                    && let Some(value) = change.new.as_deref()
+                {
+                    let _ = tell.send(format!("{value} {}\n", unix_us()));
+                }
+            }
+        });
+        dicts.push(dict);
+    }
+    let mut out = tokio::io::stdout();
+    out.write_all(b"ready\n").await.unwrap();
+    out.flush().await.unwrap();
+    let writer = tokio::spawn(async move {
+        while let Some(line) = lines.recv().await {
+            let mut batch = line;
+            while let Ok(more) = lines.try_recv() {
+                batch.push_str(&more);
+            }
+            if out.write_all(batch.as_bytes()).await.is_err() || out.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    // Until the parent closes stdin.
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(_)) = stdin.next_line().await {}
+    drop(dicts);
+    writer.abort();
+}

@@ -1,0 +1,261 @@
+//! One delta fetch per change for all the dicts of a process on one store and namespace.
+//!
+//! A change hint reaches every dict of a process at once (one shared subscription per
+//! process), and each dict would then ask the store for the same delta: a thousand dicts, a
+//! thousand round trips per change. Dicts whose handles give the same
+//! [`Backend::fetch_scope`] instead share [`Deltas`]: the first dict to ask fetches (the
+//! leader), and a dict asking while that fetch runs waits for its answer instead of asking
+//! the store too.
+//!
+//! A shared answer must be as good as the dict's own would have been:
+//! - it must start at or below the dict's version (a delta from an earlier version holds
+//!   every key changed since the dict's version too, each at its latest state; keys the
+//!   dict already has at that state are recognized by their raw hash and change nothing);
+//! - it must reach the version the dict knows the store to be at — the hint's, or the one
+//!   it just read, or the one its own write created (read-your-writes). An answer short of
+//!   that is not used: the dict fetches again.
+//!
+//! A dict that does not know a version to reach (a hint without a version) fetches on its
+//! own. An error is shared like an answer (the store is failing for everyone); a leader
+//! that goes away without an answer (its caller was cancelled) leaves the others to fetch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+
+use tokio::sync::watch;
+
+use crate::backend::{Backend, Changes, Version};
+use crate::error::Result;
+
+/// The shared fetches of one scope; see the module docs.
+pub(crate) struct Deltas {
+    running: Mutex<Option<Flight>>,
+}
+
+/// A fetch under way: from which version, and where its answer will be.
+struct Flight {
+    id: u64,
+    from: Version,
+    answer: watch::Receiver<Option<Answer>>,
+}
+
+type Answer = Arc<Result<Changes>>;
+
+static SCOPES: LazyLock<Mutex<HashMap<String, Weak<Deltas>>>> = LazyLock::new(Default::default);
+static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Deltas {
+    /// The process's shared fetches for `backend`'s scope, if it has one.
+    pub(crate) fn for_backend(backend: &dyn Backend) -> Option<Arc<Self>> {
+        let scope = backend.fetch_scope()?;
+        let mut scopes = SCOPES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        scopes.retain(|_, deltas| deltas.strong_count() > 0);
+        if let Some(deltas) = scopes.get(&scope).and_then(Weak::upgrade) {
+            return Some(deltas);
+        }
+        let deltas = Arc::new(Self { running: Mutex::new(None) });
+        scopes.insert(scope, Arc::downgrade(&deltas));
+        Some(deltas)
+    }
+
+    /// The changes after `since`, reaching `target` at least, fetched through `store` or
+    /// taken from a fetch under way (see the module docs).
+    pub(crate) async fn changes_since(&self, store: &dyn Backend, since: Version, target: Version) -> Result<Changes> {
+        loop {
+            let joined = {
+                let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                running.as_ref().filter(|flight| flight.from <= since).map(|flight| flight.answer.clone())
+            };
+            let Some(mut answer) = joined else {
+                return self.lead(store, since).await;
+            };
+            // The leader sends once; a closed channel without an answer means it went away.
+            let landed = match answer.wait_for(Option::is_some).await {
+                Ok(landed) => landed.clone(),
+                Err(_) => None,
+            };
+            match landed.as_deref() {
+                Some(Ok(Changes::Delta { changes, version })) if *version >= target => {
+                    return Ok(Changes::Delta { changes: changes.clone(), version: *version });
+                }
+                Some(Ok(Changes::TooOld)) => return Ok(Changes::TooOld),
+                Some(Err(err)) => return Err(err.clone()),
+                // Short of the target, or no answer: fetch again (or join a newer fetch).
+                Some(Ok(Changes::Delta { .. })) | None => tokio::task::yield_now().await,
+            }
+        }
+    }
+
+    /// Fetches from `since` for everyone who joins meanwhile.
+    async fn lead(&self, store: &dyn Backend, since: Version) -> Result<Changes> {
+        let (tell, answer) = watch::channel(None);
+        let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            // A fetch already under way from a later version: this one takes its place for
+            // newcomers (it serves them all); the other's joiners still get its answer.
+            *running = Some(Flight { id, from: since, answer });
+        }
+        // Whatever happens — an answer, an error, this future dropped — the flight ends.
+        let _landed = Landed { deltas: self, id };
+        let result = store.changes_since(since).await;
+        let _ = tell.send(Some(Arc::new(result.clone())));
+        result
+    }
+}
+
+/// Clears the flight `id` when its leader is done (or dropped).
+struct Landed<'a> {
+    deltas: &'a Deltas,
+    id: u64,
+}
+
+impl Drop for Landed<'_> {
+    fn drop(&mut self) {
+        let mut running = self.deltas.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if running.as_ref().is_some_and(|flight| flight.id == self.id) {
+            *running = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::wrap::{Call, Delegate, Wrap};
+    use crate::{MemoryBackend, MemoryStore};
+
+    /// A memory store whose delta fetches wait for a permit, counted.
+    struct Gated {
+        inner: Arc<dyn Backend>,
+        gate: Semaphore,
+        fetches: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Wrap for Gated {
+        fn label(&self) -> &'static str {
+            "gated"
+        }
+        fn wrapped(&self) -> Option<Delegate<'_>> {
+            Some(Delegate::from(&self.inner))
+        }
+        async fn enter(&self, call: Call<'_>) -> Result<Delegate<'_>> {
+            if let Call::ChangesSince { .. } = call {
+                self.fetches.fetch_add(1, Ordering::SeqCst);
+                self.gate.acquire().await.expect("open").forget();
+            }
+            Ok(Delegate::from(&self.inner))
+        }
+    }
+
+    fn gated() -> Arc<Gated> {
+        let inner: Arc<dyn Backend> = Arc::new(MemoryBackend::in_store(MemoryStore::new(), "deltas"));
+        Arc::new(Gated { inner, gate: Semaphore::new(0), fetches: AtomicUsize::new(0) })
+    }
+
+    fn version_of(changes: &Changes) -> Option<Version> {
+        match changes {
+            Changes::Delta { version, .. } => Some(*version),
+            Changes::TooOld => None,
+        }
+    }
+
+    /// Callers asking while a fetch runs take its answer when it reaches their target; a
+    /// caller whose target it falls short of fetches again; a caller behind the running
+    /// fetch's start fetches on its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_share_a_running_fetch_that_reaches_their_target() {
+        let store = gated();
+        store.inner.persist("a", Bytes::from_static(b"1")).await.unwrap();
+        store.inner.persist("b", Bytes::from_static(b"2")).await.unwrap();
+        let deltas = Arc::new(Deltas { running: Mutex::new(None) });
+        let ask = |since: Version, target: Version| {
+            let (deltas, store) = (Arc::clone(&deltas), Arc::clone(&store));
+            tokio::spawn(async move { deltas.changes_since(&*store, since, target).await.unwrap() })
+        };
+        let leader = ask(0, 2);
+        while store.fetches.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        let followers: Vec<_> = (0..5).map(|_| ask(1, 2)).collect();
+        // A target beyond what the store holds: the shared answer (version 2) falls short.
+        let beyond = ask(1, 3);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(store.fetches.load(Ordering::SeqCst), 1, "the others wait for the running fetch");
+        store.gate.add_permits(1);
+        assert_eq!(version_of(&leader.await.unwrap()), Some(2));
+        for follower in followers {
+            let Changes::Delta { changes, version } = follower.await.unwrap() else { panic!("a delta") };
+            // The leader's delta from 0 holds both keys; the follower at 1 applies it as is.
+            assert_eq!((version, changes.len()), (2, 2));
+        }
+        while store.fetches.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        store.gate.add_permits(1);
+        assert_eq!(version_of(&beyond.await.unwrap()), Some(2), "its own fetch, answered as the store is");
+        assert_eq!(store.fetches.load(Ordering::SeqCst), 2);
+        assert!(deltas.running.lock().unwrap().is_none(), "no fetch left registered");
+    }
+
+    /// A caller at a version below the running fetch's start cannot use its answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_behind_the_running_fetch_fetches_on_its_own() {
+        let store = gated();
+        store.inner.persist("a", Bytes::from_static(b"1")).await.unwrap();
+        store.inner.persist("b", Bytes::from_static(b"2")).await.unwrap();
+        let deltas = Arc::new(Deltas { running: Mutex::new(None) });
+        let ahead = {
+            let (deltas, store) = (Arc::clone(&deltas), Arc::clone(&store));
+            tokio::spawn(async move { deltas.changes_since(&*store, 1, 2).await.unwrap() })
+        };
+        while store.fetches.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        let behind = {
+            let (deltas, store) = (Arc::clone(&deltas), Arc::clone(&store));
+            tokio::spawn(async move { deltas.changes_since(&*store, 0, 2).await.unwrap() })
+        };
+        while store.fetches.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        store.gate.add_permits(2);
+        let Changes::Delta { changes, .. } = behind.await.unwrap() else { panic!("a delta") };
+        assert_eq!(changes.len(), 2, "both keys changed after 0");
+        let Changes::Delta { changes, .. } = ahead.await.unwrap() else { panic!("a delta") };
+        assert_eq!(changes.len(), 1);
+    }
+
+    /// A leader dropped before its answer leaves the waiting callers to fetch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_leader_leaves_the_others_to_fetch() {
+        let store = gated();
+        store.inner.persist("a", Bytes::from_static(b"1")).await.unwrap();
+        let deltas = Arc::new(Deltas { running: Mutex::new(None) });
+        let leader = {
+            let (deltas, store) = (Arc::clone(&deltas), Arc::clone(&store));
+            tokio::spawn(async move { deltas.changes_since(&*store, 0, 1).await.unwrap() })
+        };
+        while store.fetches.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        let follower = {
+            let (deltas, store) = (Arc::clone(&deltas), Arc::clone(&store));
+            tokio::spawn(async move { deltas.changes_since(&*store, 0, 1).await.unwrap() })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        leader.abort();
+        while store.fetches.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        store.gate.add_permits(1);
+        assert_eq!(version_of(&follower.await.unwrap()), Some(1));
+    }
+}
