@@ -15,6 +15,15 @@ if command -v python3 >/dev/null && [[ ! -x $venv/bin/python ]]; then
     rm -rf "$venv"
   fi
 fi
-# The `durable` binary, as users run it, for the command line's figures.
-cargo build --release --quiet -p durable-cli
-DURABLE_CLI_BIN="$PWD/target/release/durable" cargo bench --all-features --bench suite -- "$@"
+# One release build of the suite and of the `durable` binary it runs as users run it (for
+# the command line's and the service's figures), with one feature set, so that no crate is
+# compiled twice.
+suite=$(cargo build --release --quiet --all-features -p durable -p durable-cli --bench suite --bin durable \
+  --message-format=json-render-diagnostics | python3 -c '
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "compiler-artifact" and message["target"]["name"] == "suite" and message.get("executable"):
+        print(message["executable"])')
+[[ -x $suite ]] || { echo "bench: the suite was not built" >&2; exit 1; }
+DURABLE_CLI_BIN="$PWD/target/release/durable" "$suite" --bench "$@"
