@@ -286,6 +286,7 @@ pub(crate) async fn propagation_figures(config: &Config, name: &str, url: &str, 
     let p = propagation(connect(url, &ns).await, listener, samples, Duration::ZERO).await;
     out.put(format!("{name}.propagation_p50_us"), percentile(&p, 0.50));
     out.put(format!("{name}.propagation_p99_us"), percentile(&p, 0.99));
+    out.keep(format!("{name}.propagation"), &p);
     forget(name, url, &ns).await;
     // The same with writes spaced 5 ms apart, as a service's writes come: every process
     // involved has gone idle before each write.
@@ -299,7 +300,7 @@ pub(crate) async fn propagation_figures(config: &Config, name: &str, url: &str, 
     if name == "redis" || name == "postgres" {
         // Many dicts in one process, each on a backend handle of its own over one shared
         // command connection pool and the process's one shared hint subscription.
-        let fanouts: &[usize] = if name == "redis" { &[100, 1000] } else { &[1000] };
+        let fanouts: &[usize] = &[10, 100, 1000];
         for &listeners in fanouts {
             let ns = unique(&format!("bench-{name}-fanout"));
             let dicts = shared_handles(name, url, &ns, listeners).await;
@@ -315,13 +316,17 @@ pub(crate) async fn propagation_figures(config: &Config, name: &str, url: &str, 
             out.put(format!("{name}.propagation_p99_us_{listeners}subscribers"), percentile(&p, 0.99));
             forget(name, url, &ns).await;
         }
-        // The same 1,000 dicts as deployments run them: 100 in each of 10 processes.
-        let ns = unique(&format!("bench-{name}-fanout10"));
-        let samples = if config.quick { 5 } else { 50 };
-        let p = crate::fanout::propagation_across_processes(name, url, &ns, 10, 100, samples).await;
-        out.put(format!("{name}.propagation_p50_us_1000subscribers_10processes"), percentile(&p, 0.50));
-        out.put(format!("{name}.propagation_p99_us_1000subscribers_10processes"), percentile(&p, 0.99));
-        forget(name, url, &ns).await;
+        // The same dicts as deployments run them: spread over 10 processes (1, 10 and 100
+        // dicts each).
+        for per_process in [1, 10, 100] {
+            let ns = unique(&format!("bench-{name}-fanout10"));
+            let samples = if config.quick { 5 } else { 50 };
+            let p = crate::fanout::propagation_across_processes(name, url, &ns, 10, per_process, samples).await;
+            let listeners = per_process * 10;
+            out.put(format!("{name}.propagation_p50_us_{listeners}subscribers_10processes"), percentile(&p, 0.50));
+            out.put(format!("{name}.propagation_p99_us_{listeners}subscribers_10processes"), percentile(&p, 0.99));
+            forget(name, url, &ns).await;
+        }
     }
 }
 

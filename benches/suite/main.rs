@@ -20,6 +20,7 @@ mod flags;
 mod journal;
 mod leases;
 mod middleware;
+mod plots;
 mod raw;
 mod reads;
 mod server;
@@ -79,14 +80,20 @@ impl Config {
     }
 }
 
+/// The figures, and the samples behind some of them for the plots.
 #[derive(Default)]
-struct Results(BTreeMap<String, f64>);
+struct Results(BTreeMap<String, f64>, BTreeMap<String, Vec<f64>>);
 
 impl Results {
     fn put(&mut self, name: impl Into<String>, value: f64) {
         let name = name.into();
         println!("{name:<48} {value:>14.2}");
         self.0.insert(name, value);
+    }
+
+    /// Keeps `samples` (sorted) for the plots under `name`.
+    fn keep(&mut self, name: impl Into<String>, samples: &[f64]) {
+        self.1.insert(name.into(), samples.to_vec());
     }
 }
 
@@ -229,5 +236,10 @@ async fn main() {
     let json = serde_json::to_string_pretty(&results.0).unwrap();
     std::fs::write(&out_path, json).unwrap();
     println!("wrote {} figures to {}", results.0.len(), out_path.display());
+    let plots = out_path.with_file_name("plots");
+    match plots::draw(&results, &plots) {
+        Ok(drawn) => println!("drew {drawn} plots in {}", plots.display()),
+        Err(err) => println!("no plots: {err}"),
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -94,6 +94,19 @@ pub(crate) async fn read_figures(config: &Config, out: &mut Results) {
     let write_only = started.elapsed().as_secs_f64() * 1e6 / merges as f64;
     out.put("layered.remerge_us_4layers", (with_merge - write_only).max(0.0));
 
+    // A held snapshot right after 600 single-key writes (under a sixteenth of the map, so
+    // not folded yet): lookups read the overlay of recent changes first.
+    for n in 0..600 {
+        dict.insert(&keys[n * 16], n as u64).await.unwrap();
+    }
+    let recent = dict.snapshot();
+    out.put(
+        "read.snapshot_get_ns_recent_changes",
+        time_ns(rounds, ops, |i| {
+            black_box(recent.get(black_box(lookups[i & 4095].as_str())));
+        }),
+    );
+
     // Reader threads taking the current snapshot per lookup while a writer task syncs
     // changes in: one reader (two threads with the writer's) and three (four threads).
     for (readers, name) in [(1, "2threads"), (3, "4threads")] {
@@ -184,6 +197,25 @@ pub(crate) async fn memory_figures(out: &mut Results) {
     let after = LIVE.load(Ordering::SeqCst);
     assert_eq!(dict.snapshot().get(&keys[3]).map(|s| (s.id, s.limits.burst, s.variants.len())), Some((3, 20, 2)));
     out.put("memory.snapshot_bytes_per_entry_1kb_typed", (after.saturating_sub(before)) as f64 / n as f64);
+    drop(dict);
+
+    // Memory against value size: 10,000 `String` values of 16 B to 4 KB (JSON strings).
+    for size in [16usize, 64, 256, 1024, 4096] {
+        let backend = Arc::new(MemoryBackend::in_store(MemoryStore::new(), &format!("mem-{size}")));
+        let values: Vec<bytes::Bytes> =
+            (0..n).map(|i| bytes::Bytes::from(serde_json::to_vec(&format!("{i:0size$}")).unwrap())).collect();
+        let raw: usize = keys.iter().zip(&values).map(|(k, v)| k.len() + v.len()).sum();
+        backend.apply(Batch::puts(keys.iter().cloned().zip(values))).await.unwrap();
+        let before = LIVE.load(Ordering::SeqCst);
+        let dict = DurableDict::<String>::builder(backend).autosync(false).hints(false).build().await.unwrap();
+        let after = LIVE.load(Ordering::SeqCst);
+        assert_eq!(dict.snapshot().get(&keys[7]).map(String::len), Some(size));
+        out.put(
+            format!("memory.snapshot_bytes_per_entry_{size}b_string"),
+            (after.saturating_sub(before)) as f64 / n as f64,
+        );
+        out.put(format!("memory.raw_bytes_per_entry_{size}b_string"), raw as f64 / n as f64);
+    }
 }
 
 /// What a service would declare for [`kilobyte_json`]'s objects.

@@ -126,6 +126,7 @@ mod tests {
     use async_trait::async_trait;
     use bytes::Bytes;
     use tokio::sync::Semaphore;
+    use tokio::task::JoinHandle;
 
     use super::*;
     use crate::wrap::{Call, Delegate, Wrap};
@@ -160,6 +161,18 @@ mod tests {
         Arc::new(Gated { inner, gate: Semaphore::new(0), fetches: AtomicUsize::new(0) })
     }
 
+    /// Asks `deltas` for the changes after `since` reaching `target`, on a task of its own.
+    fn ask(deltas: &Arc<Deltas>, store: &Arc<Gated>, since: Version, target: Version) -> JoinHandle<Changes> {
+        let (deltas, store) = (Arc::clone(deltas), Arc::clone(store));
+        tokio::spawn(async move { deltas.changes_since(&*store, since, target).await.unwrap() })
+    }
+
+    async fn fetches_reach(store: &Gated, n: usize) {
+        while store.fetches.load(Ordering::SeqCst) < n {
+            tokio::task::yield_now().await;
+        }
+    }
+
     fn version_of(changes: &Changes) -> Option<Version> {
         match changes {
             Changes::Delta { version, .. } => Some(*version),
@@ -176,17 +189,11 @@ mod tests {
         store.inner.persist("a", Bytes::from_static(b"1")).await.unwrap();
         store.inner.persist("b", Bytes::from_static(b"2")).await.unwrap();
         let deltas = Arc::new(Deltas { running: Mutex::new(None) });
-        let ask = |since: Version, target: Version| {
-            let (deltas, store) = (Arc::clone(&deltas), Arc::clone(&store));
-            tokio::spawn(async move { deltas.changes_since(&*store, since, target).await.unwrap() })
-        };
-        let leader = ask(0, 2);
-        while store.fetches.load(Ordering::SeqCst) < 1 {
-            tokio::task::yield_now().await;
-        }
-        let followers: Vec<_> = (0..5).map(|_| ask(1, 2)).collect();
+        let leader = ask(&deltas, &store, 0, 2);
+        fetches_reach(&store, 1).await;
+        let followers: Vec<_> = (0..5).map(|_| ask(&deltas, &store, 1, 2)).collect();
         // A target beyond what the store holds: the shared answer (version 2) falls short.
-        let beyond = ask(1, 3);
+        let beyond = ask(&deltas, &store, 1, 3);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(store.fetches.load(Ordering::SeqCst), 1, "the others wait for the running fetch");
         store.gate.add_permits(1);
@@ -196,9 +203,7 @@ mod tests {
             // The leader's delta from 0 holds both keys; the follower at 1 applies it as is.
             assert_eq!((version, changes.len()), (2, 2));
         }
-        while store.fetches.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
+        fetches_reach(&store, 2).await;
         store.gate.add_permits(1);
         assert_eq!(version_of(&beyond.await.unwrap()), Some(2), "its own fetch, answered as the store is");
         assert_eq!(store.fetches.load(Ordering::SeqCst), 2);
@@ -212,20 +217,10 @@ mod tests {
         store.inner.persist("a", Bytes::from_static(b"1")).await.unwrap();
         store.inner.persist("b", Bytes::from_static(b"2")).await.unwrap();
         let deltas = Arc::new(Deltas { running: Mutex::new(None) });
-        let ahead = {
-            let (deltas, store) = (Arc::clone(&deltas), Arc::clone(&store));
-            tokio::spawn(async move { deltas.changes_since(&*store, 1, 2).await.unwrap() })
-        };
-        while store.fetches.load(Ordering::SeqCst) < 1 {
-            tokio::task::yield_now().await;
-        }
-        let behind = {
-            let (deltas, store) = (Arc::clone(&deltas), Arc::clone(&store));
-            tokio::spawn(async move { deltas.changes_since(&*store, 0, 2).await.unwrap() })
-        };
-        while store.fetches.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
+        let ahead = ask(&deltas, &store, 1, 2);
+        fetches_reach(&store, 1).await;
+        let behind = ask(&deltas, &store, 0, 2);
+        fetches_reach(&store, 2).await;
         store.gate.add_permits(2);
         let Changes::Delta { changes, .. } = behind.await.unwrap() else { panic!("a delta") };
         assert_eq!(changes.len(), 2, "both keys changed after 0");
@@ -239,22 +234,12 @@ mod tests {
         let store = gated();
         store.inner.persist("a", Bytes::from_static(b"1")).await.unwrap();
         let deltas = Arc::new(Deltas { running: Mutex::new(None) });
-        let leader = {
-            let (deltas, store) = (Arc::clone(&deltas), Arc::clone(&store));
-            tokio::spawn(async move { deltas.changes_since(&*store, 0, 1).await.unwrap() })
-        };
-        while store.fetches.load(Ordering::SeqCst) < 1 {
-            tokio::task::yield_now().await;
-        }
-        let follower = {
-            let (deltas, store) = (Arc::clone(&deltas), Arc::clone(&store));
-            tokio::spawn(async move { deltas.changes_since(&*store, 0, 1).await.unwrap() })
-        };
+        let leader = ask(&deltas, &store, 0, 1);
+        fetches_reach(&store, 1).await;
+        let follower = ask(&deltas, &store, 0, 1);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         leader.abort();
-        while store.fetches.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
+        fetches_reach(&store, 2).await;
         store.gate.add_permits(1);
         assert_eq!(version_of(&follower.await.unwrap()), Some(1));
     }
