@@ -13,7 +13,9 @@
 //!   update, and no `sync()`, ever pays O(n) (invariant 5). Small maps (up to
 //!   `FOLD_INLINE` keys) fold in the update itself, a bounded cost, and so does an update
 //!   that changed a sixteenth of the map or more (a bulk load, a first fill): O(n) is then
-//!   O(k). Snapshots already taken keep the old base.
+//!   O(k). Snapshots already taken keep the old base; the folder holds the bases it
+//!   replaced and frees each on a thread of its own once no snapshot reads it, so no reader
+//!   dropping the last snapshot on one pays for freeing it.
 //!
 //! A persistent HAMT alone (imbl's, 32-way) cost about 196 bytes of nodes per entry at 100k
 //! entries; the base costs what a `HashMap` does (about 43 bytes at that size).
@@ -170,8 +172,8 @@ impl<V> EntryMap<V> {
     }
 
     /// Takes `base` — this map as it was when a fold started — with `changed`, the keys
-    /// changed since, as the overlay: O(changed).
-    fn rebase(&mut self, base: Base<V>, changed: &[Arc<str>]) {
+    /// changed since, as the overlay: O(changed). Returns the base it replaced.
+    fn rebase(&mut self, base: Base<V>, changed: &[Arc<str>]) -> Base<V> {
         let mut overlay = imbl::HashMap::new();
         let mut filter = Filter([0; FILTER_WORDS]);
         for key in changed {
@@ -187,19 +189,26 @@ impl<V> EntryMap<V> {
                 None => {}
             }
         }
-        self.base = base;
         self.filter = (!overlay.is_empty()).then(|| Arc::new(filter));
         self.overlay = overlay;
+        std::mem::replace(&mut self.base, base)
     }
 
     /// Folds the overlay into a new base here and now when it has grown past its share
     /// (maps built outside `sync()`: layered views, tests); a no-op otherwise.
     pub(crate) fn settle(&mut self) {
-        if self.wants_fold() {
-            self.base = self.build_base();
-            self.overlay = imbl::HashMap::new();
-            self.filter = None;
+        drop(self.fold_if_due());
+    }
+
+    /// Folds here when the overlay has outgrown its share; returns the base it replaced.
+    fn fold_if_due(&mut self) -> Option<Base<V>> {
+        if !self.wants_fold() {
+            return None;
         }
+        let base = self.build_base();
+        self.overlay = imbl::HashMap::new();
+        self.filter = None;
+        Some(std::mem::replace(&mut self.base, base))
     }
 }
 
@@ -215,11 +224,16 @@ struct FoldState<V> {
     /// Keys changed since the running fold's map was taken.
     changed: Vec<Arc<str>>,
     done: Option<(u64, Base<V>)>,
+    /// Bases a fold replaced. Snapshots taken before may still read one; the last of them to
+    /// go would free it (O(n)) on whatever thread dropped it — a reader's, in the middle of
+    /// a request. Held here instead, and freed on a thread of their own once nothing else
+    /// holds them.
+    retired: Vec<Base<V>>,
 }
 
 impl<V> Default for Folder<V> {
     fn default() -> Self {
-        let state = FoldState { generation: 0, running: false, changed: Vec::new(), done: None };
+        let state = FoldState { generation: 0, running: false, changed: Vec::new(), done: None, retired: Vec::new() };
         Self { state: Arc::new(Mutex::new(state)) }
     }
 }
@@ -230,11 +244,16 @@ impl<V: Send + Sync + 'static> Folder<V> {
     /// one when the overlay has outgrown its share.
     pub(crate) fn after_update(&self, map: &mut EntryMap<V>, changed: Vec<Arc<str>>) {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.fold(&mut state, map, changed);
+        state.sweep();
+    }
+
+    fn fold(&self, state: &mut FoldState<V>, map: &mut EntryMap<V>, changed: Vec<Arc<str>>) {
         if changed.len().saturating_mul(FOLD_RATIO) >= map.len() && map.wants_fold() {
             // An update of a sixteenth of the map or more (a bulk load, a first fill) pays
             // for a fold of its own: O(n) here is O(k). Any running fold is of no use now.
             state.abandon();
-            map.settle();
+            state.retired.extend(map.fold_if_due());
             return;
         }
         if state.running {
@@ -242,7 +261,8 @@ impl<V: Send + Sync + 'static> Folder<V> {
             if let Some((generation, base)) = state.done.take() {
                 if generation == state.generation {
                     let changed = std::mem::take(&mut state.changed);
-                    map.rebase(base, &changed);
+                    let old = map.rebase(base, &changed);
+                    state.retired.push(old);
                 }
                 state.running = false;
                 state.changed.clear();
@@ -253,13 +273,14 @@ impl<V: Send + Sync + 'static> Folder<V> {
             return;
         }
         if map.len() <= FOLD_INLINE {
-            map.settle();
+            state.retired.extend(map.fold_if_due());
             return;
         }
         let frozen = map.clone();
         let (shared, generation) = (Arc::clone(&self.state), state.generation);
         let spawned = std::thread::Builder::new().name("durable-fold".into()).spawn(move || {
             let base = frozen.build_base();
+            drop(frozen);
             let mut state = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if state.generation == generation && state.running {
                 state.done = Some((generation, base));
@@ -271,7 +292,7 @@ impl<V: Send + Sync + 'static> Folder<V> {
                 state.changed.clear();
             }
             // No thread to be had: fold here rather than let the overlay grow.
-            Err(_) => map.settle(),
+            Err(_) => state.retired.extend(map.fold_if_due()),
         }
     }
 
@@ -281,7 +302,20 @@ impl<V: Send + Sync + 'static> Folder<V> {
     }
 }
 
-impl<V> FoldState<V> {
+impl<V: Send + Sync + 'static> FoldState<V> {
+    /// Frees, on a thread of its own, the retired bases nothing else holds any more (no
+    /// snapshot can take one up again: new maps are built on the current base).
+    fn sweep(&mut self) {
+        if self.retired.iter().all(|base| Arc::strong_count(base) > 1) {
+            return;
+        }
+        let (free, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.retired).into_iter().partition(|base| Arc::strong_count(base) == 1);
+        self.retired = kept;
+        // Without a thread to be had, the closure and the bases in it are dropped here.
+        let _ = std::thread::Builder::new().name("durable-free".into()).spawn(move || drop(free));
+    }
+
     fn abandon(&mut self) {
         self.generation += 1;
         self.running = false;
@@ -367,6 +401,35 @@ mod tests {
         assert_eq!(map.overlay.len(), 1);
         assert_eq!(map.get("k1").map(|e| *e.value), Some(7));
         assert_eq!(map.get("k2").map(|e| *e.value), Some(2));
+    }
+
+    /// A base a fold replaced is held by the folder while older maps read it, and freed by
+    /// the folder (not by whoever drops the last of those maps) once they are gone.
+    #[test]
+    fn replaced_bases_are_freed_by_the_folder() {
+        let n = 10_000u64;
+        let mut map: EntryMap<u64> = (0..n).map(|i| (Arc::from(format!("k{i}")), entry(i))).collect();
+        let folder = Folder::default();
+        let held = map.clone();
+        let mut step = 0u64;
+        while Arc::ptr_eq(&map.base, &held.base) {
+            let key: Arc<str> = Arc::from(format!("k{}", step % n));
+            map.insert(Arc::clone(&key), entry(step));
+            folder.after_update(&mut map, vec![key]);
+            step += 1;
+            if step % 64 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert!(step < 1_000_000, "no fold was taken");
+        }
+        let retired = |folder: &Folder<u64>| folder.state.lock().unwrap().retired.len();
+        assert_eq!(retired(&folder), 1);
+        assert_eq!(Arc::strong_count(&held.base), 2, "the held map and the folder");
+        drop(held);
+        let key: Arc<str> = Arc::from("k1");
+        map.insert(Arc::clone(&key), entry(1));
+        folder.after_update(&mut map, vec![key]);
+        assert_eq!(retired(&folder), 0, "handed to a thread to free");
     }
 
     /// The filter never skips a key the overlay holds, and at the overlay's largest before a
