@@ -321,8 +321,12 @@ pub(crate) async fn propagation_figures(config: &Config, name: &str, url: &str, 
         for per_process in [1, 10, 100] {
             let ns = unique(&format!("bench-{name}-fanout10"));
             let samples = if config.quick { 5 } else { 50 };
-            let p = crate::fanout::propagation_across_processes(name, url, &ns, 10, per_process, samples).await;
+            let (p, load) = crate::fanout::propagation_across_processes(name, url, &ns, 10, per_process, samples).await;
             let listeners = per_process * 10;
+            if let Some(load) = load {
+                out.put(format!("{name}.requests_per_change_{listeners}subscribers_10processes"), load.requests);
+                out.put(format!("{name}.bytes_per_change_{listeners}subscribers_10processes"), load.bytes);
+            }
             out.put(format!("{name}.propagation_p50_us_{listeners}subscribers_10processes"), percentile(&p, 0.50));
             out.put(format!("{name}.propagation_p99_us_{listeners}subscribers_10processes"), percentile(&p, 0.99));
             forget(name, url, &ns).await;

@@ -17,7 +17,7 @@ fn unix_us() -> f64 {
 /// Sorted microseconds from `writer`'s insert returning to each of `processes` ×
 /// `per_process` dicts in other processes seeing the change (its wall clock when the
 /// change event arrived; one machine, one clock). A dict that saw the change before the
-/// write returned counts 0.
+/// write returned counts 0. On Redis, also the store's load per change (see [`RedisMeter`]).
 pub(crate) async fn propagation_across_processes(
     name: &str,
     url: &str,
@@ -25,7 +25,7 @@ pub(crate) async fn propagation_across_processes(
     processes: usize,
     per_process: usize,
     samples: usize,
-) -> Vec<f64> {
+) -> (Vec<f64>, Option<Load>) {
     let (got, mut heard) = mpsc::unbounded_channel::<(u64, f64)>();
     let (ready_tx, mut ready) = mpsc::unbounded_channel::<()>();
     let mut children = Vec::with_capacity(processes);
@@ -58,6 +58,14 @@ pub(crate) async fn propagation_across_processes(
     }
     let backend = crate::backends::connect(url, ns).await;
     let writer = DurableDict::<u64>::builder(backend).autosync(false).build().await.unwrap();
+    let meter = match name {
+        "redis" => Some(RedisMeter::connect(url).await),
+        _ => None,
+    };
+    let before = match &meter {
+        Some(meter) => Some(meter.read().await),
+        None => None,
+    };
     let expected = processes * per_process;
     let mut times = Vec::with_capacity(samples * expected);
     for i in 0..samples as u64 {
@@ -76,12 +84,53 @@ pub(crate) async fn propagation_across_processes(
             }
         }
     }
+    // Every subscriber has the last change: the requests it took are all made.
+    let load = match (&meter, before) {
+        (Some(meter), Some(before)) => Some(meter.per_change(before, samples).await),
+        _ => None,
+    };
     for mut child in children {
         drop(child.stdin.take());
         let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    times
+    (times, load)
+}
+
+/// Redis's own counters (`INFO stats`): commands processed and bytes in and out, every
+/// client's — the store's load measured on its side of the wire.
+struct RedisMeter(redis::aio::MultiplexedConnection);
+
+impl RedisMeter {
+    async fn connect(url: &str) -> Self {
+        let client = redis::Client::open(url).unwrap();
+        Self(client.get_multiplexed_async_connection().await.unwrap())
+    }
+
+    /// (commands, bytes in + out) so far.
+    async fn read(&self) -> (f64, f64) {
+        let info: String = redis::cmd("INFO").arg("stats").query_async(&mut self.0.clone()).await.unwrap();
+        let field = |name: &str| -> f64 {
+            info.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok()).unwrap()
+        };
+        (field("total_commands_processed"), field("total_net_input_bytes") + field("total_net_output_bytes"))
+    }
+
+    /// Requests and bytes per change since `before`, over `changes` changes, less what two
+    /// readings alone cost (the `INFO`s themselves).
+    async fn per_change(&self, before: (f64, f64), changes: usize) -> Load {
+        let after = self.read().await;
+        let again = self.read().await;
+        let (requests, bytes) =
+            ((after.0 - before.0) - (again.0 - after.0), (after.1 - before.1) - (again.1 - after.1));
+        Load { requests: requests / changes as f64, bytes: bytes / changes as f64 }
+    }
+}
+
+/// The store's load per change: requests and bytes (in and out), every client's.
+pub(crate) struct Load {
+    pub(crate) requests: f64,
+    pub(crate) bytes: f64,
 }
 
 /// The child: `n` dicts on handles sharing one pool (as one service's dicts would), each

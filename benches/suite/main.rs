@@ -170,76 +170,180 @@ async fn main() {
     let config = Config { quick, backends };
     let dir = std::env::temp_dir().join(format!("durable-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut results = Results::default();
     println!("{:<48} {:>14}", "figure", "value");
     // `--only read,memory,middleware,backends,journal,leases,oracle,cli,server,flags,durabledict` runs some groups (default: all).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let wanted = |group: &str| only.as_deref().is_none_or(|only| only.split(',').any(|g| g == group));
+    // Every group runs through `group`: a group that fails (a store resetting a connection
+    // mid-figure) runs once more from its start; its figures count only from a run that
+    // finished, and the others' are written whatever happens.
+    let mut run = Run { results: Results::default(), failed: Vec::new(), out_path };
+    let config = &config;
     if wanted("read") {
-        read_figures(&config, &mut results).await;
+        run.group("read", |mut out| async move {
+            read_figures(config, &mut out).await;
+            out
+        })
+        .await;
     }
     if wanted("memory") {
-        memory_figures(&mut results).await;
+        run.group("memory", |mut out| async move {
+            memory_figures(&mut out).await;
+            out
+        })
+        .await;
     }
     if wanted("middleware") {
-        middleware_figures(&config, &mut results).await;
+        run.group("middleware", |mut out| async move {
+            middleware_figures(config, &mut out).await;
+            out
+        })
+        .await;
     }
     for backend in config.backends.iter().filter(|_| wanted("backends")) {
-        backend_figures(&config, backend, &url_of(backend, &dir), &mut results).await;
+        let url = &url_of(backend, &dir);
+        run.group(backend, |mut out| async move {
+            backend_figures(config, backend, url, &mut out).await;
+            out
+        })
+        .await;
     }
     // `--only propagation`: the propagation figures alone (`backends` includes them).
     for backend in
         config.backends.iter().filter(|_| only.as_deref().is_some_and(|o| o.split(',').any(|g| g == "propagation")))
     {
-        propagation_figures(&config, backend, &url_of(backend, &dir), &mut results).await;
+        let url = &url_of(backend, &dir);
+        run.group(&format!("{backend} propagation"), |mut out| async move {
+            propagation_figures(config, backend, url, &mut out).await;
+            out
+        })
+        .await;
     }
     // `--only journal`: a write with the journal vs without, per backend, and the archive
     // and restore figures (on SQLite).
     if wanted("journal") {
         let ops = if config.quick { 200 } else { 2_000 };
         for backend in &config.backends {
-            journal::journal_figures(config.rounds(), ops, backend, &url_of(backend, &dir), &mut results).await;
+            let url = &url_of(backend, &dir);
+            run.group(&format!("{backend} journal"), |mut out| async move {
+                journal::journal_figures(config.rounds(), ops, backend, url, &mut out).await;
+                out
+            })
+            .await;
         }
-        journal::archive_figures(&url_of("sqlite", &dir), &mut results).await;
+        let url = &url_of("sqlite", &dir);
+        run.group("archive", |mut out| async move {
+            journal::archive_figures(url, &mut out).await;
+            out
+        })
+        .await;
     }
     // `--only leases`: acquire + release vs a raw round trip, and the hand-off to a waiter
     // in another process, per backend.
     if wanted("leases") {
         let (ops, handoffs) = if config.quick { (50, 20) } else { (500, 200) };
         for backend in &config.backends {
-            leases::lease_figures(config.rounds(), ops, handoffs, backend, &url_of(backend, &dir), &mut results).await;
+            let url = &url_of(backend, &dir);
+            run.group(&format!("{backend} leases"), |mut out| async move {
+                leases::lease_figures(config.rounds(), ops, handoffs, backend, url, &mut out).await;
+                out
+            })
+            .await;
         }
     }
     // `--only oracle`: the version oracle (Redis) in front of MySQL and SQLite.
     let has = |name: &str| config.backends.iter().any(|b| b == name);
     if wanted("oracle") && has("redis") && has("mysql") && has("sqlite") {
-        backends::oracle_figures(&config, &dir, &mut results).await;
+        let dir = &dir;
+        run.group("oracle", |mut out| async move {
+            backends::oracle_figures(config, dir, &mut out).await;
+            out
+        })
+        .await;
     }
     // `--only cli`: the `durable` binary's copy from Redis to PostgreSQL beside PostgreSQL's COPY.
     if wanted("cli") && has("redis") && has("postgres") {
-        cli::cli_figures(&config, &url_of("redis", &dir), &url_of("postgres", &dir), &mut results).await;
+        let (redis, postgres) = (&url_of("redis", &dir), &url_of("postgres", &dir));
+        run.group("cli", |mut out| async move {
+            cli::cli_figures(config, redis, postgres, &mut out).await;
+            out
+        })
+        .await;
     }
     // `--only server`: `durable serve` with tokens and metrics on vs off (on Redis).
     if wanted("server") && has("redis") {
-        server::server_figures(&config, &url_of("redis", &dir), &mut results).await;
+        let redis = &url_of("redis", &dir);
+        run.group("server", |mut out| async move {
+            server::server_figures(config, redis, &mut out).await;
+            out
+        })
+        .await;
     }
     // `--only flags`: flag evaluation beside a snapshot get and flagd's engine.
     if wanted("flags") {
-        flags::flag_figures(&config, &mut results).await;
+        run.group("flags", |mut out| async move {
+            flags::flag_figures(config, &mut out).await;
+            out
+        })
+        .await;
     }
-    if wanted("durabledict") && config.backends.iter().any(|b| b == "redis") {
-        durabledict_figures(&config, &mut results).await;
+    if wanted("durabledict") && has("redis") {
+        run.group("durabledict", |mut out| async move {
+            durabledict_figures(config, &mut out).await;
+            out
+        })
+        .await;
     }
-    if let Some(parent) = out_path.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    let json = serde_json::to_string_pretty(&results.0).unwrap();
-    std::fs::write(&out_path, json).unwrap();
-    println!("wrote {} figures to {}", results.0.len(), out_path.display());
-    let plots = out_path.with_file_name("plots");
-    match plots::draw(&results, &plots) {
+    run.save();
+    println!("wrote {} figures to {}", run.results.0.len(), run.out_path.display());
+    let plots = run.out_path.with_file_name("plots");
+    match plots::draw(&run.results, &plots) {
         Ok(drawn) => println!("drew {drawn} plots in {}", plots.display()),
         Err(err) => println!("no plots: {err}"),
     }
     let _ = std::fs::remove_dir_all(dir);
+    if !run.failed.is_empty() {
+        eprintln!("bench: these groups failed twice, their figures are missing: {}", run.failed.join(", "));
+        std::process::exit(1);
+    }
+}
+
+/// The figures so far, where they are written, and the groups that failed.
+struct Run {
+    results: Results,
+    failed: Vec<String>,
+    out_path: std::path::PathBuf,
+}
+
+impl Run {
+    /// Runs one group of figures into a `Results` of its own and keeps them when it
+    /// finished, writing every figure so far to `results.json` (a run stopped midway keeps
+    /// the groups it finished). A group that panics (a store's error mid-figure: a reset
+    /// connection) runs once more from its start; one that fails twice is named in `failed`.
+    async fn group<F, Fut>(&mut self, name: &str, mut figures: F)
+    where
+        F: FnMut(Results) -> Fut,
+        Fut: std::future::Future<Output = Results>,
+    {
+        use futures::FutureExt;
+        for attempt in 1..=2 {
+            match std::panic::AssertUnwindSafe(figures(Results::default())).catch_unwind().await {
+                Ok(out) => {
+                    self.results.0.extend(out.0);
+                    self.results.1.extend(out.1);
+                    self.save();
+                    return;
+                }
+                Err(_) => eprintln!("bench: the {name} figures failed (try {attempt} of 2)"),
+            }
+        }
+        self.failed.push(name.to_string());
+    }
+
+    fn save(&self) {
+        if let Some(parent) = self.out_path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&self.out_path, serde_json::to_string_pretty(&self.results.0).unwrap()).unwrap();
+    }
 }

@@ -110,14 +110,27 @@ pub(crate) async fn read_figures(config: &Config, out: &mut Results) {
     // Reader threads taking the current snapshot per lookup while a writer task syncs
     // changes in: one reader (two threads with the writer's) and three (four threads).
     for (readers, name) in [(1, "2threads"), (3, "4threads")] {
-        let (per_lookup, writes) = concurrent_reads(&dict, &keys, &lookups, readers, rounds, ops).await;
+        let (per_lookup, writes) = concurrent_reads(&dict, &keys, &lookups, readers, rounds, ops, None).await;
         out.put(format!("read.snapshot_get_ns_{name}"), per_lookup);
         out.put(format!("read.writes_during_{name}"), writes as f64);
     }
+    // The same with the writer at 1,000 writes a second (a busy flag store's rate is far
+    // below), and the per-lookup snapshot alone: what the 2-thread figure is made of.
+    let paced = Some(std::time::Duration::from_millis(1));
+    let (per_lookup, writes) = concurrent_reads(&dict, &keys, &lookups, 1, rounds, ops, paced).await;
+    out.put("read.snapshot_get_ns_2threads_1000writes_per_s", per_lookup);
+    out.put("read.writes_during_2threads_1000writes_per_s", writes as f64);
+    out.put(
+        "read.snapshot_get_ns_per_lookup_snapshot",
+        time_ns(rounds, ops, |i| {
+            black_box(dict.snapshot().get(black_box(lookups[i & 4095].as_str())).copied());
+        }),
+    );
 }
 
 /// ns per `dict.snapshot().get(..)` (the mean over `readers` threads, each on its own
-/// blocking thread) while a writer task inserts as fast as it can; and the writes it made.
+/// blocking thread) while a writer task inserts as fast as it can (or one write per
+/// `pace`); and the writes it made.
 async fn concurrent_reads(
     dict: &DurableDict<u64>,
     keys: &[String],
@@ -125,16 +138,21 @@ async fn concurrent_reads(
     readers: usize,
     rounds: usize,
     ops: usize,
+    pace: Option<std::time::Duration>,
 ) -> (f64, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (dict, stop, keys) = (dict.clone(), stop.clone(), keys.to_vec());
         tokio::spawn(async move {
+            let mut ticks = pace.map(tokio::time::interval);
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 dict.insert(&keys[(n as usize * 31) % keys.len()], n).await.unwrap();
                 n += 1;
-                tokio::task::yield_now().await;
+                match &mut ticks {
+                    Some(ticks) => drop(ticks.tick().await),
+                    None => tokio::task::yield_now().await,
+                }
             }
             n
         })
@@ -176,46 +194,51 @@ pub(crate) async fn memory_figures(out: &mut Results) {
     // as `serde_json::Value`: the dict's heap per entry beside the stored bytes (key + value).
     let n = 10_000;
     let keys = crate::keys(n);
-    let backend = Arc::new(MemoryBackend::in_store(MemoryStore::new(), "mem-1kb"));
     let values: Vec<bytes::Bytes> = (0..n).map(|i| bytes::Bytes::from(kilobyte_json(i))).collect();
     let raw: usize = keys.iter().zip(&values).map(|(k, v)| k.len() + v.len()).sum();
-    backend.apply(Batch::puts(keys.iter().cloned().zip(values))).await.unwrap();
-    let before = LIVE.load(Ordering::SeqCst);
-    let dict = DurableDict::<serde_json::Value>::builder(backend).autosync(false).hints(false).build().await.unwrap();
-    let after = LIVE.load(Ordering::SeqCst);
-    assert_eq!(dict.snapshot().len(), n);
-    out.put("memory.snapshot_bytes_per_entry_1kb_json", (after.saturating_sub(before)) as f64 / n as f64);
     out.put("memory.raw_bytes_per_entry_1kb_json", raw as f64 / n as f64);
+    let (heap, dict) = loaded::<serde_json::Value>("mem-1kb", &keys, &values).await;
+    assert_eq!(dict.snapshot().get(&keys[3]).and_then(|v| v["limits"]["burst"].as_u64()), Some(20));
+    out.put("memory.snapshot_bytes_per_entry_1kb_json", heap);
     drop(dict);
-    // The same values read into the struct a service would declare for them: what is left
-    // beside the bytes is the dict's own cost, not `serde_json::Value`'s.
-    let backend = Arc::new(MemoryBackend::in_store(MemoryStore::new(), "mem-1kb-typed"));
-    let values: Vec<bytes::Bytes> = (0..n).map(|i| bytes::Bytes::from(kilobyte_json(i))).collect();
-    backend.apply(Batch::puts(keys.iter().cloned().zip(values))).await.unwrap();
-    let before = LIVE.load(Ordering::SeqCst);
-    let dict = DurableDict::<Settings>::builder(backend).autosync(false).hints(false).build().await.unwrap();
-    let after = LIVE.load(Ordering::SeqCst);
+    // The same values kept as their text (`Box<RawValue>`: a service that passes the JSON
+    // on, or parses it where it is used) ...
+    let (heap, dict) = loaded::<Box<serde_json::value::RawValue>>("mem-1kb-raw", &keys, &values).await;
+    assert_eq!(dict.snapshot().get(&keys[3]).map(|v| v.get().len()), Some(values[3].len()));
+    out.put("memory.snapshot_bytes_per_entry_1kb_raw_json", heap);
+    drop(dict);
+    // ... and read into the struct a service would declare for them: what is left beside the
+    // bytes is the dict's own cost, not `serde_json::Value`'s.
+    let (heap, dict) = loaded::<Settings>("mem-1kb-typed", &keys, &values).await;
     assert_eq!(dict.snapshot().get(&keys[3]).map(|s| (s.id, s.limits.burst, s.variants.len())), Some((3, 20, 2)));
-    out.put("memory.snapshot_bytes_per_entry_1kb_typed", (after.saturating_sub(before)) as f64 / n as f64);
+    out.put("memory.snapshot_bytes_per_entry_1kb_typed", heap);
     drop(dict);
 
     // Memory against value size: 10,000 `String` values of 16 B to 4 KB (JSON strings).
     for size in [16usize, 64, 256, 1024, 4096] {
-        let backend = Arc::new(MemoryBackend::in_store(MemoryStore::new(), &format!("mem-{size}")));
         let values: Vec<bytes::Bytes> =
             (0..n).map(|i| bytes::Bytes::from(serde_json::to_vec(&format!("{i:0size$}")).unwrap())).collect();
         let raw: usize = keys.iter().zip(&values).map(|(k, v)| k.len() + v.len()).sum();
-        backend.apply(Batch::puts(keys.iter().cloned().zip(values))).await.unwrap();
-        let before = LIVE.load(Ordering::SeqCst);
-        let dict = DurableDict::<String>::builder(backend).autosync(false).hints(false).build().await.unwrap();
-        let after = LIVE.load(Ordering::SeqCst);
+        let (heap, dict) = loaded::<String>(&format!("mem-{size}"), &keys, &values).await;
         assert_eq!(dict.snapshot().get(&keys[7]).map(String::len), Some(size));
-        out.put(
-            format!("memory.snapshot_bytes_per_entry_{size}b_string"),
-            (after.saturating_sub(before)) as f64 / n as f64,
-        );
+        out.put(format!("memory.snapshot_bytes_per_entry_{size}b_string"), heap);
         out.put(format!("memory.raw_bytes_per_entry_{size}b_string"), raw as f64 / n as f64);
     }
+}
+
+/// A dict of `V` loaded from a store holding `keys` with `values`, and the heap it holds
+/// per entry.
+async fn loaded<V>(ns: &str, keys: &[String], values: &[bytes::Bytes]) -> (f64, DurableDict<V>)
+where
+    V: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let backend = Arc::new(MemoryBackend::in_store(MemoryStore::new(), ns));
+    backend.apply(Batch::puts(keys.iter().cloned().zip(values.iter().cloned()))).await.unwrap();
+    let before = LIVE.load(Ordering::SeqCst);
+    let dict = DurableDict::<V>::builder(backend).autosync(false).hints(false).build().await.unwrap();
+    let after = LIVE.load(Ordering::SeqCst);
+    assert_eq!(dict.snapshot().len(), keys.len());
+    ((after.saturating_sub(before)) as f64 / keys.len() as f64, dict)
 }
 
 /// What a service would declare for [`kilobyte_json`]'s objects.

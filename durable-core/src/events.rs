@@ -14,9 +14,10 @@
 //!   version, in the order the store wrote the keys where it records that).
 //! - A write through this dict shows as an event at the write's own version.
 //!
-//! Events travel on a bounded broadcast channel. A slow subscriber never holds up a sync:
-//! when it falls behind it gets [`Event::Lagged`] with the number of events it missed, and
-//! should re-read the snapshot for anything it keeps derived state of.
+//! Events travel on a bounded broadcast channel, made by the first subscriber (a dict nobody
+//! subscribes to neither holds its ring nor makes events). A slow subscriber never holds up
+//! a sync: when it falls behind it gets [`Event::Lagged`] with the number of events it
+//! missed, and should re-read the snapshot for anything it keeps derived state of.
 
 use std::fmt;
 use std::pin::Pin;
@@ -30,6 +31,36 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::backend::Version;
 use crate::error::Error;
+
+/// The bounded broadcast channel events travel on, made when the first subscriber asks:
+/// its ring of `capacity` slots (128 bytes each; 128 KB at the default 1,024) is not paid
+/// by a dict nobody watches, and nothing is sent while nobody listens.
+pub(crate) struct Channel<V> {
+    capacity: usize,
+    sender: std::sync::OnceLock<broadcast::Sender<Event<V>>>,
+}
+
+impl<V> Channel<V> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), sender: std::sync::OnceLock::new() }
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event<V>> {
+        self.sender.get_or_init(|| broadcast::channel(self.capacity).0).subscribe()
+    }
+
+    /// Whether anyone listens (worth making events for).
+    pub(crate) fn listened(&self) -> bool {
+        self.sender.get().is_some_and(|sender| sender.receiver_count() > 0)
+    }
+
+    /// Sends to whoever listens; nobody listening is not an error.
+    pub(crate) fn send(&self, event: Event<V>) {
+        if let Some(sender) = self.sender.get() {
+            let _ = sender.send(event);
+        }
+    }
+}
 
 /// One key whose value changed in the snapshot.
 pub struct Change<V> {

@@ -48,7 +48,6 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
-use tokio::sync::broadcast;
 
 use crate::backend::Version;
 use crate::codec::{Codec, Json};
@@ -82,7 +81,7 @@ struct Inner<V, C> {
     current: ArcSwap<LayeredSnapshot<V>>,
     /// Held while a merge is made, so that two callers do not make one twice.
     merging: Mutex<()>,
-    events: broadcast::Sender<Event<V>>,
+    events: crate::events::Channel<V>,
 }
 
 enum Source<V, C> {
@@ -251,7 +250,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> LayeredBuilder<V, C> {
         if let Some(err) = self.error {
             return Err(err);
         }
-        let (events, _) = broadcast::channel(EVENTS);
+        let events = crate::events::Channel::new(EVENTS);
         let mut names = Vec::with_capacity(self.layers.len());
         let mut sources = Vec::with_capacity(self.layers.len());
         for (name, pending) in self.layers {
@@ -571,7 +570,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Layered<V, C> {
                         match event {
                             Event::Changed(change) => changes.push((at, change)),
                             other => {
-                                let _ = self.inner.events.send(other);
+                                self.inner.events.send(other);
                             }
                         }
                     }
@@ -601,12 +600,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Layered<V, C> {
                 _ => false,
             };
             if !same {
-                let _ = self.inner.events.send(Event::Changed(Change {
-                    key: change.key,
-                    old,
-                    new,
-                    version: change.version,
-                }));
+                self.inner.events.send(Event::Changed(Change { key: change.key, old, new, version: change.version }));
             }
         }
     }

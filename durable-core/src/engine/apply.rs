@@ -70,7 +70,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
         let mut next = std::collections::HashMap::with_capacity(keys);
         let mut undecodable = imbl::HashMap::new();
         let mut changes = Vec::new();
-        let notify = self.events.receiver_count() > 0;
+        let notify = self.events.listened();
         for (key, bytes) in entries {
             let key: Arc<str> = key.into();
             let old = current.entries.get(&key);
@@ -122,7 +122,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
     ) {
         let mut entries = current.entries.clone();
         let mut undecodable = current.undecodable.clone();
-        let notify = self.events.receiver_count() > 0;
+        let notify = self.events.listened();
         let mut changes = Vec::new();
         let mut touched = Vec::with_capacity(incoming.len());
         for Incoming { key, entry } in incoming {
@@ -166,13 +166,12 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
 
     fn report_undecodable(&self, key: &Arc<str>, err: &Error) {
         tracing::warn!(backend = self.backend.name(), key = %&**key, error = %err, "durable: skipping a value that cannot be decoded");
-        let _ = self.events.send(Event::Undecodable { key: Arc::clone(key), error: err.clone() });
+        self.events.send(Event::Undecodable { key: Arc::clone(key), error: err.clone() });
     }
 
     fn emit(&self, changes: Vec<Change<V>>) {
         for change in changes {
-            // No receiver is not an error: nobody subscribed.
-            let _ = self.events.send(Event::Changed(change));
+            self.events.send(Event::Changed(change));
         }
     }
 }

@@ -121,7 +121,7 @@ pub(crate) struct Engine<V, C> {
     /// Delta fetches shared with the process's other dicts on the same store and namespace.
     deltas: Option<Arc<deltas::Deltas>>,
     hints: Hints,
-    events: broadcast::Sender<Event<V>>,
+    events: crate::events::Channel<V>,
     tasks: StdMutex<Vec<AbortHandle>>,
     hasher: std::hash::RandomState,
     trips_started: AtomicU64,
@@ -286,7 +286,7 @@ impl<V: Send + Sync + 'static, C: Codec<V>> Engine<V, C> {
             current: ArcSwap::from_pointee(SnapshotData::empty()),
             folder: Default::default(),
             hints: Hints::default(),
-            events: broadcast::channel(capacity.max(1)).0,
+            events: crate::events::Channel::new(capacity),
             tasks: StdMutex::new(Vec::new()),
             hasher: std::hash::RandomState::new(),
             trips_started: AtomicU64::new(0),
