@@ -84,7 +84,7 @@ pub(crate) async fn propagation_across_processes(
             }
         }
     }
-    // Every subscriber has the last change: the requests it took are all made.
+    // Every subscriber has the last change: the commands it took are all counted.
     let load = match (&meter, before) {
         (Some(meter), Some(before)) => Some(meter.per_change(before, samples).await),
         _ => None,
@@ -116,20 +116,20 @@ impl RedisMeter {
         (field("total_commands_processed"), field("total_net_input_bytes") + field("total_net_output_bytes"))
     }
 
-    /// Requests and bytes per change since `before`, over `changes` changes, less what two
-    /// readings alone cost (the `INFO`s themselves).
+    /// Commands (a script's inner commands counted one by one) and bytes per change since
+    /// `before`, over `changes` changes, less what two readings alone cost (the `INFO`s).
     async fn per_change(&self, before: (f64, f64), changes: usize) -> Load {
         let after = self.read().await;
         let again = self.read().await;
-        let (requests, bytes) =
+        let (commands, bytes) =
             ((after.0 - before.0) - (again.0 - after.0), (after.1 - before.1) - (again.1 - after.1));
-        Load { requests: requests / changes as f64, bytes: bytes / changes as f64 }
+        Load { commands: commands / changes as f64, bytes: bytes / changes as f64 }
     }
 }
 
-/// The store's load per change: requests and bytes (in and out), every client's.
+/// The store's load per change: commands and bytes (in and out), every client's.
 pub(crate) struct Load {
-    pub(crate) requests: f64,
+    pub(crate) commands: f64,
     pub(crate) bytes: f64,
 }
 
