@@ -110,7 +110,12 @@ async fn two_processes_contend_for_one_lease() {
         let (a, b) = tokio::join!(a, b);
         let mut seen: Vec<(u64, u64)> = Vec::new();
         for output in [a.expect("child a"), b.expect("child b")] {
-            assert!(output.status.success(), "{name}: a child failed: {}", String::from_utf8_lossy(&output.stdout));
+            assert!(
+                output.status.success(),
+                "{name}: a child failed: {}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
             for line in String::from_utf8_lossy(&output.stdout).lines() {
                 if let Some(rest) = after(line, "seen ") {
                     let (count, token) = rest.split_once(' ').expect("seen <count> <token>");

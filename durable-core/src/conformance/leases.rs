@@ -192,7 +192,10 @@ pub async fn leases_exclude_under_contention(f: &dyn BackendFactory) {
 /// two-process and killed-holder tests of backend crates.
 pub async fn increment_under_lease(dict: &DurableDict<Value>, times: usize, seen: &Mutex<Vec<(u64, u64)>>) {
     for _ in 0..times {
-        let lease = dict.lease("counter").ttl(Duration::from_secs(30)).wait(Duration::from_secs(60)).await.unwrap();
+        // The wait bounds one contender's turn, not the holders' exclusion (what the callers
+        // check): eight contenders on a slow store (Azurite under CI's load: each turn is
+        // several commits) can keep one queued past a minute.
+        let lease = dict.lease("counter").ttl(Duration::from_secs(30)).wait(Duration::from_secs(300)).await.unwrap();
         dict.resync().await.unwrap();
         let count = dict.snapshot().get("counter").and_then(Value::as_u64).unwrap_or(0) + 1;
         lease.insert(json!(count)).await.unwrap();
