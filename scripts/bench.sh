@@ -6,6 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
+# Azure's figures go to an Azurite of the suite's own, stopped (with all it holds, in memory)
+# when the run ends, so the namespaces a run leaves never slow the tests' Azurite.
+scripts/services.sh azure-bench
+trap 'scripts/services.sh stop-azure-bench' EXIT
+export AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:10100
 # durabledict 0.9.4 beside us, when Python and PyPI are at hand: a venv of its own.
 venv=target/bench/venv
 if command -v python3 >/dev/null && [[ ! -x $venv/bin/python ]]; then

@@ -6,7 +6,8 @@
 # 127.0.0.1:2191-2193, a Redis Cluster on 7001-7006, moto's S3 server (from PyPI) on
 # 127.0.0.1:9000 and Azurite's blob service (from npm) on 127.0.0.1:10000, and the psql,
 # mariadb and sqlite3 clients, and Chromium with chromedriver for the admin page's browser
-# tests. Idempotent: a service that already answers is
+# tests; `scripts/services.sh azure-bench` starts the benchmarks' own Azurite on
+# 127.0.0.1:10100 (and `stop-azure-bench` stops it). Idempotent: a service that already answers is
 # left alone. Waits until every service accepts connections, or fails saying which did not.
 set -euo pipefail
 
@@ -228,46 +229,67 @@ s3_bucket() {
 }
 
 # Azure Blob storage: Azurite from the npm registry, blob service only, in memory.
-start_azure() {
+install_azurite() {
   local dir="$STATE_DIR/azurite"
+  [ -x "$dir/node_modules/.bin/azurite-blob" ] && [ -d "$dir/node_modules/@azure/storage-blob" ] && return 0
+  command -v npm >/dev/null || apt_install nodejs npm
+  mkdir -p "$dir"
+  log "installing azurite from npm"
+  npm install --silent --prefix "$dir" azurite@3 @azure/storage-blob@12 >&2
+}
+
+# start_azure PORT CONTAINER: an Azurite blob service on 127.0.0.1:PORT with CONTAINER made.
+start_azure() {
+  local port=$1 container=$2 dir="$STATE_DIR/azurite"
   # An Azurite of ours started with telemetry on hangs once its lookups of Microsoft's
   # telemetry host (unreachable here) fill node's thread pool: replaced.
-  if port_open 10000 && pgrep -f "azurite-blob --blobHost 127.0.0.1 --blobPort 10000 --inMemoryPersistence --skipApiVersionCheck --loose$" >/dev/null; then
+  if port_open "$port" && pgrep -f "azurite-blob --blobHost 127.0.0.1 --blobPort $port --inMemoryPersistence --skipApiVersionCheck --loose$" >/dev/null; then
     log "azure: restarting azurite with telemetry off"
-    pkill -f "azurite-blob --blobHost 127.0.0.1 --blobPort 10000" || true
-    wait_for "old azurite to stop" 20 bash -c '! (exec 3<>/dev/tcp/127.0.0.1/10000)'
+    pkill -f "azurite-blob --blobHost 127.0.0.1 --blobPort $port" || true
+    wait_for "old azurite to stop" 20 bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$port)"
   fi
   # Azurite keeps every blob in memory and can hang (seen after a batch delete of thousands
   # of blobs timed out): one that answers nothing is replaced. Its contents are test data.
-  if port_open 10000 && ! http_answers 10000; then
-    log "azure: azurite does not answer: restarting it"
-    pkill -9 -f "azurite-blob --blobHost 127.0.0.1 --blobPort 10000" || true
-    wait_for "hung azurite to stop" 20 bash -c '! (exec 3<>/dev/tcp/127.0.0.1/10000)'
+  if port_open "$port" && ! http_answers "$port"; then
+    log "azure: azurite on $port does not answer: restarting it"
+    pkill -9 -f "azurite-blob --blobHost 127.0.0.1 --blobPort $port" || true
+    wait_for "hung azurite to stop" 20 bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$port)"
   fi
-  port_open 10000 && { log "azure blob (azurite) already up"; return 0; }
-  if [ ! -x "$dir/node_modules/.bin/azurite-blob" ]; then
-    command -v npm >/dev/null || apt_install nodejs npm
-    mkdir -p "$dir"
-    log "installing azurite from npm"
-    npm install --silent --prefix "$dir" azurite@3 @azure/storage-blob@12 >&2
+  if port_open "$port"; then
+    log "azure blob (azurite) on $port already up"
+  else
+    install_azurite
+    nohup "$dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$port" --inMemoryPersistence \
+      --skipApiVersionCheck --loose --disableTelemetry >"$dir/azurite-$port.log" 2>&1 &
+    echo $! >"$dir/pid-$port"
+    wait_for "azure blob (azurite) on $port" 60 port_open "$port" || { tail -n 30 "$dir/azurite-$port.log" >&2; return 1; }
   fi
-  nohup "$dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort 10000 --inMemoryPersistence \
-    --skipApiVersionCheck --loose --disableTelemetry >"$dir/azurite.log" 2>&1 &
-  echo $! >"$dir/pid"
-  wait_for "azure blob (azurite)" 60 port_open 10000 || { tail -n 30 "$dir/azurite.log" >&2; return 1; }
+  azure_container "$port" "$container"
 }
 
-# The containers the tests and the benchmarks use, made with Azure's own client library and Azurite's
-# well-known development account.
+# azure_container PORT NAME: makes the container with Azure's own client library and
+# Azurite's well-known development account.
 azure_container() {
   local dir="$STATE_DIR/azurite"
-  [ -d "$dir/node_modules/@azure/storage-blob" ] || npm install --silent --prefix "$dir" @azure/storage-blob@12 >&2
-  NODE_PATH="$dir/node_modules" node -e '
-    const { BlobServiceClient } = require("@azure/storage-blob");
-    const service = BlobServiceClient.fromConnectionString("UseDevelopmentStorage=true");
-    Promise.all(["durable-test", "durable-bench"].map((c) => service.getContainerClient(c).createIfNotExists()))
+  install_azurite
+  NODE_PATH="$dir/node_modules" PORT=$1 CONTAINER=$2 node -e '
+    const { BlobServiceClient, StorageSharedKeyCredential } = require("@azure/storage-blob");
+    const account = "devstoreaccount1";
+    const key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+    const service = new BlobServiceClient(`http://127.0.0.1:${process.env.PORT}/${account}`,
+      new StorageSharedKeyCredential(account, key));
+    service.getContainerClient(process.env.CONTAINER).createIfNotExists()
       .then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1); });
-  ' || { log "azure: cannot make containers durable-test and durable-bench"; return 1; }
+  ' || { log "azure: cannot make container $2 on port $1"; return 1; }
+}
+
+# The benchmark suite's own Azurite (127.0.0.1:10100, container durable-bench): a full run
+# leaves hundreds of MB of blobs in it (Azurite's batch delete hangs on namespaces that
+# big), which would slow every later test against the tests' Azurite; scripts/bench.sh
+# starts this one and stops it when it ends.
+stop_azure_bench() {
+  pkill -f "azurite-blob --blobHost 127.0.0.1 --blobPort 10100 " || true
+  wait_for "the benchmarks' azurite to stop" 20 bash -c '! (exec 3<>/dev/tcp/127.0.0.1/10100)'
 }
 
 # The databases' own command-line clients: the adopted-table tests write as another
@@ -295,7 +317,9 @@ for svc in $want; do
     zookeeper-ensemble | zk-ensemble) start_zookeeper_ensemble ;;
     redis-cluster) start_redis_cluster ;;
     s3 | moto) start_s3 && s3_bucket ;;
-    azure | azurite) start_azure && azure_container ;;
+    azure | azurite) start_azure 10000 durable-test ;;
+    azure-bench) start_azure 10100 durable-bench ;;
+    stop-azure-bench) stop_azure_bench ;;
     sql-clients) sql_clients ;;
     browser | chromium) browser ;;
     *) log "unknown service $svc"; exit 2 ;;

@@ -82,7 +82,8 @@ pub(crate) async fn forget(backend: &str, url: &str, ns: &str) {
         }
         // Azurite deletes through its batch API (object_store deletes even one object that
         // way), which timed out on a namespace of thousands of blobs and left Azurite hung:
-        // its namespaces are left to it (in memory, test data, unique names).
+        // its namespaces are left to it (the suite's own Azurite, in memory, which
+        // scripts/bench.sh stops at the end of the run).
         Raw::Object(..) if backend == "azure" => {}
         Raw::Object(store, dir) => {
             // A namespace left behind costs nothing but room (the names are unique), so a
@@ -167,7 +168,7 @@ pub(crate) async fn connect(url: &str, ns: &str) -> Arc<dyn Backend> {
 
 pub(crate) async fn backend_figures(config: &Config, name: &str, url: &str, out: &mut Results) {
     let rounds = config.rounds();
-    let ops = if config.quick { 200 } else { 2_000 };
+    let ops = config.write_ops(name);
     let ns = unique(&format!("bench-{name}"));
 
     // No-change sync: hinted (expected free) and polled (one cheap trip), vs the raw trip.

@@ -123,10 +123,14 @@ pub(crate) fn open(url: &str, timeout: Duration) -> Result<Location, Error> {
             let emulator = options.iter().any(|(k, v)| k.ends_with("use_emulator") && v == "true")
                 || std::env::var("AZURE_STORAGE_USE_EMULATOR").is_ok_and(|v| v == "true");
             let keys = ["endpoint", "azure_endpoint", "azure_storage_endpoint"];
-            let probe = durable_core::RefusalProbe::new(
-                "azure",
-                endpoint_addr(&options, &keys, "AZURE_STORAGE_ENDPOINT", emulator.then_some("127.0.0.1:10000")),
-            );
+            // object_store reaches the emulator at `AZURITE_BLOB_STORAGE_URL` (else
+            // 127.0.0.1:10000) whatever an endpoint option says: the probe looks there too.
+            let addr = if emulator {
+                endpoint_addr(&[], &[], "AZURITE_BLOB_STORAGE_URL", Some("127.0.0.1:10000"))
+            } else {
+                endpoint_addr(&options, &keys, "AZURE_STORAGE_ENDPOINT", None)
+            };
+            let probe = durable_core::RefusalProbe::new("azure", addr);
             Ok(Location { store: Arc::new(store), prefix, kind: "azure", secrets, probe })
         }
         other => Err(invalid(url, format!("the object-storage backend does not serve {other}:// URLs"))),
