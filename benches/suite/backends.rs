@@ -325,7 +325,9 @@ pub(crate) async fn propagation_figures(config: &Config, name: &str, url: &str, 
             let (p, load) = crate::fanout::propagation_across_processes(name, url, &ns, 10, per_process, samples).await;
             let listeners = per_process * 10;
             if let Some(load) = load {
-                out.put(format!("{name}.commands_per_change_{listeners}subscribers_10processes"), load.commands);
+                // What the store counts as a request: Redis a command, PostgreSQL a transaction.
+                let requests = if name == "redis" { "commands" } else { "transactions" };
+                out.put(format!("{name}.{requests}_per_change_{listeners}subscribers_10processes"), load.requests);
                 out.put(format!("{name}.bytes_per_change_{listeners}subscribers_10processes"), load.bytes);
             }
             out.put(format!("{name}.propagation_p50_us_{listeners}subscribers_10processes"), percentile(&p, 0.50));

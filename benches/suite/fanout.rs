@@ -17,7 +17,8 @@ fn unix_us() -> f64 {
 /// Sorted microseconds from `writer`'s insert returning to each of `processes` ×
 /// `per_process` dicts in other processes seeing the change (its wall clock when the
 /// change event arrived; one machine, one clock). A dict that saw the change before the
-/// write returned counts 0. On Redis, also the store's load per change (see [`RedisMeter`]).
+/// write returned counts 0. On Redis and PostgreSQL, also the store's load per change (see
+/// [`Meter`]).
 pub(crate) async fn propagation_across_processes(
     name: &str,
     url: &str,
@@ -58,12 +59,9 @@ pub(crate) async fn propagation_across_processes(
     }
     let backend = crate::backends::connect(url, ns).await;
     let writer = DurableDict::<u64>::builder(backend).autosync(false).build().await.unwrap();
-    let meter = match name {
-        "redis" => Some(RedisMeter::connect(url).await),
-        _ => None,
-    };
+    let meter = Meter::connect(name, url).await;
     let before = match &meter {
-        Some(meter) => Some(meter.read().await),
+        Some(meter) => Some(meter.before().await),
         None => None,
     };
     let expected = processes * per_process;
@@ -84,7 +82,7 @@ pub(crate) async fn propagation_across_processes(
             }
         }
     }
-    // Every subscriber has the last change: the commands it took are all counted.
+    // Every subscriber has the last change: the requests it took are all counted.
     let load = match (&meter, before) {
         (Some(meter), Some(before)) => Some(meter.per_change(before, samples).await),
         _ => None,
@@ -97,49 +95,128 @@ pub(crate) async fn propagation_across_processes(
     (times, load)
 }
 
-/// Redis's own counters (`INFO stats`): commands processed and bytes in and out, every
-/// client's — the store's load measured on its side of the wire.
-struct RedisMeter(redis::aio::MultiplexedConnection);
+/// The store's load, counted on its side of the wire.
+enum Meter {
+    /// Redis's own counters (`INFO stats`): commands processed and bytes in and out, every
+    /// client's.
+    Redis(redis::aio::MultiplexedConnection),
+    /// PostgreSQL keeps no byte counters: its transactions (`pg_stat_database`, every
+    /// client's in the database; each of our queries is one, the writer's is one), and the
+    /// kernel's byte counters of every TCP connection to its port (`ss`), both ways.
+    Postgres(sqlx::PgPool, u16),
+}
 
-impl RedisMeter {
-    async fn connect(url: &str) -> Self {
-        let client = redis::Client::open(url).unwrap();
-        Self(client.get_multiplexed_async_connection().await.unwrap())
+/// PostgreSQL flushes a backend's statistics when it has been idle for up to 10 s
+/// (`PGSTAT_IDLE_INTERVAL`): a reading of `pg_stat_database` waits that long after the
+/// clients' last work so that all of it is counted.
+const PG_STATS_SETTLE: Duration = Duration::from_secs(11);
+
+impl Meter {
+    async fn connect(name: &str, url: &str) -> Option<Self> {
+        match name {
+            "redis" => {
+                let client = redis::Client::open(url).unwrap();
+                Some(Self::Redis(client.get_multiplexed_async_connection().await.unwrap()))
+            }
+            "postgres" => {
+                let port = url::Url::parse(url).unwrap().port().unwrap_or(5432);
+                let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await.unwrap();
+                Some(Self::Postgres(pool, port))
+            }
+            _ => None,
+        }
     }
 
-    /// (commands, bytes in + out) so far.
+    /// (requests, bytes in + out) so far.
     async fn read(&self) -> (f64, f64) {
-        let info: String = redis::cmd("INFO").arg("stats").query_async(&mut self.0.clone()).await.unwrap();
-        let field = |name: &str| -> f64 {
-            info.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok()).unwrap()
-        };
-        (field("total_commands_processed"), field("total_net_input_bytes") + field("total_net_output_bytes"))
+        match self {
+            Self::Redis(connection) => {
+                let info: String = redis::cmd("INFO").arg("stats").query_async(&mut connection.clone()).await.unwrap();
+                let field = |name: &str| -> f64 {
+                    info.lines()
+                        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+                        .unwrap()
+                };
+                (field("total_commands_processed"), field("total_net_input_bytes") + field("total_net_output_bytes"))
+            }
+            Self::Postgres(pool, port) => {
+                let (transactions,): (i64,) = sqlx::query_as(
+                    "SELECT (xact_commit + xact_rollback)::int8 FROM pg_stat_database WHERE datname = current_database()",
+                )
+                .fetch_one(pool)
+                .await
+                .unwrap();
+                (transactions as f64, tcp_bytes_to(*port).await)
+            }
+        }
     }
 
-    /// Commands (a script's inner commands counted one by one) and bytes per change since
-    /// `before`, over `changes` changes, less what two readings alone cost (the `INFO`s).
+    /// The reading the samples start from, once the setup's work is all counted.
+    async fn before(&self) -> (f64, f64) {
+        if matches!(self, Self::Postgres(..)) {
+            tokio::time::sleep(PG_STATS_SETTLE).await;
+        }
+        self.read().await
+    }
+
+    /// Requests (Redis: a script's inner commands counted one by one; PostgreSQL:
+    /// transactions) and bytes per change since `before`, over `changes` changes, less what
+    /// the readings alone cost.
     async fn per_change(&self, before: (f64, f64), changes: usize) -> Load {
+        let postgres = matches!(self, Self::Postgres(..));
+        if postgres {
+            tokio::time::sleep(PG_STATS_SETTLE).await;
+        }
         let after = self.read().await;
         let again = self.read().await;
-        let (commands, bytes) =
-            ((after.0 - before.0) - (again.0 - after.0), (after.1 - before.1) - (again.1 - after.1));
-        Load { commands: commands / changes as f64, bytes: bytes / changes as f64 }
+        // A reading's requests: on Redis the `INFO` (counted at once); on PostgreSQL the
+        // first reading's one transaction (the second's is not flushed yet).
+        let reading = if postgres { 1.0 } else { again.0 - after.0 };
+        let (requests, bytes) = ((after.0 - before.0) - reading, (after.1 - before.1) - (again.1 - after.1));
+        Load { requests: requests / changes as f64, bytes: bytes / changes as f64 }
     }
 }
 
-/// The store's load per change: commands and bytes (in and out), every client's.
+/// Bytes sent and received so far over the established TCP connections to `port` on this
+/// machine (their client ends: `ss`'s `bytes_sent` and `bytes_received`, from the kernel).
+async fn tcp_bytes_to(port: u16) -> f64 {
+    let output = tokio::process::Command::new("ss")
+        .args(["-tinH", "state", "established", &format!("( dport = :{port} )")])
+        .output()
+        .await
+        .expect("ss (iproute2) to read the connections' byte counters");
+    assert!(output.status.success(), "ss: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .filter_map(|field| field.strip_prefix("bytes_sent:").or_else(|| field.strip_prefix("bytes_received:")))
+        .map(|count| count.parse::<f64>().unwrap())
+        .sum()
+}
+
+/// The store's load per change: requests (Redis's commands, PostgreSQL's transactions) and
+/// bytes (in and out), every client's.
 pub(crate) struct Load {
-    pub(crate) commands: f64,
+    pub(crate) requests: f64,
     pub(crate) bytes: f64,
 }
 
-/// The child: `n` dicts on handles sharing one pool (as one service's dicts would), each
-/// printing `<value> <unix µs>` for every change of `p` it sees; ends when stdin closes.
+/// The child: `n` dicts on handles sharing one pool (as one service's dicts would), with
+/// background refresh (no safety poll during the figure), each printing `<value> <unix µs>`
+/// for every change of `p` it sees; ends when stdin closes.
 pub(crate) async fn subscribers(name: &str, url: &str, ns: &str, n: usize) {
     let (tell, mut lines) = mpsc::unbounded_channel::<String>();
     let mut dicts = Vec::with_capacity(n);
     for backend in shared_handles(name, url, ns, n).await {
-        let dict = DurableDict::<u64>::builder(backend).autosync(false).background_refresh(true).build().await.unwrap();
+        // No safety poll during the figure: the load per change counts what a change costs,
+        // not the version reads every dict makes each `poll_interval` whether anything
+        // changed or not (docs/SCALING.md counts those apart).
+        let dict = DurableDict::<u64>::builder(backend)
+            .autosync(false)
+            .background_refresh(true)
+            .poll_interval(Duration::from_secs(3_600))
+            .build()
+            .await
+            .unwrap();
         let mut subscription = dict.watch_key("p");
         let tell = tell.clone();
         tokio::spawn(async move {

@@ -178,3 +178,58 @@ impl<V: Send + Sync + 'static> Stream for Subscription<V> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changed(key: &str, version: Version) -> Event<u64> {
+        Event::Changed(Change { key: Arc::from(key), old: None, new: Some(Arc::new(version)), version })
+    }
+
+    fn version_of(event: &Event<u64>) -> Option<Version> {
+        match event {
+            Event::Changed(change) => Some(change.version),
+            _ => None,
+        }
+    }
+
+    /// No ring until the first subscriber: sending before it is dropped, nobody listens; a
+    /// subscriber gets what is sent after it subscribed, at the capacity asked for; once
+    /// every receiver is gone nobody listens again, and a later one gets only later events.
+    #[test]
+    fn the_ring_is_made_by_the_first_subscriber_and_listening_follows_receivers() {
+        let channel = Channel::<u64>::new(2);
+        assert!(channel.sender.get().is_none() && !channel.listened());
+        channel.send(changed("early", 1));
+        assert!(channel.sender.get().is_none(), "a send with nobody subscribed makes no ring");
+
+        let mut first = channel.subscribe();
+        assert!(channel.listened());
+        assert!(matches!(first.try_recv(), Err(broadcast::error::TryRecvError::Empty)), "nothing from before");
+        for version in 2..=4 {
+            channel.send(changed("k", version));
+        }
+        // Capacity 2: the oldest of three is gone, and the receiver is told how many.
+        assert!(matches!(first.try_recv(), Err(broadcast::error::TryRecvError::Lagged(1))));
+        assert_eq!(version_of(&first.try_recv().unwrap()), Some(3));
+        assert_eq!(version_of(&first.try_recv().unwrap()), Some(4));
+
+        drop(first);
+        assert!(!channel.listened(), "no receiver left");
+        channel.send(changed("k", 5));
+        let mut later = channel.subscribe();
+        channel.send(changed("k", 6));
+        assert_eq!(version_of(&later.try_recv().unwrap()), Some(6));
+        assert!(matches!(later.try_recv(), Err(broadcast::error::TryRecvError::Empty)));
+    }
+
+    /// A capacity of 0 is taken as 1 (tokio's channel refuses 0).
+    #[test]
+    fn a_capacity_of_zero_is_one() {
+        let channel = Channel::<u64>::new(0);
+        let mut receiver = channel.subscribe();
+        channel.send(changed("k", 1));
+        assert_eq!(version_of(&receiver.try_recv().unwrap()), Some(1));
+    }
+}

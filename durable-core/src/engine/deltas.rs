@@ -15,21 +15,42 @@
 //!   it just read, or the one its own write created (read-your-writes). An answer short of
 //!   that is not used: the dict fetches again.
 //!
+//! The last answer stays for a moment after it lands ([`KEPT_FOR`]): the dicts a hint wakes
+//! do not all ask while the first one's fetch runs — on two cores a hundred of them wake
+//! over a few milliseconds, longer than a fetch takes — and one asking just after it landed
+//! takes it on the same terms instead of fetching again. Only a delta of up to [`KEPT_MAX`]
+//! changes is kept (a bulk change's answer is not held on to).
+//!
 //! A dict that does not know a version to reach (a hint without a version) fetches on its
 //! own. An error is shared like an answer (the store is failing for everyone); a leader
 //! that goes away without an answer (its caller was cancelled) leaves the others to fetch.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::backend::{Backend, Changes, Version};
 use crate::error::Result;
 
+/// How long a landed answer is offered to the dicts that ask after it (see the module docs).
+const KEPT_FOR: Duration = Duration::from_millis(250);
+/// The most changes a kept answer holds.
+const KEPT_MAX: usize = 1_024;
+
 /// The shared fetches of one scope; see the module docs.
+#[derive(Default)]
 pub(crate) struct Deltas {
     running: Mutex<Option<Flight>>,
+    /// The last delta a fetch brought, while it is fresh: where it started, when it landed.
+    kept: Mutex<Option<Kept>>,
+}
+
+struct Kept {
+    from: Version,
+    at: Instant,
+    answer: Answer,
 }
 
 /// A fetch under way: from which version, and where its answer will be.
@@ -53,7 +74,7 @@ impl Deltas {
         if let Some(deltas) = scopes.get(&scope).and_then(Weak::upgrade) {
             return Some(deltas);
         }
-        let deltas = Arc::new(Self { running: Mutex::new(None) });
+        let deltas = Arc::new(Self::default());
         scopes.insert(scope, Arc::downgrade(&deltas));
         Some(deltas)
     }
@@ -61,6 +82,9 @@ impl Deltas {
     /// The changes after `since`, reaching `target` at least, fetched through `store` or
     /// taken from a fetch under way (see the module docs).
     pub(crate) async fn changes_since(&self, store: &dyn Backend, since: Version, target: Version) -> Result<Changes> {
+        if let Some(kept) = self.kept_for(since, target) {
+            return Ok(kept);
+        }
         loop {
             let joined = {
                 let running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -86,6 +110,40 @@ impl Deltas {
         }
     }
 
+    /// The kept answer, when it is fresh, starts at or below `since` and reaches `target`.
+    fn kept_for(&self, since: Version, target: Version) -> Option<Changes> {
+        let kept = self.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let kept = kept.as_ref().filter(|kept| kept.from <= since && kept.at.elapsed() < KEPT_FOR)?;
+        match &*kept.answer {
+            Ok(Changes::Delta { changes, version }) if *version >= target => {
+                Some(Changes::Delta { changes: changes.clone(), version: *version })
+            }
+            _ => None,
+        }
+    }
+
+    /// Keeps a landed delta for those who ask next, unless the kept one serves more (it
+    /// reaches further, or as far from an earlier start).
+    fn keep(&self, from: Version, answer: &Answer) {
+        let Ok(Changes::Delta { changes, version }) = &**answer else { return };
+        if changes.len() > KEPT_MAX {
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let better = match kept.as_ref().filter(|kept| kept.at.elapsed() < KEPT_FOR) {
+            Some(Kept { from: kept_from, answer: kept_answer, .. }) => match &**kept_answer {
+                Ok(Changes::Delta { version: kept_version, .. }) => {
+                    version > kept_version || (version == kept_version && from < *kept_from)
+                }
+                _ => true,
+            },
+            None => true,
+        };
+        if better {
+            *kept = Some(Kept { from, at: Instant::now(), answer: Arc::clone(answer) });
+        }
+    }
+
     /// Fetches from `since` for everyone who joins meanwhile.
     async fn lead(&self, store: &dyn Backend, since: Version) -> Result<Changes> {
         let (tell, answer) = watch::channel(None);
@@ -99,7 +157,9 @@ impl Deltas {
         // Whatever happens — an answer, an error, this future dropped — the flight ends.
         let _landed = Landed { deltas: self, id };
         let result = store.changes_since(since).await;
-        let _ = tell.send(Some(Arc::new(result.clone())));
+        let answer = Arc::new(result.clone());
+        self.keep(since, &answer);
+        let _ = tell.send(Some(answer));
         result
     }
 }
@@ -188,7 +248,7 @@ mod tests {
         let store = gated();
         store.inner.persist("a", Bytes::from_static(b"1")).await.unwrap();
         store.inner.persist("b", Bytes::from_static(b"2")).await.unwrap();
-        let deltas = Arc::new(Deltas { running: Mutex::new(None) });
+        let deltas = Arc::new(Deltas::default());
         let leader = ask(&deltas, &store, 0, 2);
         fetches_reach(&store, 1).await;
         let followers: Vec<_> = (0..5).map(|_| ask(&deltas, &store, 1, 2)).collect();
@@ -216,7 +276,7 @@ mod tests {
         let store = gated();
         store.inner.persist("a", Bytes::from_static(b"1")).await.unwrap();
         store.inner.persist("b", Bytes::from_static(b"2")).await.unwrap();
-        let deltas = Arc::new(Deltas { running: Mutex::new(None) });
+        let deltas = Arc::new(Deltas::default());
         let ahead = ask(&deltas, &store, 1, 2);
         fetches_reach(&store, 1).await;
         let behind = ask(&deltas, &store, 0, 2);
@@ -228,12 +288,43 @@ mod tests {
         assert_eq!(changes.len(), 1);
     }
 
+    /// A caller asking just after a fetch landed takes its answer on the same terms as a
+    /// running one's (from at or below its version, reaching its target), without a fetch;
+    /// one it does not serve, or one asking once the answer is no longer fresh, fetches.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_just_landed_serves_the_callers_after_it() {
+        let store = gated();
+        store.gate.add_permits(100);
+        store.inner.persist("a", Bytes::from_static(b"1")).await.unwrap();
+        store.inner.persist("b", Bytes::from_static(b"2")).await.unwrap();
+        let deltas = Arc::new(Deltas::default());
+        assert_eq!(version_of(&ask(&deltas, &store, 1, 2).await.unwrap()), Some(2));
+        assert_eq!(store.fetches.load(Ordering::SeqCst), 1);
+        for since in [1, 2] {
+            let Changes::Delta { changes, version } = ask(&deltas, &store, since, 2).await.unwrap() else {
+                panic!("a delta")
+            };
+            assert_eq!((version, changes.len()), (2, 1), "the kept delta from 1: only b");
+        }
+        assert_eq!(store.fetches.load(Ordering::SeqCst), 1, "served by the kept answer");
+        // Behind its start: a fetch of its own, which is then kept as the better answer.
+        let Changes::Delta { changes, .. } = ask(&deltas, &store, 0, 2).await.unwrap() else { panic!("a delta") };
+        assert_eq!((changes.len(), store.fetches.load(Ordering::SeqCst)), (2, 2));
+        // A target past it: a fetch, which sees the store's new write.
+        store.inner.persist("c", Bytes::from_static(b"3")).await.unwrap();
+        assert_eq!(version_of(&ask(&deltas, &store, 0, 3).await.unwrap()), Some(3));
+        assert_eq!(store.fetches.load(Ordering::SeqCst), 3);
+        tokio::time::sleep(KEPT_FOR + Duration::from_millis(20)).await;
+        assert_eq!(version_of(&ask(&deltas, &store, 2, 3).await.unwrap()), Some(3));
+        assert_eq!(store.fetches.load(Ordering::SeqCst), 4, "no longer fresh: fetched");
+    }
+
     /// A leader dropped before its answer leaves the waiting callers to fetch.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cancelled_leader_leaves_the_others_to_fetch() {
         let store = gated();
         store.inner.persist("a", Bytes::from_static(b"1")).await.unwrap();
-        let deltas = Arc::new(Deltas { running: Mutex::new(None) });
+        let deltas = Arc::new(Deltas::default());
         let leader = ask(&deltas, &store, 0, 1);
         fetches_reach(&store, 1).await;
         let follower = ask(&deltas, &store, 0, 1);
