@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
+# `ss` reads the kernel's byte counters of PostgreSQL's connections for its load figures.
+command -v ss >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2; } >&2
 # Azure's figures go to an Azurite of the suite's own, stopped (with all it holds, in memory)
 # when the run ends, so the namespaces a run leaves never slow the tests' Azurite.
 scripts/services.sh azure-bench
